@@ -1,0 +1,200 @@
+/* diag.c: source files and diagnostics.
+ * A diagnostic is "file:line:col: kind: message", then the source line and a
+ * caret under the column. The caret line copies the tabs of the source
+ * prefix, so it lines up however the terminal expands them. */
+#include "wtnc.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int diag_errors;
+
+enum { MAX_SHOWN_ERRORS = 25, LINE_WINDOW = 160 };
+static bool suppressing;        /* past the limit: errors and their notes are hidden */
+
+SrcFile *diag_read_file(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp) {
+		fprintf(stderr, "wtnc: error: cannot open '%s': %s\n", path, strerror(errno));
+		diag_errors++;
+		return NULL;
+	}
+	size_t cap = 4096, len = 0;
+	char *text = malloc(cap);
+	for (;;) {
+		if (!text) {
+			fprintf(stderr, "wtnc: error: out of memory reading '%s'\n", path);
+			exit(1);
+		}
+		size_t n = fread(text + len, 1, cap - len - 1, fp);
+		len += n;
+		if (n == 0)
+			break;
+		if (cap - len - 1 == 0)
+			text = realloc(text, cap *= 2);
+	}
+	if (ferror(fp)) {
+		fprintf(stderr, "wtnc: error: cannot read '%s': %s\n", path, strerror(errno));
+		fclose(fp);
+		free(text);
+		diag_errors++;
+		return NULL;
+	}
+	fclose(fp);
+	text[len] = '\0';
+	SrcFile *f = malloc(sizeof *f);
+	if (!f)
+		exit(1);
+	f->name = path;
+	f->text = text;
+	f->len = len;
+	return f;
+}
+
+/* Start and length of line `line` (1-based), without its newline. */
+static const char *find_line(const SrcFile *f, int line, size_t *len)
+{
+	const char *p = f->text, *end = f->text + f->len;
+	for (int l = 1; l < line && p < end; p++)
+		if (*p == '\n')
+			l++;
+	const char *q = p;
+	while (q < end && *q != '\n')
+		q++;
+	if (q > p && q[-1] == '\r')
+		q--;
+	*len = (size_t)(q - p);
+	return p;
+}
+
+/* Prints the line with non-printing bytes as '?', then the caret. Lines
+ * longer than the window are cut around the column, with "..." marks. */
+static void show_source(Pos pos)
+{
+	if (!pos.file || pos.line < 1)
+		return;
+	size_t len;
+	const char *s = find_line(pos.file, pos.line, &len);
+	if (len == 0)
+		return;              /* nothing to point at (an empty file) */
+	size_t col = pos.col > 0 ? (size_t)pos.col - 1 : 0;
+	size_t from = 0, to = len;
+	if (col > len)
+		col = len;
+	if (len > LINE_WINDOW) {
+		from = col > LINE_WINDOW / 2 ? col - LINE_WINDOW / 2 : 0;
+		to = from + LINE_WINDOW < len ? from + LINE_WINDOW : len;
+	}
+	const char *lead = from > 0 ? "..." : "";
+	fputs(lead, stderr);
+	for (size_t i = from; i < to; i++) {
+		unsigned char c = (unsigned char)s[i];
+		fputc(c == '\t' || c >= 0x80 || (c >= 0x20 && c < 0x7f) ? c : '?', stderr);
+	}
+	fputs(to < len ? "...\n" : "\n", stderr);
+	fputs(from > 0 ? "   " : "", stderr);
+	for (size_t i = from; i < col; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\t')
+			fputc('\t', stderr);
+		else if ((c & 0xC0) != 0x80)   /* one space per UTF-8 character */
+			fputc(' ', stderr);
+	}
+	fputs("^\n", stderr);
+}
+
+static void report(Pos pos, const char *kind, const char *fmt, va_list ap)
+{
+	if (pos.file)
+		fprintf(stderr, "%s:%d:%d: %s: ", pos.file->name, pos.line, pos.col, kind);
+	else
+		fprintf(stderr, "wtnc: %s: ", kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	show_source(pos);
+}
+
+void diag_error(Pos pos, const char *fmt, ...)
+{
+	diag_errors++;
+	suppressing = diag_errors > MAX_SHOWN_ERRORS;
+	if (diag_errors == MAX_SHOWN_ERRORS + 1)
+		fprintf(stderr, "wtnc: too many errors; the rest are not shown\n");
+	if (suppressing)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	report(pos, "error", fmt, ap);
+	va_end(ap);
+}
+
+void diag_warning(Pos pos, const char *fmt, ...)
+{
+	suppressing = diag_errors > MAX_SHOWN_ERRORS;
+	if (suppressing)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	report(pos, "warning", fmt, ap);
+	va_end(ap);
+}
+
+void diag_note(Pos pos, const char *fmt, ...)
+{
+	if (suppressing)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	report(pos, "note", fmt, ap);
+	va_end(ap);
+}
+
+/* Levenshtein distance, giving up (returning a large value) past `limit`. */
+static int edit_distance(const char *a, const char *b, int limit)
+{
+	int la = (int)strlen(a), lb = (int)strlen(b);
+	if (la - lb > limit || lb - la > limit || lb > 200)
+		return limit + 1;
+	int row[201];
+	for (int j = 0; j <= lb; j++)
+		row[j] = j;
+	for (int i = 1; i <= la; i++) {
+		int diag = row[0];
+		row[0] = i;
+		for (int j = 1; j <= lb; j++) {
+			int up = row[j];
+			int best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+const char *diag_suggest(const char *name, const char *const *names, int n)
+{
+	/* Close enough: at most a third of the name's letters wrong, and at
+	 * least one letter right (so 'x' does not suggest 'h'). */
+	int len = (int)strlen(name);
+	int limit = len <= 2 ? 1 : len / 3 + 1;
+	const char *best = NULL;
+	int best_d = limit + 1;
+	for (int i = 0; i < n; i++) {
+		if (!names[i] || !strcmp(names[i], name))
+			continue;
+		int d = edit_distance(name, names[i], limit);
+		/* a prefix of three or more letters: 'fashion' for 'fashion_mnist' */
+		if (len >= 3 && !strncmp(name, names[i], (size_t)len))
+			d = limit < 1 ? 0 : limit;
+		if (d < best_d && d < (int)strlen(names[i])) {
+			best = names[i];
+			best_d = d;
+		}
+	}
+	return best;
+}

@@ -1,0 +1,203 @@
+/* main.c: the wtnc driver. Reads a .wtn file, runs the phases in order and
+ * links the generated kernels with the runtime into a training binary. */
+#include "wtnc.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef WTN_BUILD_DIR
+#define WTN_BUILD_DIR "build"
+#endif
+
+enum { MAX_OVERRIDES = 256 };
+
+typedef struct Options {
+	const char *input, *output;
+	bool compile_only, emit_ir, emit_llvm;
+	const char *overrides[MAX_OVERRIDES];
+	int noverrides;
+	CodegenOpts cg;
+	const char *cc;
+} Options;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: wtnc [options] FILE.wtn\n"
+		"Compiles a wtn network into a native training binary.\n\n"
+		"  -o FILE                 output file (default: the input's name without .wtn)\n"
+		"  -c                      stop after writing the object file\n"
+		"  --emit-ir               print the checked IR (the spec text) and stop\n"
+		"  --emit-llvm             print the optimised LLVM IR and stop\n"
+		"  --feedback LAYER=RULE   use RULE (e.g. fa, bp) on LAYER's feedback path;\n"
+		"                          repeatable, overrides the file's feedback block\n"
+		"  --target-cpu CPU        generate code for CPU (default: this machine's)\n"
+		"  -O0 .. -O3              optimisation level (default -O3)\n"
+		"  --cc CC                 C compiler used to link (default: $CC or cc)\n"
+		"  -h, --help              this text\n");
+}
+
+static void die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "wtnc: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(run 'wtnc --help' for the options)\n");
+	exit(2);
+}
+
+static const char *need_arg(int argc, char **argv, int *i)
+{
+	if (*i + 1 >= argc)
+		die_usage("option '%s' needs an argument", argv[*i]);
+	return argv[++*i];
+}
+
+static Options parse_args(int argc, char **argv)
+{
+	Options o = {0};
+	o.cg.opt_level = 3;
+	o.cc = getenv("CC");
+	if (!o.cc || !*o.cc)
+		o.cc = "cc";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "-o")) {
+			o.output = need_arg(argc, argv, &i);
+		} else if (!strcmp(a, "-c")) {
+			o.compile_only = true;
+		} else if (!strcmp(a, "--emit-ir")) {
+			o.emit_ir = true;
+		} else if (!strcmp(a, "--emit-llvm")) {
+			o.emit_llvm = true;
+		} else if (!strcmp(a, "--feedback") || !strncmp(a, "--feedback=", 11)) {
+			const char *v = a[10] == '=' ? a + 11 : need_arg(argc, argv, &i);
+			if (o.noverrides == MAX_OVERRIDES)
+				die_usage("too many %s options", "--feedback");
+			o.overrides[o.noverrides++] = v;
+		} else if (!strcmp(a, "--target-cpu") || !strncmp(a, "--target-cpu=", 13)) {
+			o.cg.target_cpu = a[12] == '=' ? a + 13 : need_arg(argc, argv, &i);
+		} else if (!strcmp(a, "--cc")) {
+			o.cc = need_arg(argc, argv, &i);
+		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+			o.cg.opt_level = a[2] - '0';
+		} else if (a[0] == '-' && a[1]) {
+			die_usage("unknown option '%s'", a);
+		} else if (o.input) {
+			die_usage("more than one input file ('%s')", a);
+		} else {
+			o.input = a;
+		}
+	}
+	if (!o.input)
+		die_usage("no input file%s", "");
+	return o;
+}
+
+/* "dir/net.wtn" -> "dir/net" + suffix. */
+static char *default_output(const char *input, const char *suffix)
+{
+	size_t n = strlen(input);
+	if (n > 4 && !strcmp(input + n - 4, ".wtn"))
+		n -= 4;
+	char *s = malloc(n + strlen(suffix) + 1);
+	memcpy(s, input, n);
+	strcpy(s + n, suffix);
+	return s;
+}
+
+/* Where the runtime library and the binary's main live: $WTN_HOME, else the
+ * build directory this wtnc was built in. */
+static const char *runtime_dir(void)
+{
+	const char *home = getenv("WTN_HOME");
+	return home && *home ? home : WTN_BUILD_DIR;
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	char *s = malloc(strlen(dir) + strlen(name) + 2);
+	sprintf(s, "%s/%s", dir, name);
+	return s;
+}
+
+/* Runs argv without a shell; returns its exit status or -1. */
+static int run(char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "wtnc: cannot start '%s': %s\n", argv[0], strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "wtnc: cannot run '%s': %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int link_binary(const Options *o, const char *object, const char *output)
+{
+	const char *dir = runtime_dir();
+	char *lib = path_join(dir, "libwtnrt.a"), *main_obj = path_join(dir, "wtn_main.o");
+	struct stat st;
+	if (stat(lib, &st) || stat(main_obj, &st)) {
+		fprintf(stderr, "wtnc: the wtn runtime is not in '%s' (build it with 'make', "
+			"or set WTN_HOME to the directory holding libwtnrt.a and wtn_main.o)\n", dir);
+		return 1;
+	}
+	char *argv[] = {(char *)o->cc, "-o", (char *)output, (char *)object, main_obj, lib,
+		"-lopenblas", "-lz", "-lm", "-lpthread", NULL};
+	int status = run(argv);
+	free(lib);
+	free(main_obj);
+	if (status != 0) {
+		fprintf(stderr, "wtnc: linking '%s' with %s failed\n", output, o->cc);
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	Options o = parse_args(argc, argv);
+	SrcFile *file = diag_read_file(o.input);
+	if (!file)
+		return 1;
+	Program *prog = parse_program(file);
+	IRNetwork *net = prog ? sema_program(prog, o.overrides, o.noverrides) : NULL;
+	if (!net || diag_errors)
+		return 1;
+	ir_plan_buffers(net);
+
+	if (o.emit_ir) {
+		ir_print(stdout, net);
+		return 0;
+	}
+	if (o.emit_llvm)
+		return codegen(net, &o.cg, o.output ? o.output : "-", true);
+	if (o.compile_only)
+		return codegen(net, &o.cg, o.output ? o.output : default_output(o.input, ".o"), false);
+
+	const char *output = o.output ? o.output : default_output(o.input, "");
+	char object[] = "/tmp/wtnc-XXXXXX.o";
+	int fd = mkstemps(object, 2);
+	if (fd < 0) {
+		fprintf(stderr, "wtnc: cannot create a temporary object file: %s\n", strerror(errno));
+		return 1;
+	}
+	close(fd);
+	int status = codegen(net, &o.cg, object, false) || link_binary(&o, object, output);
+	unlink(object);
+	return status;
+}

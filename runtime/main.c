@@ -1,0 +1,194 @@
+/* main.c: the command line of a compiled network: picks the command, reads
+ * the options (which override the spec's train record) and runs it. */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wtnrt.h"
+
+static const char *prog = "wtn";
+
+static void usage(FILE *out, const RtModel *m)
+{
+	fprintf(out,
+	        "usage: %s [COMMAND] [OPTIONS]\n"
+	        "Trains and evaluates the network %s (compiled by wtnc).\n"
+	        "\n"
+	        "commands:\n"
+	        "  train            train the network (the default)\n"
+	        "  eval --init FILE test loss and accuracy of a checkpoint\n"
+	        "  info             layers, feedback rules, parameter and FLOP counts\n"
+	        "\n"
+	        "options (override the program's train block):\n"
+	        "  --data DIR       data: fashion_mnist, mnist, synthetic or a directory\n"
+	        "                   of IDX files (plain or .gz) [%s]\n"
+	        "  --epochs N       epochs [%d]\n"
+	        "  --batch N        batch size, at most the compiled batch [%d]\n"
+	        "  --lr X           learning rate [%g]\n"
+	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
+	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
+	        "  --no-shuffle     keep the data order\n"
+	        "  --init FILE      start from a safetensors checkpoint\n"
+	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
+	        "  --metrics FILE   write one JSON object per epoch\n"
+	        "  -h, --help       this text\n"
+	        "\n"
+	        "exit status: 0 success, 1 runtime error, 2 usage error\n",
+	        prog, m->name, m->train.data, m->train.epochs, m->train.batch, m->train.lr,
+	        m->train.seed);
+}
+
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "wtn: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (try '%s --help')\n", prog);
+	return 2;
+}
+
+static bool parse_long_arg(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (end == s || *end || errno || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_double_arg(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || !isfinite(v) || v <= 0)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Applies one option with a value. Returns 0, or 2 after a message. */
+static int apply_option(const char *name, const char *val, RtModel *m, RtOptions *o)
+{
+	RtTrain *t = &m->train;
+	long v;
+	if (strcmp(name, "--data") == 0)
+		o->data = val;
+	else if (strcmp(name, "--init") == 0)
+		o->init = val;
+	else if (strcmp(name, "--save") == 0)
+		o->save = val;
+	else if (strcmp(name, "--metrics") == 0)
+		o->metrics = val;
+	else if (strcmp(name, "--epochs") == 0) {
+		if (!parse_long_arg(val, 1, 1000000, &v))
+			return usage_error("--epochs %s: expected a whole number of epochs >= 1", val);
+		t->epochs = (int)v;
+	} else if (strcmp(name, "--batch") == 0) {
+		if (!parse_long_arg(val, 1, t->batch, &v))
+			return usage_error("--batch %s: expected a batch size from 1 to the compiled batch %d",
+			                   val, t->batch);
+		t->batch = (int)v;
+	} else if (strcmp(name, "--lr") == 0) {
+		if (!parse_double_arg(val, &t->lr))
+			return usage_error("--lr %s: expected a positive number", val);
+	} else if (strcmp(name, "--seed") == 0) {
+		if (!parse_long_arg(val, 0, 0x7fffffffffffffffL, &v))
+			return usage_error("--seed %s: expected a non-negative integer", val);
+		t->seed = v;
+	} else if (strcmp(name, "--threads") == 0) {
+		if (!parse_long_arg(val, 1, 64, &v))
+			return usage_error("--threads %s: expected a thread count from 1 to 64", val);
+		o->threads = (int)v;
+	} else
+		return usage_error("unknown option %s", name);
+	return 0;
+}
+
+static bool takes_value(const char *name)
+{
+	static const char *const with_value[] = {"--data", "--epochs", "--batch", "--lr", "--seed",
+	                                         "--threads", "--init", "--save", "--metrics"};
+	for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
+		if (strcmp(name, with_value[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
+{
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "help") == 0) {
+			usage(stdout, m);
+			return 0;
+		}
+		if (strcmp(a, "--no-shuffle") == 0) {
+			o->no_shuffle = true;
+			continue;
+		}
+		if (a[0] != '-') {
+			if (o->command)
+				return usage_error("unexpected argument '%s'", a);
+			if (strcmp(a, "train") && strcmp(a, "eval") && strcmp(a, "info"))
+				return usage_error("unknown command '%s'", a);
+			o->command = a;
+			continue;
+		}
+		char name[32];
+		const char *val;
+		char *eq = strchr(a, '=');
+		if (eq && (size_t)(eq - a) < sizeof name) {
+			memcpy(name, a, eq - a);
+			name[eq - a] = '\0';
+			val = eq + 1;
+		} else {
+			snprintf(name, sizeof name, "%s", a);
+			val = NULL;
+		}
+		if (!takes_value(name))
+			return usage_error("unknown option %s", a);
+		if (!val) {
+			if (i + 1 >= argc)
+				return usage_error("%s needs a value", name);
+			val = argv[++i];
+		}
+		int rc = apply_option(name, val, m, o);
+		if (rc)
+			return rc;
+	}
+	if (!o->command)
+		o->command = "train";
+	if (strcmp(o->command, "eval") == 0 && !o->init)
+		return usage_error("eval needs --init FILE (a checkpoint to evaluate)");
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	RtModel m;
+	RtOptions o = {0};
+	if (argc > 0 && argv[0][0])
+		prog = basename(argv[0]);
+	if (rt_spec_parse(wtn_spec, &m) < 0)
+		return 1;
+	o.max_batch = m.train.batch;
+	int rc = parse_args(argc, argv, &m, &o);
+	if (rc < 0) {
+		if (strcmp(o.command, "info") == 0)
+			rc = rt_cmd_info(&m, stdout);
+		else if (strcmp(o.command, "eval") == 0)
+			rc = rt_cmd_eval(&m, &o);
+		else
+			rc = rt_cmd_train(&m, &o);
+	}
+	rt_spec_free(&m);
+	return rc;
+}

@@ -1,0 +1,153 @@
+/* metrics.c: test evaluation, alignment of feedback matrices with the
+ * forward weights, and the per-epoch report (a line, a JSON object, and a
+ * progress bar on terminals). */
+#include <math.h>
+#include <string.h>
+#include "wtnrt.h"
+
+int rt_argmax(const float *v, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+double rt_angle_deg(const float *a, const float *b, long n)
+{
+	double ab = 0, aa = 0, bb = 0;
+	for (long i = 0; i < n; i++) {
+		ab += (double)a[i] * b[i];
+		aa += (double)a[i] * a[i];
+		bb += (double)b[i] * b[i];
+	}
+	if (aa == 0 || bb == 0)
+		return NAN;
+	double c = ab / (sqrt(aa) * sqrt(bb));
+	c = c > 1 ? 1 : c < -1 ? -1 : c;   /* rounding can step just outside */
+	return acos(c) * 180.0 / M_PI;
+}
+
+double rt_norm_ratio(const float *a, const float *b, long n)
+{
+	double aa = 0, bb = 0;
+	for (long i = 0; i < n; i++) {
+		aa += (double)a[i] * a[i];
+		bb += (double)b[i] * b[i];
+	}
+	return bb == 0 ? NAN : sqrt(aa) / sqrt(bb);
+}
+
+void rt_layer_stats(const RtModel *m, float **bufs, RtLayerStat *out)
+{
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		out[i].angle = out[i].norm_ratio = NAN;
+		if (l->B < 0)
+			continue;
+		long n = (long)l->out * l->in;
+		out[i].angle = rt_angle_deg(bufs[l->B], bufs[l->W], n);
+		out[i].norm_ratio = rt_norm_ratio(bufs[l->B], bufs[l->W], n);
+	}
+}
+
+void rt_evaluate(const RtModel *m, float **bufs, const RtSet *set, int batch,
+                 int32_t *labels, double *loss, double *acc)
+{
+	const RtLayer *last = &m->layers[m->nlayers - 1];
+	double sum = 0;
+	long correct = 0;
+	for (long start = 0; start < set->n; start += batch) {
+		int n = set->n - start < batch ? (int)(set->n - start) : batch;
+		memcpy(bufs[m->x_slot], set->x + start * set->dim, (size_t)n * set->dim * sizeof(float));
+		memcpy(labels, set->y + start, n * sizeof *labels);
+		wtn_forward(bufs, n);
+		sum += (double)wtn_loss(bufs, labels, n) * n;
+		const float *y = bufs[last->y];
+		for (int i = 0; i < n; i++)
+			correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
+	}
+	*loss = set->n ? sum / set->n : NAN;
+	*acc = set->n ? 100.0 * correct / set->n : NAN;
+}
+
+static void print_rate(FILE *out, double r)
+{
+	if (r >= 1e6)
+		fprintf(out, "%.1fM samples/s", r / 1e6);
+	else if (r >= 1e3)
+		fprintf(out, "%.1fk samples/s", r / 1e3);
+	else
+		fprintf(out, "%.0f samples/s", r);
+}
+
+void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s)
+{
+	fprintf(out, "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%",
+	        s->epoch, s->epochs, s->train_loss, s->train_acc, s->test_loss, s->test_acc);
+	for (int i = 0; i < m->nlayers; i++)
+		if (m->layers[i].B >= 0)
+			fprintf(out, "  %s angle %.1f\u00b0 |B|/|W| %.2f", m->layers[i].name,
+			        s->layers[i].angle, s->layers[i].norm_ratio);
+	fprintf(out, "  ");
+	print_rate(out, s->samples_per_sec);
+	fputc('\n', out);
+	fflush(out);
+}
+
+/* JSON has no NaN or infinity: those become null. */
+static void json_number(FILE *out, double v)
+{
+	if (isfinite(v))
+		fprintf(out, "%.9g", v);
+	else
+		fputs("null", out);
+}
+
+static void json_field(FILE *out, const char *key, double v)
+{
+	fprintf(out, ",\"%s\":", key);
+	json_number(out, v);
+}
+
+int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s)
+{
+	fprintf(out, "{\"epoch\":%d", s->epoch);
+	json_field(out, "lr", s->lr);
+	json_field(out, "train_loss", s->train_loss);
+	json_field(out, "train_acc", s->train_acc);
+	json_field(out, "test_loss", s->test_loss);
+	json_field(out, "test_acc", s->test_acc);
+	json_field(out, "samples_per_sec", s->samples_per_sec);
+	fputs(",\"layers\":[", out);
+	bool first = true;
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (l->B < 0)
+			continue;
+		/* Layer and rule names are identifiers: no escaping needed. */
+		fprintf(out, "%s{\"name\":\"%s\",\"rule\":\"%s\",\"angle\":", first ? "" : ",",
+		        l->name, l->rule);
+		json_number(out, s->layers[i].angle);
+		fputs(",\"norm_ratio\":", out);
+		json_number(out, s->layers[i].norm_ratio);
+		fputc('}', out);
+		first = false;
+	}
+	fputs("]}\n", out);
+	return fflush(out) == 0 && !ferror(out) ? 0 : -1;
+}
+
+void rt_progress(FILE *out, int epoch, int epochs, long done, long total, double loss, double acc)
+{
+	enum { WIDTH = 30 };
+	int filled = total ? (int)(WIDTH * done / total) : WIDTH;
+	char bar[WIDTH + 1];
+	for (int i = 0; i < WIDTH; i++)
+		bar[i] = i < filled ? '#' : '.';
+	bar[WIDTH] = '\0';
+	fprintf(out, "\r\033[Kepoch %d/%d [%s] %3ld%%  loss %.4f acc %.2f%%", epoch, epochs, bar,
+	        total ? 100 * done / total : 100, loss, acc);
+	fflush(out);
+}

@@ -1,0 +1,255 @@
+/* train.c: the train and eval commands: load data, initialise or load the
+ * parameters, run the step loop over the generated kernels, report and
+ * checkpoint each epoch. Everything the step needs is allocated before the
+ * first step. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "wtnrt.h"
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int n_classes(const RtModel *m)
+{
+	return m->layers[m->nlayers - 1].out;
+}
+
+/* Weight-mirror layers get a mirror step every `every` training steps; the
+ * kernel runs all of them, so the most frequent layer sets the pace, and
+ * the largest noise batch and warm-up among them are used. */
+typedef struct Mirror { int every, batch, warmup; } Mirror;
+
+static Mirror mirror_plan(const RtModel *m, int max_n)
+{
+	Mirror mp = {0, 0, 0};
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (l->change != RT_CHANGE_MIRROR)
+			continue;
+		int e = (int)rt_rule_arg(l, "every", 1);
+		int n = (int)rt_rule_arg(l, "batch", max_n);
+		int w = (int)rt_rule_arg(l, "warmup", 0);
+		if (e < 1)
+			e = 1;
+		if (mp.every == 0 || e < mp.every)
+			mp.every = e;
+		if (n > mp.batch)
+			mp.batch = n;
+		if (w > mp.warmup)
+			mp.warmup = w;
+	}
+	if (mp.batch > max_n || mp.batch < 1)
+		mp.batch = max_n;
+	return mp;
+}
+
+/* The burst of mirror steps before training (Akrout et al.), each with its
+ * own noise seed. */
+static void mirror_warmup(float **bufs, const Mirror *mp, const RtOptim *opt)
+{
+	RtOptim scratch = *opt;   /* warm-up is not an optimiser step */
+	float hyper[WTN_H_COUNT];
+	memcpy(hyper, rt_optim_next(&scratch), sizeof hyper);
+	for (int k = 0; k < mp->warmup; k++) {
+		hyper[WTN_H_SEED] = (float)(rt_mix64((uint64_t)opt->t->seed * 0x3c6ef372ULL + k) & 0xffffff);
+		wtn_mirror(bufs, mp->batch, hyper);
+	}
+}
+
+/* --batch may only shrink the batch; buffers keep the compiled size so the
+ * mirror phase can use its own noise batch. */
+static int max_batch(const RtModel *m, const RtOptions *o)
+{
+	return o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
+}
+
+/* Everything one run holds; freed by run_close. */
+typedef struct Run {
+	RtModel *m;
+	RtData data;
+	float **bufs;
+	float **mags;
+	int32_t *labels;
+	RtPool *pool;
+	RtBatcher batcher;
+	FILE *metrics;
+	RtLayerStat *stats;
+} Run;
+
+static void run_close(Run *r)
+{
+	if (r->metrics)
+		fclose(r->metrics);
+	rt_pool_stop(r->pool);
+	rt_batcher_free(&r->batcher);
+	rt_init_free_mags(r->m, r->mags);
+	rt_free_buffers(r->m, r->bufs);
+	free(r->labels);
+	free(r->stats);
+	rt_data_free(&r->data);
+}
+
+/* Data, buffers and parameters (fresh or from --init). */
+static int run_open(Run *r, RtModel *m, const RtOptions *o)
+{
+	const RtTrain *t = &m->train;
+	memset(r, 0, sizeof *r);
+	r->m = m;
+	if (rt_data_load(t->data, o->data, m->in_units, n_classes(m), (uint64_t)t->seed,
+	                 &r->data) < 0)
+		return -1;
+	r->bufs = rt_alloc_buffers(m, max_batch(m, o));
+	r->labels = calloc(max_batch(m, o), sizeof *r->labels);
+	r->stats = calloc(m->nlayers, sizeof *r->stats);
+	if (!r->bufs || !r->labels || !r->stats) {
+		fprintf(stderr, "wtn: out of memory\n");
+		return -1;
+	}
+	r->mags = rt_init_params(m, r->bufs, (uint64_t)t->seed);
+	if (o->init) {
+		if (rt_checkpoint_load(o->init, m, r->bufs) < 0)
+			return -1;
+		rt_init_mags_from_feedback(m, r->bufs, r->mags);
+	}
+	return 0;
+}
+
+static int thread_count(const RtOptions *o)
+{
+	if (o->threads > 0)
+		return o->threads;
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+typedef struct EpochTotals { double loss_sum; long correct, seen; } EpochTotals;
+
+static void count_correct(const RtModel *m, float **bufs, const int32_t *labels, int n,
+                          EpochTotals *e)
+{
+	const RtLayer *last = &m->layers[m->nlayers - 1];
+	const float *y = bufs[last->y];
+	for (int i = 0; i < n; i++)
+		e->correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
+}
+
+/* One epoch of steps. Returns -1 (after the message) on a non-finite loss. */
+static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, const Mirror *mp,
+                       bool tty, EpochTotals *e)
+{
+	RtModel *m = r->m;
+	const RtTrain *t = &m->train;
+	double last_draw = 0;
+	int step = 0, n;
+	rt_batcher_start_epoch(&r->batcher);
+	while ((n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
+		step++;
+		wtn_forward(r->bufs, n);
+		float loss = wtn_loss(r->bufs, r->labels, n);
+		if (!isfinite(loss)) {
+			if (tty)
+				fputs("\r\033[K", stdout);
+			fflush(stdout);
+			fprintf(stderr, "wtn: non-finite loss at epoch %d step %d; stopping", epoch + 1, step);
+			if (o->save && epoch > 0)
+				fprintf(stderr, " (checkpoint %s keeps epoch %d)\n", o->save, epoch);
+			else if (o->save)
+				fprintf(stderr, " (checkpoint %s not written by this run)\n", o->save);
+			else
+				fputc('\n', stderr);
+			return -1;
+		}
+		e->loss_sum += (double)loss * n;
+		e->seen += n;
+		count_correct(m, r->bufs, r->labels, n, e);
+		wtn_backward(r->bufs, n);
+		const float *hyper = rt_optim_next(opt);
+		rt_pool_update(r->pool, r->bufs, hyper);
+		if (mp->every && opt->step % mp->every == 0)
+			wtn_mirror(r->bufs, mp->batch, hyper);
+		if (tty) {
+			double tnow = now_seconds();
+			if (tnow - last_draw > 0.1 || r->batcher.pos == r->data.train.n) {
+				last_draw = tnow;
+				rt_progress(stdout, epoch + 1, t->epochs, e->seen, r->data.train.n,
+				            e->loss_sum / e->seen, 100.0 * e->correct / e->seen);
+			}
+		}
+	}
+	return 0;
+}
+
+int rt_cmd_train(RtModel *m, const RtOptions *o)
+{
+	const RtTrain *t = &m->train;
+	Run r;
+	int status = 1;
+	if (run_open(&r, m, o) < 0)
+		goto out;
+	if (o->metrics && !(r.metrics = fopen(o->metrics, "w"))) {
+		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+		goto out;
+	}
+	int threads = thread_count(o);
+	openblas_set_num_threads(threads);
+	r.pool = rt_pool_start(threads);
+	rt_batcher_init(&r.batcher, &r.data.train, t->batch, !o->no_shuffle, (uint64_t)t->seed);
+	RtOptim opt;
+	rt_optim_init(&opt, t);
+	Mirror mp = mirror_plan(m, max_batch(m, o));
+	if (mp.every && !o->init)
+		mirror_warmup(r.bufs, &mp, &opt);
+	bool tty = isatty(STDOUT_FILENO);
+	for (int epoch = 0; epoch < t->epochs; epoch++) {
+		EpochTotals e = {0};
+		rt_optim_begin_epoch(&opt, epoch);
+		double t0 = now_seconds();
+		if (train_epoch(&r, o, &opt, epoch, &mp, tty, &e) < 0)
+			goto out;
+		double elapsed = now_seconds() - t0;
+		RtEpochStats s = {.epoch = epoch + 1, .epochs = t->epochs, .lr = opt.lr,
+		                  .layers = r.stats};
+		s.train_loss = e.loss_sum / e.seen;
+		s.train_acc = 100.0 * e.correct / e.seen;
+		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
+		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
+		rt_layer_stats(m, r.bufs, r.stats);
+		if (tty)
+			fputs("\r\033[K", stdout);
+		rt_print_epoch(stdout, m, &s);
+		if (r.metrics && rt_write_metrics_json(r.metrics, m, &s) < 0) {
+			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
+			goto out;
+		}
+		if (o->save && rt_checkpoint_save(o->save, m, r.bufs, epoch + 1) < 0)
+			goto out;
+	}
+	status = 0;
+out:
+	run_close(&r);
+	return status;
+}
+
+int rt_cmd_eval(RtModel *m, const RtOptions *o)
+{
+	Run r;
+	int status = 1;
+	if (run_open(&r, m, o) == 0) {
+		double loss, acc;
+		openblas_set_num_threads(thread_count(o));
+		rt_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
+		printf("test loss %.4f acc %.2f%%  (%ld samples, %s)\n", loss, acc, r.data.test.n,
+		       r.data.source);
+		status = 0;
+	}
+	run_close(&r);
+	return status;
+}

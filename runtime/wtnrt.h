@@ -1,0 +1,205 @@
+/* wtnrt.h: the runtime library's shared header, one section per file.
+ * The runtime parses a compiled network's spec (wtn_abi.h), owns every
+ * buffer, the data, the optimiser's schedule and state, metrics and
+ * checkpoints, and calls the generated kernels. */
+#ifndef WTNRT_H
+#define WTNRT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "wtn_abi.h"
+
+/* ---- spec.c: the parsed spec ---- */
+enum { RT_ACT_IDENTITY, RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID };
+enum { RT_LOSS_SOFTMAX_CE, RT_LOSS_MSE };
+enum { RT_INIT_HE, RT_INIT_XAVIER, RT_INIT_NORMAL, RT_INIT_UNIFORM };
+enum { RT_START_NONE, RT_START_LIKE_W, RT_START_SIGN_W, RT_START_RANDMAG_SIGN_W };
+enum { RT_CARRY_W, RT_CARRY_B, RT_CARRY_D };
+enum { RT_CHANGE_NONE, RT_CHANGE_AS_W, RT_CHANGE_SIGN_W, RT_CHANGE_RANDMAG_SIGN_W,
+       RT_CHANGE_REDRAW_SIGN_W, RT_CHANGE_MIRROR };
+enum { RT_OPT_SGD, RT_OPT_ADAM };
+enum { RT_SCHED_NONE, RT_SCHED_STEP, RT_SCHED_COSINE };
+enum { RT_BUF_PARAM, RT_BUF_STATE, RT_BUF_GRAD, RT_BUF_BATCH };
+
+#define RT_MAX_RULE_ARGS 6
+typedef struct RtBuf {
+	char name[96];
+	int kind;
+	long elems;            /* per sample for RT_BUF_BATCH */
+	int rows, cols;
+} RtBuf;
+
+typedef struct RtLayer {
+	char name[64];
+	int input, in, out;
+	int act, bias, init;
+	double init_arg;
+	char rule[16];
+	int start, carry, change, mirror;
+	int nargs;
+	char arg_name[RT_MAX_RULE_ARGS][16];
+	double arg[RT_MAX_RULE_ARGS];
+	int W, b, B, D, gW, gb, mW, mb, mB, vW, vb, vB, y, d;
+} RtLayer;
+
+typedef struct RtTrain {
+	char data[256];
+	int batch, epochs;
+	long seed;
+	int optimizer;
+	double lr, momentum, weight_decay, beta1, beta2, eps;
+	int nesterov;
+	int schedule, step_every;
+	double gamma, min_lr;
+} RtTrain;
+
+typedef struct RtModel {
+	char name[64];
+	char input_name[64];
+	int in_units, x_slot;
+	RtLayer *layers;
+	int nlayers;
+	int loss;
+	RtTrain train;
+	RtBuf *bufs;
+	int nbufs;
+} RtModel;
+
+/* Parses spec text; on error prints "wtn: bad spec: ..." and returns -1. */
+int rt_spec_parse(const char *text, RtModel *m);
+void rt_spec_free(RtModel *m);
+/* Value of the layer's rule argument `name`, or def if absent. */
+double rt_rule_arg(const RtLayer *l, const char *name, double def);
+/* Allocates every buffer (batch buffers for max_batch samples), zeroed,
+ * 64-byte aligned. Returns the array of slot pointers. */
+float **rt_alloc_buffers(const RtModel *m, int max_batch);
+void rt_free_buffers(const RtModel *m, float **bufs);
+
+/* ---- rng.c: seeded xoshiro256** (seeded through splitmix64) ---- */
+typedef struct RtRng { uint64_t s[4]; } RtRng;
+void rt_rng_seed(RtRng *r, uint64_t seed);
+uint64_t rt_rng_next(RtRng *r);
+double rt_rng_uniform(RtRng *r);            /* [0, 1) */
+double rt_rng_normal(RtRng *r);             /* standard normal */
+uint64_t rt_rng_below(RtRng *r, uint64_t n);/* uniform in [0, n) */
+uint64_t rt_mix64(uint64_t x);              /* splitmix64 finaliser: hashes seeds */
+
+/* ---- idx.c: IDX files, plain or gzip ----
+ * Each loader prints one line "wtn: FILE: problem" and returns -1 on error. */
+int rt_idx_load_images(const char *path, int expect_size, float **pixels, long *count);
+int rt_idx_load_labels(const char *path, int nclasses, int32_t **labels, long *count);
+
+/* ---- data.c and synthetic.c: data sets and batches ---- */
+typedef struct RtSet {
+	long n;                /* samples */
+	int dim;               /* values per sample */
+	float *x;              /* [n, dim], in [0, 1] */
+	int32_t *y;            /* [n] class indices */
+} RtSet;
+typedef struct RtData {
+	char source[300];      /* what was loaded, for messages */
+	RtSet train, test;
+} RtData;
+/* name: fashion_mnist, mnist, synthetic, or a directory (contains '/');
+ * dir, when not NULL, is the --data override (a name or a directory). */
+int rt_data_load(const char *name, const char *dir, int in_units, int nclasses,
+                 uint64_t seed, RtData *d);
+void rt_data_free(RtData *d);
+void rt_synthetic_make(int in_units, int nclasses, uint64_t seed, RtData *d);
+
+typedef struct RtBatcher {
+	const RtSet *set;
+	long *order;           /* permutation of the samples this epoch */
+	long pos;
+	int batch;
+	bool shuffle;
+	RtRng rng;
+} RtBatcher;
+void rt_batcher_init(RtBatcher *b, const RtSet *set, int batch, bool shuffle, uint64_t seed);
+void rt_batcher_free(RtBatcher *b);
+void rt_batcher_start_epoch(RtBatcher *b);  /* reshuffles unless shuffle is off */
+/* Copies the next batch into x [n, dim] and labels [n]; returns n (0 at the
+ * end of the epoch). The last batch may be partial. */
+int rt_batcher_next(RtBatcher *b, float *x, int32_t *labels);
+
+/* ---- init.c: parameter initialisation ---- */
+/* Fills every param buffer from the spec's init and rule starts; returns the
+ * per-layer magnitude arrays M (NULL for layers without one). */
+float **rt_init_params(const RtModel *m, float **bufs, uint64_t seed);
+/* After a checkpoint load: M = |B| for layers whose B is |M| * sign(W). */
+void rt_init_mags_from_feedback(const RtModel *m, float **bufs, float **mags);
+void rt_init_free_mags(const RtModel *m, float **mags);
+
+/* ---- optim.c: learning-rate schedule and per-step scalars ---- */
+typedef struct RtOptim {
+	const RtTrain *t;
+	long step;             /* optimiser steps taken so far */
+	double lr;             /* this epoch's learning rate */
+	float hyper[WTN_H_COUNT];
+} RtOptim;
+double rt_sched_lr(const RtTrain *t, int epoch);   /* epoch counts from 0 */
+void rt_optim_init(RtOptim *o, const RtTrain *t);
+void rt_optim_begin_epoch(RtOptim *o, int epoch);
+const float *rt_optim_next(RtOptim *o);            /* fills hyper, counts a step */
+
+/* ---- pool.c: threads sharing the fused update ---- */
+typedef struct RtPool RtPool;
+RtPool *rt_pool_start(int nthreads);
+/* Runs wtn_update(bufs, hyper, part, nthreads) for every part and waits. */
+void rt_pool_update(RtPool *p, float **bufs, const float *hyper);
+void rt_pool_stop(RtPool *p);
+
+/* ---- metrics.c: losses, accuracies, alignment, reports ---- */
+typedef struct RtLayerStat { double angle, norm_ratio; } RtLayerStat;
+typedef struct RtEpochStats {
+	int epoch, epochs;     /* epoch counts from 1 */
+	double lr, train_loss, train_acc, test_loss, test_acc, samples_per_sec;
+	RtLayerStat *layers;   /* per model layer; only layers with B are reported */
+} RtEpochStats;
+int rt_argmax(const float *v, int n);
+double rt_angle_deg(const float *a, const float *b, long n);  /* NaN for zero vectors */
+double rt_norm_ratio(const float *a, const float *b, long n); /* |a| / |b| */
+void rt_layer_stats(const RtModel *m, float **bufs, RtLayerStat *out);
+/* Forward + loss over a whole set in batches of `batch`. */
+void rt_evaluate(const RtModel *m, float **bufs, const RtSet *set, int batch,
+                 int32_t *labels, double *loss, double *acc);
+void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s);
+int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s);
+void rt_progress(FILE *out, int epoch, int epochs, long done, long total,
+                 double loss, double acc);
+
+/* ---- json.c: the JSON subset of safetensors headers ---- */
+enum { RT_JSON_NULL, RT_JSON_BOOL, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY, RT_JSON_OBJECT };
+typedef struct RtJson {
+	int type;
+	double number;         /* NUMBER, BOOL */
+	char *string;          /* STRING; object member key in `key` */
+	char *key;
+	struct RtJson *items;  /* ARRAY elements or OBJECT members */
+	int nitems;
+} RtJson;
+/* Parses text[0..len); on error returns -1 and writes a reason to err. */
+int rt_json_parse(const char *text, size_t len, RtJson *out, char *err, size_t errlen);
+void rt_json_free(RtJson *j);
+const RtJson *rt_json_get(const RtJson *obj, const char *key);
+
+/* ---- checkpoint.c: safetensors ---- */
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch);
+int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs);
+
+/* ---- train.c: the commands ---- */
+typedef struct RtOptions {
+	const char *command;   /* train, eval, info */
+	const char *data;      /* --data override, or NULL */
+	const char *init, *save, *metrics;
+	int threads;           /* 0: online CPUs */
+	int max_batch;         /* the compiled batch: buffers hold this many samples */
+	bool no_shuffle;
+} RtOptions;
+/* Each returns the process exit status (0, or 1 on runtime errors). */
+int rt_cmd_train(RtModel *m, const RtOptions *o);
+int rt_cmd_eval(RtModel *m, const RtOptions *o);
+int rt_cmd_info(const RtModel *m, FILE *out);
+
+#endif

@@ -1,0 +1,859 @@
+/* refcheck.c: checks one compiled network's kernels against refmath.c.
+ * Linked with NET.o (from `wtnc NET.wtn -c`) and libwtnrt.a.
+ *
+ *   refcheck [--seed S] [--n N] [--expect FILE]
+ *                                    one step: y, loss, d, gW, gb, update
+ *   refcheck --fd [--seed S]         finite differences vs gW (bp layers)
+ *   refcheck --fa-props [--seed S]   B fixed while W moves; B != W path
+ *   refcheck --dump FILE [--seed S] [--b-equals-w]
+ *                                    one step, then every param to FILE
+ * --expect FILE (from gennet) first checks the spec against the source.
+ *
+ * Tolerance (reference mode): element i of a buffer passes when
+ *   |got_i - want_i| <= 1e-4 * max(|want_i|, max_j |want_j|) + 1e-12.
+ * Relative to the larger of the element and the buffer's largest element:
+ * scale-free, so buffers of small numbers (errors d ~ 1e-3) are held to the
+ * same 1e-4 as buffers of large ones, while an element that is tiny only
+ * because of cancellation is not asked for more digits than float keeps. */
+#include "refmath.h"
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double TOL = 1e-4;
+
+/* ---- random numbers: splitmix64, seeded per buffer name ---- */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static double rng_uniform(double lo, double hi)
+{
+	return lo + (hi - lo) * ((rng_next() >> 11) * (1.0 / 9007199254740992.0));
+}
+
+/* Same name and seed, same numbers: two networks sharing a layer start equal. */
+static void rng_seed_name(const char *name, long seed)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	rng_state = h ^ ((uint64_t)seed * 0x2545f4914f6cdd1dull);
+}
+
+/* ---- the network and its buffers ---- */
+enum { ROLE_OTHER, ROLE_X, ROLE_WEIGHT, ROLE_BIAS, ROLE_FEEDBACK, ROLE_DFA,
+       ROLE_GRAD, ROLE_M, ROLE_V, ROLE_ACT };
+
+typedef struct Ctx {
+	RtModel m;
+	float **bufs;
+	int batch, n;
+	long seed;
+	int *role;
+	int32_t *labels;
+	float hyper[WTN_H_COUNT];
+	int failures;
+} Ctx;
+
+static void fail_head(Ctx *c);
+
+static void set_role(Ctx *c, int slot, int role)
+{
+	if (slot >= 0 && slot < c->m.nbufs)
+		c->role[slot] = role;
+}
+
+static void assign_roles(Ctx *c)
+{
+	c->role = calloc(c->m.nbufs, sizeof *c->role);
+	set_role(c, c->m.x_slot, ROLE_X);
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		set_role(c, L->W, ROLE_WEIGHT);
+		set_role(c, L->b, ROLE_BIAS);
+		set_role(c, L->B, ROLE_FEEDBACK);
+		set_role(c, L->D, ROLE_DFA);
+		set_role(c, L->gW, ROLE_GRAD);
+		set_role(c, L->gb, ROLE_GRAD);
+		set_role(c, L->mW, ROLE_M);
+		set_role(c, L->mb, ROLE_M);
+		set_role(c, L->mB, ROLE_M);
+		set_role(c, L->vW, ROLE_V);
+		set_role(c, L->vb, ROLE_V);
+		set_role(c, L->vB, ROLE_V);
+		set_role(c, L->y, ROLE_ACT);
+		set_role(c, L->d, ROLE_ACT);
+	}
+}
+
+static long full_len(const Ctx *c, int slot)
+{
+	return ref_buf_len(&c->m, slot, c->batch);
+}
+
+/* Parameters at a scale where every activation is alive; optimiser state
+ * small but nonzero so momentum and Adam paths matter; gradients and
+ * activations garbage, so a kernel that reads before writing is caught. */
+static void fill_buffer(Ctx *c, int slot)
+{
+	const RtBuf *b = &c->m.bufs[slot];
+	float *p = c->bufs[slot];
+	long len = full_len(c, slot);
+	double fan_in = b->cols > 0 ? b->cols : 1;
+	rng_seed_name(b->name, c->seed);
+	for (long i = 0; i < len; i++) {
+		double v;
+		switch (c->role[slot]) {
+		case ROLE_X: v = rng_uniform(-1, 1); break;
+		case ROLE_WEIGHT:
+		case ROLE_FEEDBACK: v = rng_uniform(-1.5, 1.5) / sqrt(fan_in); break;
+		case ROLE_BIAS:
+		case ROLE_DFA: v = rng_uniform(-0.5, 0.5); break;
+		case ROLE_M: v = rng_uniform(-0.05, 0.05); break;
+		case ROLE_V: v = rng_uniform(1e-4, 1e-2); break;
+		case ROLE_GRAD:
+		case ROLE_ACT: v = rng_uniform(-1000, 1000); break;
+		default: v = rng_uniform(-1, 1); break;
+		}
+		p[i] = (float)v;
+	}
+}
+
+static void fill_labels(Ctx *c, long salt)
+{
+	int k = c->m.layers[c->m.nlayers - 1].out;
+	rng_seed_name("labels", c->seed + salt);
+	for (int i = 0; i < c->batch; i++)
+		c->labels[i] = (int32_t)(rng_next() % (uint64_t)k);
+}
+
+static void fill_hyper(Ctx *c, int t)
+{
+	const RtTrain *tr = &c->m.train;
+	memset(c->hyper, 0, sizeof c->hyper);
+	c->hyper[WTN_H_LR] = (float)tr->lr;
+	c->hyper[WTN_H_MOMENTUM] = (float)tr->momentum;
+	c->hyper[WTN_H_WEIGHT_DECAY] = (float)tr->weight_decay;
+	c->hyper[WTN_H_BETA1] = (float)tr->beta1;
+	c->hyper[WTN_H_BETA2] = (float)tr->beta2;
+	c->hyper[WTN_H_EPS] = (float)tr->eps;
+	c->hyper[WTN_H_BC1] = (float)(1 - pow(tr->beta1, t));
+	c->hyper[WTN_H_BC2] = (float)(1 - pow(tr->beta2, t));
+	c->hyper[WTN_H_SEED] = (float)(c->seed % 100000 + t);
+}
+
+/* Every slot the reference reads exists and is in range; a spec without
+ * them is the compiler's bug, reported instead of crashing on bufs[-1]. */
+static void check_slots(Ctx *c)
+{
+	int bad = 0;
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		const char *missing = NULL;
+		int need[] = {L->W, L->y, L->d, L->gW, L->bias ? L->b : 0, L->bias ? L->gb : 0,
+		              L->carry == RT_CARRY_B ? L->B : 0};
+		static const char *const names[] = {"W", "y", "d", "gW", "b", "gb", "B"};
+		for (int i = 0; i < 7 && !missing; i++)
+			if (need[i] < 0 || need[i] >= c->m.nbufs)
+				missing = names[i];
+		if (L->input >= l || L->input < -1)
+			missing = "input layer";
+		if (missing) {
+			fail_head(c);
+			printf("  FAIL spec: layer %s has no valid %s slot\n", L->name, missing);
+			bad++;
+		}
+	}
+	if (c->m.x_slot < 0 || c->m.x_slot >= c->m.nbufs) {
+		fail_head(c);
+		printf("  FAIL spec: no valid input slot\n");
+		bad++;
+	}
+	if (bad)
+		exit(1);
+}
+
+static void setup(Ctx *c, long seed, int n)
+{
+	if (rt_spec_parse(wtn_spec, &c->m) != 0) {
+		fprintf(stderr, "refcheck: the network's spec does not parse\n");
+		exit(2);
+	}
+	if (c->m.nlayers < 1) {
+		fprintf(stderr, "refcheck: network has no layers\n");
+		exit(2);
+	}
+	c->seed = seed;
+	c->batch = c->m.train.batch > 0 ? c->m.train.batch : 1;
+	if (n <= 0) {   /* half the seeds use a partial batch */
+		rng_seed_name("n", seed);
+		n = rng_next() % 2 ? c->batch : 1 + (int)(rng_next() % (uint64_t)c->batch);
+	}
+	c->n = n < c->batch ? n : c->batch;
+	c->bufs = rt_alloc_buffers(&c->m, c->batch);
+	if (!c->bufs)
+		exit(2);
+	c->labels = calloc(c->batch, sizeof *c->labels);
+	assign_roles(c);
+	check_slots(c);
+	for (int s = 0; s < c->m.nbufs; s++)
+		fill_buffer(c, s);
+	fill_labels(c, 0);
+	fill_hyper(c, 1 + (int)(seed % 7));
+}
+
+/* ---- snapshots ---- */
+static float **snapshot(const Ctx *c)
+{
+	float **copy = calloc(c->m.nbufs, sizeof *copy);
+	for (int s = 0; s < c->m.nbufs; s++) {
+		long len = full_len(c, s);
+		copy[s] = malloc((len ? len : 1) * sizeof(float));
+		memcpy(copy[s], c->bufs[s], len * sizeof(float));
+	}
+	return copy;
+}
+
+static void restore(Ctx *c, float **copy)
+{
+	for (int s = 0; s < c->m.nbufs; s++)
+		memcpy(c->bufs[s], copy[s], full_len(c, s) * sizeof(float));
+}
+
+static void free_snapshot(const Ctx *c, float **copy)
+{
+	for (int s = 0; s < c->m.nbufs; s++)
+		free(copy[s]);
+	free(copy);
+}
+
+/* ---- comparisons ---- */
+static void fail_head(Ctx *c)
+{
+	if (c->failures++ == 0)
+		printf("refcheck: network %s, seed %ld, n %d of batch %d\n",
+		       c->m.name, c->seed, c->n, c->batch);
+}
+
+/* Elementwise check with the tolerance of the header comment. */
+static int check_close(Ctx *c, const char *stage, const char *name,
+                       const float *got, const double *want, long count, double tol)
+{
+	double scale = 0;
+	for (long i = 0; i < count; i++)
+		scale = fmax(scale, fabs(want[i]));
+	int bad = 0;
+	for (long i = 0; i < count; i++) {
+		double lim = tol * fmax(fabs(want[i]), scale) + 1e-12;
+		if (fabs(got[i] - want[i]) <= lim)
+			continue;
+		if (bad++ == 0)
+			fail_head(c);
+		if (bad <= 4)
+			printf("  FAIL %s %s[%ld]: got %.9g want %.9g\n", stage, name, i,
+			       got[i], want[i]);
+	}
+	if (bad > 4)
+		printf("  ... %d of %ld elements of %s differ\n", bad, count, name);
+	return bad;
+}
+
+/* Bit-for-bit equality of every listed slot with a snapshot. */
+static int check_unchanged(Ctx *c, const char *stage, float **before,
+                           int (*which)(const Ctx *, int), float **now)
+{
+	int bad = 0;
+	for (int s = 0; s < c->m.nbufs; s++) {
+		if (!which(c, s))
+			continue;
+		long len = full_len(c, s);
+		for (long i = 0; i < len; i++)
+			if (memcmp(&before[s][i], &now[s][i], sizeof(float))) {
+				fail_head(c);
+				printf("  FAIL %s changed %s[%ld]: was %.9g now %.9g\n", stage,
+				       c->m.bufs[s].name, i, before[s][i], now[s][i]);
+				bad++;
+				break;
+			}
+	}
+	return bad;
+}
+
+static int is_param_or_state(const Ctx *c, int s)
+{
+	int k = c->m.bufs[s].kind;
+	return k == RT_BUF_PARAM || k == RT_BUF_STATE || c->role[s] == ROLE_X;
+}
+
+static int is_not_param_or_state(const Ctx *c, int s)
+{
+	int k = c->m.bufs[s].kind;
+	return k != RT_BUF_PARAM && k != RT_BUF_STATE;
+}
+
+static int is_any(const Ctx *c, int s) { (void)c; (void)s; return 1; }
+
+static double *to_double(const float *p, long count)
+{
+	double *d = malloc((count ? count : 1) * sizeof *d);
+	for (long i = 0; i < count; i++)
+		d[i] = p[i];
+	return d;
+}
+
+/* ---- reference mode ---- */
+static void check_forward(Ctx *c)
+{
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		long in_len = (long)c->n * L->in, out_len = (long)c->n * L->out;
+		double *in = to_double(c->bufs[ref_input_slot(&c->m, l)], in_len);
+		double *y = malloc(out_len * sizeof *y);
+		ref_layer_forward(&c->m, c->bufs, l, in, c->n, y);
+		check_close(c, "forward", c->m.bufs[L->y].name, c->bufs[L->y], y, out_len, TOL);
+		free(in);
+		free(y);
+	}
+}
+
+static double *check_loss(Ctx *c, float got_loss)
+{
+	const RtLayer *O = &c->m.layers[c->m.nlayers - 1];
+	double *d = malloc((long)c->n * O->out * sizeof *d);
+	double want = ref_loss(&c->m, c->bufs, c->labels, c->n, d);
+	if (!(fabs(got_loss - want) <= TOL * fmax(1, fabs(want)))) {
+		fail_head(c);
+		printf("  FAIL loss: got %.9g want %.9g\n", got_loss, want);
+	}
+	check_close(c, "loss", c->m.bufs[O->d].name, c->bufs[O->d], d, (long)c->n * O->out, TOL);
+	return d;
+}
+
+static void check_backward(Ctx *c, const double *d_out)
+{
+	int last = c->m.nlayers - 1;
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		long len = (long)c->n * L->out;
+		double *d = malloc(len * sizeof *d);
+		if (l == last)
+			memcpy(d, d_out, len * sizeof *d);
+		else if (ref_layer_error(&c->m, c->bufs, l, c->n, d, 0) != 0)
+			exit(77);
+		check_close(c, "backward", c->m.bufs[L->d].name, c->bufs[L->d], d, len, TOL);
+		double *gW = malloc((long)L->out * L->in * sizeof *gW);
+		double *gb = malloc(L->out * sizeof *gb);
+		ref_layer_grads(&c->m, c->bufs, l, c->n, gW, gb);
+		if (L->gW < 0) {
+			fail_head(c);
+			printf("  FAIL layer %s has no gW slot\n", L->name);
+		} else {
+			check_close(c, "backward", c->m.bufs[L->gW].name, c->bufs[L->gW], gW,
+			            (long)L->out * L->in, TOL);
+		}
+		if (L->bias && L->gb < 0) {
+			fail_head(c);
+			printf("  FAIL layer %s has a bias but no gb slot\n", L->name);
+		} else if (L->bias) {
+			check_close(c, "backward", c->m.bufs[L->gb].name, c->bufs[L->gb], gb,
+			            L->out, TOL);
+		}
+		if (!L->bias && (L->b >= 0 || L->gb >= 0)) {
+			fail_head(c);
+			printf("  FAIL layer %s has bias=0 but a b or gb slot\n", L->name);
+		}
+		free(d);
+		free(gW);
+		free(gb);
+	}
+}
+
+/* One tensor's optimiser step: the reference from the snapshot `before`,
+ * compared with the kernels' result in c->bufs. Also checks the step
+ * itself (new - old), to catch an update that is small next to w. */
+static void check_tensor_step(Ctx *c, float **before, int w, int grad, int ms, int vs)
+{
+	const RtTrain *t = &c->m.train;
+	if (w < 0)
+		return;
+	long len = full_len(c, w);
+	const char *name = c->m.bufs[w].name;
+	if (grad < 0) {
+		fail_head(c);
+		printf("  FAIL %s has no gradient slot\n", name);
+		return;
+	}
+	if (t->optimizer == RT_OPT_ADAM && (ms < 0 || vs < 0)) {
+		fail_head(c);
+		printf("  FAIL %s: adam but no m or v state slot\n", name);
+		return;
+	}
+	if (t->optimizer == RT_OPT_SGD && t->momentum != 0 && ms < 0) {
+		fail_head(c);
+		printf("  FAIL %s: sgd momentum %g but no momentum slot\n", name, t->momentum);
+		return;
+	}
+	double *nw = to_double(before[w], len);
+	double *m = ms >= 0 ? to_double(before[ms], len) : NULL;
+	double *v = vs >= 0 && t->optimizer == RT_OPT_ADAM ? to_double(before[vs], len) : NULL;
+	ref_opt_step(t, c->hyper, len, before[grad], nw, m, v);
+	check_close(c, "update", name, c->bufs[w], nw, len, TOL);
+	/* plain sgd may leave an unused momentum slot alone: it affects nothing */
+	if (m && !(t->optimizer == RT_OPT_SGD && t->momentum == 0))
+		check_close(c, "update", c->m.bufs[ms].name, c->bufs[ms], m, len, TOL);
+	if (v)
+		check_close(c, "update", c->m.bufs[vs].name, c->bufs[vs], v, len, TOL);
+
+	/* the step: float rounding of w itself is allowed on top of 1e-3 */
+	double scale = 0;
+	for (long i = 0; i < len; i++)
+		scale = fmax(scale, fabs(nw[i] - before[w][i]));
+	int bad = 0;
+	for (long i = 0; i < len; i++) {
+		double want = nw[i] - before[w][i], got = (double)c->bufs[w][i] - before[w][i];
+		double lim = 1e-3 * fmax(fabs(want), scale) +
+		             2 * FLT_EPSILON * fmax(fabs(nw[i]), fabs(before[w][i])) + 1e-12;
+		if (fabs(got - want) <= lim)
+			continue;
+		if (bad++ == 0)
+			fail_head(c);
+		if (bad <= 3)
+			printf("  FAIL update step of %s[%ld]: got %.9g want %.9g\n", name, i, got, want);
+	}
+	free(nw);
+	free(m);
+	free(v);
+}
+
+static void check_update(Ctx *c, float **before)
+{
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		check_tensor_step(c, before, L->W, L->gW, L->mW, L->vW);
+		if (L->bias)
+			check_tensor_step(c, before, L->b, L->gb, L->mb, L->vb);
+		if (L->B < 0)
+			continue;
+		if (L->change == RT_CHANGE_AS_W) {
+			check_tensor_step(c, before, L->B, L->gW, L->mB, L->vB);
+		} else if (L->change == RT_CHANGE_NONE) {
+			if (memcmp(before[L->B], c->bufs[L->B], full_len(c, L->B) * sizeof(float))) {
+				fail_head(c);
+				printf("  FAIL update changed %s (change=none)\n", c->m.bufs[L->B].name);
+			}
+		} else {
+			printf("refcheck: layer %s: B change kind %d is not modelled\n", L->name, L->change);
+			exit(77);
+		}
+	}
+	/* everything but params and state stays as it was */
+	check_unchanged(c, "update", before, is_not_param_or_state, c->bufs);
+}
+
+/* The step split into nparts chunks, done in the given order, must give
+ * bit for bit what one call gives: threads must not change results. */
+static void check_partition(Ctx *c, float **before, float **whole, int nparts, int reverse)
+{
+	restore(c, before);
+	for (int i = 0; i < nparts; i++)
+		wtn_update(c->bufs, c->hyper, reverse ? nparts - 1 - i : i, nparts);
+	char stage[48];
+	snprintf(stage, sizeof stage, "update in %d parts vs 1", nparts);
+	float **now = snapshot(c);
+	check_unchanged(c, stage, whole, is_any, now);
+	free_snapshot(c, now);
+}
+
+static int mode_reference(Ctx *c)
+{
+	float **init = snapshot(c);
+	wtn_forward(c->bufs, c->n);
+	float **now = snapshot(c);
+	check_unchanged(c, "forward", init, is_param_or_state, now);
+	free_snapshot(c, now);
+	check_forward(c);
+
+	float loss = wtn_loss(c->bufs, c->labels, c->n);
+	double *d_out = check_loss(c, loss);
+
+	wtn_backward(c->bufs, c->n);
+	now = snapshot(c);
+	check_unchanged(c, "backward", init, is_param_or_state, now);
+	free_snapshot(c, now);
+	check_backward(c, d_out);
+	free(d_out);
+
+	float **before = snapshot(c);
+	wtn_update(c->bufs, c->hyper, 0, 1);
+	check_update(c, before);
+	float **whole = snapshot(c);
+	check_partition(c, before, whole, 2, 0);
+	check_partition(c, before, whole, 3, 1);
+	check_partition(c, before, whole, 64, 0);
+	free_snapshot(c, whole);
+	free_snapshot(c, before);
+	free_snapshot(c, init);
+	if (c->failures) {
+		printf("refcheck: %s seed %ld: FAILED\n", c->m.name, c->seed);
+		return 1;
+	}
+	printf("refcheck: %s seed %ld: ok (%d layers, n %d, %s)\n", c->m.name, c->seed,
+	       c->m.nlayers, c->n, c->m.train.optimizer == RT_OPT_ADAM ? "adam" : "sgd");
+	return 0;
+}
+
+/* ---- finite-difference mode ---- */
+typedef double LossFn(Ctx *c);
+
+static double kernel_loss(Ctx *c)
+{
+	wtn_forward(c->bufs, c->n);
+	return wtn_loss(c->bufs, c->labels, c->n);
+}
+
+static double double_loss(Ctx *c)
+{
+	return ref_chain_loss(&c->m, c->bufs, c->labels, c->n);
+}
+
+/* Central difference of the loss in parameter p[i]; the step actually
+ * taken is what float can represent, so divide by that. */
+static double central_diff(Ctx *c, LossFn *loss, float *p, long i, double h)
+{
+	float w0 = p[i];
+	p[i] = (float)(w0 + h);
+	double up = p[i];
+	double lp = loss(c);
+	p[i] = (float)(w0 - h);
+	double down = p[i];
+	double lm = loss(c);
+	p[i] = w0;
+	return (lp - lm) / (up - down);
+}
+
+/* ||a - scale*g|| / ||g|| */
+static double rel_err(const double *a, const double *g, double scale, int count)
+{
+	double num = 0, den = 0;
+	for (int i = 0; i < count; i++) {
+		num += (a[i] - scale * g[i]) * (a[i] - scale * g[i]);
+		den += g[i] * g[i];
+	}
+	return sqrt(num) / fmax(sqrt(den), 1e-7);
+}
+
+/* A layer's gW is the true gradient when every error path above it is bp. */
+static int true_gradient(const RtModel *m, int l)
+{
+	if (l == m->nlayers - 1)
+		return 1;
+	int consumers = 0;
+	for (int k = l + 1; k < m->nlayers; k++) {
+		if (m->layers[k].input != l)
+			continue;
+		if (m->layers[k].carry != RT_CARRY_W || !true_gradient(m, k))
+			return 0;
+		consumers++;
+	}
+	return consumers > 0;
+}
+
+enum { FD_SAMPLES = 24 };
+
+static int mode_fd(Ctx *c)
+{
+	kernel_loss(c);
+	wtn_backward(c->bufs, c->n);
+	float **grads = snapshot(c);
+	int checked = 0;
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (!true_gradient(&c->m, l))
+			continue;
+		double g[FD_SAMPLES], fdf[FD_SAMPLES], fdd[FD_SAMPLES];
+		int k = 0;
+		rng_seed_name(L->name, c->seed + 17);
+		long nw = (long)L->out * L->in;
+		for (; k < FD_SAMPLES * 3 / 4; k++) {
+			long i = (long)(rng_next() % (uint64_t)nw);
+			g[k] = grads[L->gW][i];
+			fdf[k] = central_diff(c, kernel_loss, c->bufs[L->W], i, 1e-2);
+			fdd[k] = central_diff(c, double_loss, c->bufs[L->W], i, 1e-3);
+		}
+		for (; L->bias && k < FD_SAMPLES; k++) {
+			long i = (long)(rng_next() % (uint64_t)L->out);
+			g[k] = grads[L->gb][i];
+			fdf[k] = central_diff(c, kernel_loss, c->bufs[L->b], i, 1e-2);
+			fdd[k] = central_diff(c, double_loss, c->bufs[L->b], i, 1e-3);
+		}
+		double ef = rel_err(fdf, g, 1, k), ed = rel_err(fdd, g, 1, k);
+		/* the check must be able to fail: 2*g and -g have to be rejected */
+		double e2 = rel_err(fdf, g, 2, k), en = rel_err(fdf, g, -1, k);
+		printf("fd: layer %-8s |g| sample %d: float fd err %.2e, double fd err %.2e "
+		       "(vs 2g %.2e, vs -g %.2e)\n", L->name, k, ef, ed, e2, en);
+		if (!(ef <= 2e-2) || !(ed <= 1e-3)) {
+			fail_head(c);
+			printf("  FAIL fd: layer %s gradient disagrees with finite differences\n",
+			       L->name);
+		} else if (e2 <= 2e-2 || en <= 2e-2) {
+			fail_head(c);
+			printf("  FAIL fd sanity: layer %s: the check cannot tell g from 2g or -g "
+			       "(is the gradient all zero?)\n", L->name);
+		}
+		checked++;
+	}
+	free_snapshot(c, grads);
+	if (!checked) {
+		fail_head(c);
+		printf("  FAIL fd: no layer has a true gradient to check\n");
+	}
+	printf("refcheck --fd: %s seed %ld: %s\n", c->m.name, c->seed,
+	       c->failures ? "FAILED" : "ok");
+	return c->failures != 0;
+}
+
+/* ---- fa property mode ---- */
+static void check_not_bp_error(Ctx *c, int p);
+
+static void train_step(Ctx *c, int t, int check_errors)
+{
+	rng_seed_name("x-step", c->seed + t);
+	float *x = c->bufs[c->m.x_slot];
+	for (long i = 0; i < (long)c->n * c->m.in_units; i++)
+		x[i] = (float)rng_uniform(-1, 1);
+	fill_labels(c, t);
+	fill_hyper(c, t);
+	wtn_forward(c->bufs, c->n);
+	wtn_loss(c->bufs, c->labels, c->n);
+	wtn_backward(c->bufs, c->n);
+	for (int l = 1; check_errors && l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (L->carry == RT_CARRY_B && L->input >= 0)
+			check_not_bp_error(c, L->input);
+	}
+	wtn_update(c->bufs, c->hyper, 0, 1);
+}
+
+/* The error a layer got differs from what backprop would have sent. */
+static void check_not_bp_error(Ctx *c, int p)
+{
+	const RtLayer *P = &c->m.layers[p];
+	long len = (long)c->n * P->out;
+	double *bp = malloc(len * sizeof *bp), *viab = malloc(len * sizeof *viab);
+	ref_layer_error(&c->m, c->bufs, p, c->n, bp, 1);
+	ref_layer_error(&c->m, c->bufs, p, c->n, viab, 0);
+	double diff = 0, scale = 0, diffb = 0;
+	for (long i = 0; i < len; i++) {
+		const float *d = c->bufs[P->d];
+		diff = fmax(diff, fabs(d[i] - bp[i]));
+		diffb = fmax(diffb, fabs(d[i] - viab[i]));
+		scale = fmax(scale, fabs(bp[i]));
+	}
+	printf("fa: %s error: max |d - d_bp| %.3g, max |d - d_via_B| %.3g (scale %.3g)\n",
+	       P->name, diff, diffb, scale);
+	if (!(diff > 1e-2 * scale) || !(diffb <= TOL * fmax(scale, 1e-12))) {
+		fail_head(c);
+		printf("  FAIL fa: the error sent to %s is not B's (or equals W's)\n", P->name);
+	}
+	free(bp);
+	free(viab);
+}
+
+static int mode_fa_props(Ctx *c)
+{
+	float **start = snapshot(c);
+	int fa_layers = 0;
+	for (int l = 0; l < c->m.nlayers; l++)
+		fa_layers += c->m.layers[l].carry == RT_CARRY_B &&
+		             c->m.layers[l].change == RT_CHANGE_NONE;
+	if (!fa_layers) {
+		fail_head(c);
+		printf("  FAIL fa: the network has no layer with a fixed B\n");
+	}
+	for (int t = 1; t <= 5; t++) {
+		train_step(c, t, t == 1);
+	}
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (L->B >= 0 && L->change == RT_CHANGE_NONE &&
+		    memcmp(start[L->B], c->bufs[L->B], full_len(c, L->B) * sizeof(float))) {
+			fail_head(c);
+			printf("  FAIL fa: %s changed during training\n", c->m.bufs[L->B].name);
+		}
+		if (!memcmp(start[L->W], c->bufs[L->W], full_len(c, L->W) * sizeof(float))) {
+			fail_head(c);
+			printf("  FAIL fa: %s did not change in 5 steps\n", c->m.bufs[L->W].name);
+		}
+	}
+	free_snapshot(c, start);
+	printf("refcheck --fa-props: %s seed %ld: %s (%d fa layers)\n", c->m.name, c->seed,
+	       c->failures ? "FAILED" : "ok", fa_layers);
+	return c->failures != 0;
+}
+
+/* ---- dump mode: one step, then every parameter by name ---- */
+static int mode_dump(Ctx *c, const char *path, int b_equals_w)
+{
+	for (int l = 0; b_equals_w && l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (L->B >= 0)
+			memcpy(c->bufs[L->B], c->bufs[L->W], full_len(c, L->W) * sizeof(float));
+	}
+	train_step(c, 1, 0);
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		perror(path);
+		return 2;
+	}
+	for (int s = 0; s < c->m.nbufs; s++) {
+		if (c->m.bufs[s].kind != RT_BUF_PARAM)
+			continue;
+		long len = full_len(c, s);
+		fprintf(f, "%s %ld\n", c->m.bufs[s].name, len);
+		for (long i = 0; i < len; i++)
+			fprintf(f, "%.9g\n", c->bufs[s][i]);
+	}
+	return fclose(f) != 0 ? 2 : 0;
+}
+
+/* ---- expectations from gennet --expect: the spec says what the source said ---- */
+static void expect_fail(Ctx *c, const char *what, const char *want, const char *got)
+{
+	fail_head(c);
+	printf("  FAIL spec: %s is %s, the source says %s\n", what, got, want);
+}
+
+static void expect_num(Ctx *c, const char *what, double want, double got)
+{
+	if (fabs(got - want) <= 1e-6 * fmax(1, fabs(want)))
+		return;
+	char w[32], g[32];
+	snprintf(w, sizeof w, "%.9g", want);
+	snprintf(g, sizeof g, "%.9g", got);
+	expect_fail(c, what, w, g);
+}
+
+static void expect_layer(Ctx *c, int l, const char *name, int in, int out,
+                         const char *act, int bias, const char *rule)
+{
+	static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
+	const RtLayer *L = l < c->m.nlayers ? &c->m.layers[l] : NULL;
+	char what[96];
+	if (!L || strcmp(L->name, name)) {
+		expect_fail(c, "a layer name", name, L ? L->name : "(no layer)");
+		return;
+	}
+	snprintf(what, sizeof what, "layer %s in", name);
+	expect_num(c, what, in, L->in);
+	snprintf(what, sizeof what, "layer %s out", name);
+	expect_num(c, what, out, L->out);
+	snprintf(what, sizeof what, "layer %s bias", name);
+	expect_num(c, what, bias, L->bias);
+	snprintf(what, sizeof what, "layer %s act", name);
+	if (strcmp(act, "-") && (L->act < 0 || L->act > 3 || strcmp(act, act_names[L->act])))
+		expect_fail(c, what, act, L->act >= 0 && L->act <= 3 ? act_names[L->act] : "?");
+	snprintf(what, sizeof what, "layer %s rule", name);
+	if (strcmp(rule, L->rule))
+		expect_fail(c, what, rule, L->rule);
+	/* the rule table's answer for bp and fa */
+	int is_fa = !strcmp(rule, "fa");
+	snprintf(what, sizeof what, "layer %s carry/change/B slot", name);
+	if (is_fa ? L->carry != RT_CARRY_B || L->change != RT_CHANGE_NONE || L->B < 0
+	          : L->carry != RT_CARRY_W || L->B >= 0)
+		expect_fail(c, what, is_fa ? "B/none/present" : "W/-/absent", "different");
+}
+
+static void check_expectations(Ctx *c, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		perror(path);
+		exit(2);
+	}
+	const RtTrain *t = &c->m.train;
+	char line[256], w[5][64];
+	int layers = 0;
+	while (fgets(line, sizeof line, f)) {
+		double v = 0;
+		int n = sscanf(line, "%63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4]);
+		int i1 = 0, i2 = 0, bias = 0;
+		if (!strcmp(w[0], "layer") && sscanf(line, "layer %63s %d %d %63s %d %63s", w[1], &i1,
+		                                     &i2, w[2], &bias, w[3]) == 6) {
+			expect_layer(c, layers++, w[1], i1, i2, w[2], bias, w[3]);
+		} else if (!strcmp(w[0], "input") && n >= 2) {
+			expect_num(c, "input units", atof(w[1]), c->m.in_units);
+		} else if (!strcmp(w[0], "loss") && n >= 2) {
+			const char *got = c->m.loss == RT_LOSS_MSE ? "mse" : "softmax_cross_entropy";
+			if (strcmp(w[1], got))
+				expect_fail(c, "the loss", w[1], got);
+		} else if (!strcmp(w[0], "batch") && n >= 2) {
+			expect_num(c, "train batch", atof(w[1]), t->batch);
+		} else if (!strcmp(w[0], "optimizer") && n >= 2) {
+			const char *got = t->optimizer == RT_OPT_ADAM ? "adam" : "sgd";
+			if (strcmp(w[1], got))
+				expect_fail(c, "the optimizer", w[1], got);
+		} else if (!strcmp(w[0], "hyper") && n >= 3) {
+			v = atof(w[2]);
+			const char *k = w[1];
+			double got = !strcmp(k, "lr") ? t->lr : !strcmp(k, "momentum") ? t->momentum
+			           : !strcmp(k, "nesterov") ? t->nesterov
+			           : !strcmp(k, "weight_decay") ? t->weight_decay
+			           : !strcmp(k, "beta1") ? t->beta1 : !strcmp(k, "beta2") ? t->beta2
+			           : !strcmp(k, "eps") ? t->eps : NAN;
+			char what[80];
+			snprintf(what, sizeof what, "train %s", k);
+			expect_num(c, what, v, got);
+		} else if (n > 0) {
+			fprintf(stderr, "refcheck: %s: bad line: %s", path, line);
+			exit(2);
+		}
+	}
+	fclose(f);
+	expect_num(c, "the number of layers", layers, c->m.nlayers);
+}
+
+int main(int argc, char **argv)
+{
+	long seed = 1;
+	int n = 0, b_equals_w = 0;
+	const char *mode = "reference", *dump_path = NULL;
+	const char *expect_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--seed") && i + 1 < argc)
+			seed = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
+			n = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--fd") || !strcmp(argv[i], "--fa-props"))
+			mode = argv[i] + 2;
+		else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
+			mode = "dump", dump_path = argv[++i];
+		else if (!strcmp(argv[i], "--expect") && i + 1 < argc)
+			expect_path = argv[++i];
+		else if (!strcmp(argv[i], "--b-equals-w"))
+			b_equals_w = 1;
+		else {
+			fprintf(stderr, "usage: refcheck [--seed S] [--n N] [--expect FILE] "
+			        "[--fd | --fa-props | --dump FILE [--b-equals-w]]\n");
+			return 2;
+		}
+	}
+	static Ctx c;
+	setup(&c, seed, n);
+	if (expect_path)
+		check_expectations(&c, expect_path);
+	if (!strcmp(mode, "fd"))
+		return mode_fd(&c);
+	if (!strcmp(mode, "fa-props"))
+		return mode_fa_props(&c);
+	if (!strcmp(mode, "dump"))
+		return mode_dump(&c, dump_path, b_equals_w);
+	return mode_reference(&c);
+}

@@ -1,0 +1,115 @@
+#!/bin/sh
+# Compiled kernels against an independent double-precision reference
+# (tests/reference/): random networks from gennet, finite differences of
+# the bp gradients, and feedback-alignment properties.
+# Rerun one case: tests/t_reference.sh SEED   (keeps its files, prints paths)
+cd "$(dirname "$0")/.." || exit 1
+NETS=${WTN_REF_NETS:-40}
+ONLY=$1
+WTNC=${WTNC:-build/wtnc}
+LIB=build/libwtnrt.a
+CC=${CC:-cc}
+CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
+LIBS="-lopenblas -lz -lm -lpthread"
+
+for f in "$WTNC" "$LIB"; do
+	if [ ! -e "$f" ]; then
+		echo "t_reference: $f is missing (run make all)"
+		exit 1
+	fi
+done
+
+T=$(mktemp -d) || exit 1
+if [ -n "$ONLY" ]; then
+	echo "t_reference: files in $T"
+else
+	trap 'rm -rf "$T"' EXIT INT TERM
+fi
+
+R=tests/reference
+$CC $CFLAGS -o "$T/gennet" $R/gennet.c &&
+$CC $CFLAGS -o "$T/dumpcmp" $R/dumpcmp.c -lm &&
+$CC $CFLAGS -c -o "$T/refcheck.o" $R/refcheck.c &&
+$CC $CFLAGS -c -o "$T/refmath.o" $R/refmath.c || { echo "t_reference: building the harness failed"; exit 1; }
+
+failed=0
+fail() {
+	echo "FAIL $*"
+	failed=$((failed + 1))
+}
+
+# build NAME WTN [WTNC-OPTIONS]: compiles and links $T/NAME.rc
+build() {
+	name=$1 src=$2
+	shift 2
+	if ! $WTNC "$src" -c -o "$T/$name.o" "$@" >"$T/$name.log" 2>&1; then
+		fail "$name: wtnc rejected $src:"
+		sed 's/^/    /' "$T/$name.log" | head -8
+		return 1
+	fi
+	if ! $CC -o "$T/$name.rc" "$T/refcheck.o" "$T/refmath.o" "$T/$name.o" "$LIB" $LIBS \
+	        >"$T/$name.log" 2>&1; then
+		fail "$name: linking refcheck failed:"
+		sed 's/^/    /' "$T/$name.log" | head -8
+		return 1
+	fi
+}
+
+# check NAME RERUN-HINT ARGS...: runs the harness, shows its output on failure
+check() {
+	name=$1 hint=$2
+	shift 2
+	"$T/$name.rc" "$@" >"$T/$name.out" 2>&1
+	rc=$?
+	if [ $rc = 77 ]; then
+		echo "skip $name: $(tail -1 "$T/$name.out")"
+	elif [ $rc != 0 ]; then
+		fail "$name (refcheck $*; rerun: $hint)"
+		head -20 "$T/$name.out" | sed 's/^/    /'
+	fi
+}
+
+# 1. random networks against the reference, two data seeds each
+if [ -n "$ONLY" ]; then seeds=$ONLY; else seeds=$(seq 1 "$NETS"); fi
+for s in $seeds; do
+	"$T/gennet" "$s" --expect "$T/net$s.expect" >"$T/net$s.wtn"
+	build "net$s" "$T/net$s.wtn" || continue
+	check "net$s" "tests/t_reference.sh $s" --seed "$s" --expect "$T/net$s.expect"
+	check "net$s" "tests/t_reference.sh $s" --seed "$((s + 1000))"
+done
+[ -n "$ONLY" ] && { [ $failed = 0 ] && echo "seed $ONLY: ok"; [ $failed = 0 ]; exit; }
+
+# 2. finite differences: a fixed smooth bp network and a few random ones
+if build fd_net $R/fd_net.wtn; then
+	check fd_net "tests/reference/fd_net.wtn" --fd --seed 1
+	check fd_net "tests/reference/fd_net.wtn" --fd --seed 2 --n 1
+fi
+for s in 101 102 103 104 105 106; do
+	"$T/gennet" "$s" --smooth --bp-only >"$T/fd$s.wtn"
+	build "fd$s" "$T/fd$s.wtn" && check "fd$s" "gennet $s --smooth --bp-only" --fd --seed "$s"
+done
+
+# 3. feedback alignment: B fixed, W moves, error not backprop's; and a twin
+# with the output layer on bp, run from the same start
+sed 's/^\( *out *\)fa$/\1bp/' $R/fa_net.wtn >"$T/bp_twin.wtn"
+if build fa_net $R/fa_net.wtn && build bp_twin "$T/bp_twin.wtn"; then
+	check fa_net "tests/reference/fa_net.wtn" --fa-props --seed 3
+	check fa_net "tests/reference/fa_net.wtn" --seed 3
+	"$T/fa_net.rc" --dump "$T/fa.dump" --seed 5 &&
+	"$T/bp_twin.rc" --dump "$T/bp.dump" --seed 5 &&
+	"$T/fa_net.rc" --dump "$T/fa_bw.dump" --seed 5 --b-equals-w &&
+	"$T/bp_twin.rc" --dump "$T/bp_bw.dump" --seed 5 --b-equals-w ||
+		fail "fa twin: a dump run failed"
+	cmp_dump() {
+		"$T/dumpcmp" "$T/$1" "$T/$2" "$3" "$4" "$5" ||
+			fail "fa twin: $3 in $1 vs $2: expected $4"
+	}
+	cmp_dump fa.dump bp.dump out.weight same 1e-6    # same d_out, same input
+	cmp_dump fa.dump bp.dump h2.weight differ 1e-5   # error via B vs via W
+	cmp_dump fa.dump bp.dump h1.weight differ 1e-5
+	cmp_dump fa_bw.dump bp_bw.dump h2.weight same 1e-5   # B = W: fa is bp
+	cmp_dump fa_bw.dump bp_bw.dump h1.weight same 1e-5
+fi
+
+[ $failed = 0 ] || echo "t_reference: $failed failing case(s)"
+[ $failed = 0 ]
