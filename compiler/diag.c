@@ -191,7 +191,8 @@ const char *diag_suggest(const char *name, const char *const *names, int n)
 		/* a prefix of three or more letters: 'fashion' for 'fashion_mnist' */
 		if (len >= 3 && !strncmp(name, names[i], (size_t)len))
 			d = limit < 1 ? 0 : limit;
-		if (d < best_d && d < (int)strlen(names[i])) {
+		/* ties go to the later name: for layers, the most recent one */
+		if (d <= best_d && d <= limit && d < (int)strlen(names[i])) {
 			best = names[i];
 			best_d = d;
 		}

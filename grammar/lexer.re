@@ -53,7 +53,8 @@ static void pop_open(Lexer *lx, char opener)
 	if (opener == '{')
 		while (i >= 0 && lx->open[i].ch != '{')
 			i--;
-	if (i >= 0 && lx->open[i].ch == opener)
+	lx->stray = !(i >= 0 && lx->open[i].ch == opener);
+	if (!lx->stray)
 		lx->nopen = i;
 }
 
@@ -114,7 +115,8 @@ int lex_token(YYSTYPE *v, Pos *loc, Lexer *lx)
 	for (;;) {
 		lx->tok = lx->cur;
 		*loc = pos_at(lx, lx->tok);
-		if (lx->cur >= lx->lim || diag_errors > 100) {
+		lx->stray = false;
+		if (lx->cur >= lx->lim || lx->stop || diag_errors > 100) {
 			lx->cur = lx->lim;
 			lx->tok = lx->cur;
 			*loc = eof_pos(lx);

@@ -44,6 +44,8 @@ typedef struct Lexer {
 	int start_token;        /* returned first: picks the grammar's start */
 	Open *open;             /* brackets not yet closed */
 	int nopen, capopen;
+	bool stray;             /* the last token was a closer matching nothing */
+	bool stop;              /* give up: return end of file from now on */
 } Lexer;
 typedef struct ParseCtx {
 	Lexer lx;
@@ -337,6 +339,18 @@ static int yyreport_syntax_error(const yypcontext_t *pc, ParseCtx *ctx)
 	if (la == YYSYMBOL_YYEOF && open) {
 		diag_error(pos, "'%s' expected (to close '%c' at line %d)",
 		           open_closer(open->ch), open->ch, open->pos.line);
+		return 0;
+	}
+	/* `network` or `train` inside a block: the block was never closed.
+	 * Stop here rather than misread the rest of the file. */
+	if ((la == YYSYMBOL_NETWORK || la == YYSYMBOL_TRAIN) && open && open->ch == '{') {
+		diag_error(pos, "'}' expected (to close '{' at line %d) before '%s'",
+		           open->pos.line, la == YYSYMBOL_NETWORK ? "network" : "train");
+		ctx->lx.stop = true;
+		return 0;
+	}
+	if (lx->stray) {
+		diag_error(pos, "unexpected '%.1s' (it closes nothing)", lx->tok);
 		return 0;
 	}
 	char found[96], wanted[160], hint[64] = "";
