@@ -111,5 +111,9 @@ if build fa_net $R/fa_net.wtn && build bp_twin "$T/bp_twin.wtn"; then
 	cmp_dump fa_bw.dump bp_bw.dump h1.weight same 1e-5
 fi
 
-[ $failed = 0 ] || echo "t_reference: $failed failing case(s)"
+if [ $failed = 0 ]; then
+	echo "t_reference: $NETS random networks, finite differences and fa properties ok"
+else
+	echo "t_reference: $failed failing case(s)"
+fi
 [ $failed = 0 ]
