@@ -15,8 +15,8 @@ wtn_rate() {   # threads -> samples/s of the last epoch
 	"$tmp/mlp" train --epochs "$epochs" --threads "$1" --metrics "$tmp/m$1.jsonl" >/dev/null
 	tail -n 1 "$tmp/m$1.jsonl" | sed 's/.*"samples_per_sec": *\([0-9.]*\).*/\1/'
 }
-torch_rate() {
-	OMP_WAIT_POLICY=PASSIVE "$py" bench/torch_mlp.py "$1" "$epochs" | sed 's/.*samples\/s=//'
+torch_rate() {   # torch.set_num_threads does not reach the BLAS: pin it too
+	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$1" OPENBLAS_NUM_THREADS="$1" "$py" bench/torch_mlp.py "$1" "$epochs" | sed 's/.*samples\/s=//'
 }
 
 echo "fashion_mlp 784-1000-1000-10, batch 128, sgd momentum, all bp; training samples/s"
