@@ -18,8 +18,8 @@ typedef struct Cg {
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
 	LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_pf32, t_ppf32, t_pi32;
-	LLVMTypeRef sgemm_ty, f32_fn_ty;
-	LLVMValueRef sgemm, f_expf, f_logf, f_sqrt;
+	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty;
+	LLVMValueRef sgemm, noise, f_expf, f_logf, f_sqrt;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
 	const IRNetwork *net;
@@ -172,15 +172,22 @@ static LLVMValueRef opt_slot_ptr(Cg *cg, LLVMValueRef bufs, int slot)
 }
 
 /* C[m,n] = alpha op(A) op(B) + beta C through the runtime's shim. */
+static void emit_sgemm_scaled(Cg *cg, int ta, int tb, LLVMValueRef m, LLVMValueRef n,
+                              LLVMValueRef k, LLVMValueRef alpha, LLVMValueRef a, int lda,
+                              LLVMValueRef b, int ldb, double beta, LLVMValueRef c, int ldc)
+{
+	LLVMValueRef args[] = {
+		ci32(cg, ta), ci32(cg, tb), m, n, k, alpha, a, ci32(cg, lda),
+		b, ci32(cg, ldb), cf32(cg, beta), c, ci32(cg, ldc),
+	};
+	LLVMBuildCall2(cg->b, cg->sgemm_ty, cg->sgemm, args, 13, "");
+}
+
 static void emit_sgemm(Cg *cg, int ta, int tb, LLVMValueRef m, LLVMValueRef n,
                        LLVMValueRef k, LLVMValueRef a, int lda, LLVMValueRef b,
                        int ldb, double beta, LLVMValueRef c, int ldc)
 {
-	LLVMValueRef args[] = {
-		ci32(cg, ta), ci32(cg, tb), m, n, k, cf32(cg, 1.0), a, ci32(cg, lda),
-		b, ci32(cg, ldb), cf32(cg, beta), c, ci32(cg, ldc),
-	};
-	LLVMBuildCall2(cg->b, cg->sgemm_ty, cg->sgemm, args, 13, "");
+	emit_sgemm_scaled(cg, ta, tb, m, n, k, cf32(cg, 1.0), a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ---- vectorisable exp and tanh ----
@@ -497,10 +504,10 @@ static void build_loss(Cg *cg)
  * gb[j] = sum_i d[i,j], in one pass over d. A layer nothing sent an error
  * to (a dead end) gets d = 0. */
 static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li,
-                                       bool apply_deriv, bool zero)
+                                       bool apply_deriv, bool zero, const char *prefix)
 {
 	char name[64];
-	snprintf(name, sizeof name, "bwd_finish.%d", li);
+	snprintf(name, sizeof name, "%s.%d", prefix, li);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
 	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, 4, true);
 	LLVMValueRef d = LLVMGetParam(f, 0), y = LLVMGetParam(f, 1), gb = LLVMGetParam(f, 2);
@@ -537,14 +544,23 @@ static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li,
 }
 
 /* The matrix that carries layer l's error to its input layer. */
-static int carry_matrix(const IRLayer *l)
+static int carry_matrix(const IRLayer *l, bool all_bp)
 {
-	if (l->rule.def->carry == FB_CARRY_B && l->B >= 0)
+	if (!all_bp && l->rule.def->carry == FB_CARRY_B && l->B >= 0)
 		return l->B;
 	return l->W;
 }
 
-static void build_backward(Cg *cg)
+/* Does layer l take its error straight from the output error (dfa)? */
+static bool takes_direct(const IRLayer *l, bool all_bp)
+{
+	return !all_bp && l->rule.def->carry == FB_CARRY_D && l->D >= 0;
+}
+
+/* wtn_backward (all_bp false): errors as each layer's rule says.
+ * wtn_backward_bp (all_bp true): every layer carries through W and dfa
+ * layers take theirs from above like any other, as backprop would. */
+static void build_backward(Cg *cg, const char *fn_name, bool all_bp)
 {
 	const IRNetwork *net = cg->net;
 	int last = net->nlayers - 1;
@@ -552,7 +568,7 @@ static void build_backward(Cg *cg)
 	bool *received = calloc((size_t)net->nlayers, sizeof *received);
 	if (!received) { perror("wtnc"); exit(1); }
 	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32 };
-	LLVMValueRef f = begin_fn(cg, "wtn_backward", cg->t_void, ps, 2, false);
+	LLVMValueRef f = begin_fn(cg, fn_name, cg->t_void, ps, 2, false);
 	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1);
 	LLVMValueRef d_out = slot_ptr(cg, bufs, out->d);
 
@@ -561,7 +577,7 @@ static void build_backward(Cg *cg)
 		LLVMValueRef d = li == last ? d_out : slot_ptr(cg, bufs, l->d);
 		LLVMValueRef y = slot_ptr(cg, bufs, l->y);
 		LLVMValueRef gb = opt_slot_ptr(cg, bufs, l->gb);
-		bool direct = li != last && l->rule.def->carry == FB_CARRY_D && l->D >= 0;
+		bool direct = li != last && takes_direct(l, all_bp);
 		if (direct) {  /* dfa: straight from the output error */
 			emit_sgemm(cg, 0, 0, n, ci32(cg, l->out), ci32(cg, out->out), d_out,
 			           out->out, slot_ptr(cg, bufs, l->D), l->out, 0.0, d, l->out);
@@ -571,7 +587,8 @@ static void build_backward(Cg *cg)
 		bool apply_deriv = li != last && l->act != ACT_IDENTITY;
 		if (zero || apply_deriv || l->bias) {
 			Saved s = save_pos(cg);
-			LLVMValueRef helper = build_finish_error(cg, l, li, apply_deriv, zero);
+			LLVMValueRef helper = build_finish_error(cg, l, li, apply_deriv, zero,
+			                                         all_bp ? "bwd_bp_finish" : "bwd_finish");
 			restore_pos(cg, s);
 			LLVMValueRef args[] = { d, y, gb, n };
 			call_fn(cg, helper, args, 4);
@@ -582,10 +599,10 @@ static void build_backward(Cg *cg)
 		if (l->input < 0)
 			continue;  /* the network input takes no error */
 		const IRLayer *p = &net->layers[l->input];
-		if (p->rule.def->carry == FB_CARRY_D && p->D >= 0)
+		if (takes_direct(p, all_bp))
 			continue;  /* p takes its error from the output directly */
 		emit_sgemm(cg, 0, 0, n, ci32(cg, l->in), ci32(cg, l->out), d, l->out,
-		           slot_ptr(cg, bufs, carry_matrix(l)), l->in,
+		           slot_ptr(cg, bufs, carry_matrix(l, all_bp)), l->in,
 		           received[l->input] ? 1.0 : 0.0, slot_ptr(cg, bufs, p->d), l->in);
 		received[l->input] = true;
 	}
@@ -596,7 +613,7 @@ static void build_backward(Cg *cg)
 /* ---- update ---- */
 
 typedef struct Hyper {
-	LLVMValueRef lr, mom, wd, b1, one_b1, b2, one_b2, eps, step_size, bc2_sqrt;
+	LLVMValueRef lr, mom, wd, b1, one_b1, b2, one_b2, eps, step_size, bc2_sqrt, seed;
 } Hyper;
 
 static LLVMValueRef load_hyper(Cg *cg, LLVMValueRef hyper, int idx)
@@ -618,19 +635,21 @@ static Hyper emit_load_hyper(Cg *cg, LLVMValueRef hyper)
 	h.one_b2 = fsub(cg, one, h.b2);
 	h.step_size = fdiv(cg, h.lr, load_hyper(cg, hyper, WTN_H_BC1));
 	h.bc2_sqrt = call1(cg, cg->f_sqrt, load_hyper(cg, hyper, WTN_H_BC2));
+	h.seed = load_hyper(cg, hyper, WTN_H_SEED);
 	return h;
 }
 
 /* One element of torch.optim.SGD (dampening 0) or torch.optim.Adam with L2
- * weight decay: p[i] from the raw gradient g, state m[i], v[i]. */
-static void emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef g_raw,
-                          LLVMValueRef p, LLVMValueRef m, LLVMValueRef v,
-                          LLVMValueRef i)
+ * weight decay wd: p[i] from the raw gradient g, state m[i], v[i].
+ * Returns the new p[i]. */
+static LLVMValueRef emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef wd,
+                                  LLVMValueRef g_raw, LLVMValueRef p, LLVMValueRef m,
+                                  LLVMValueRef v, LLVMValueRef i)
 {
 	const TrainCfg *t = &cg->net->train;
 	LLVMValueRef w = load_f32(cg, p, i);
-	LLVMValueRef g = fadd(cg, g_raw, fmul(cg, h->wd, w));
-	LLVMValueRef step;
+	LLVMValueRef g = fadd(cg, g_raw, fmul(cg, wd, w));
+	LLVMValueRef step, w1;
 	if (t->opt == OPT_ADAM) {
 		LLVMValueRef m1 = fadd(cg, fmul(cg, h->b1, load_f32(cg, m, i)), fmul(cg, h->one_b1, g));
 		LLVMValueRef v1 = fadd(cg, fmul(cg, h->b2, load_f32(cg, v, i)),
@@ -638,8 +657,9 @@ static void emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef g_raw,
 		store_f32(cg, m1, m, i);
 		store_f32(cg, v1, v, i);
 		LLVMValueRef denom = fadd(cg, fdiv(cg, call1(cg, cg->f_sqrt, v1), h->bc2_sqrt), h->eps);
-		store_f32(cg, fsub(cg, w, fmul(cg, h->step_size, fdiv(cg, m1, denom))), p, i);
-		return;
+		w1 = fsub(cg, w, fmul(cg, h->step_size, fdiv(cg, m1, denom)));
+		store_f32(cg, w1, p, i);
+		return w1;
 	}
 	if (LLVMIsNull(m)) {
 		step = g;
@@ -648,36 +668,140 @@ static void emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef g_raw,
 		store_f32(cg, m1, m, i);
 		step = t->nesterov ? fadd(cg, g, fmul(cg, h->mom, m1)) : m1;
 	}
-	store_f32(cg, fsub(cg, w, fmul(cg, h->lr, step)), p, i);
+	w1 = fsub(cg, w, fmul(cg, h->lr, step));
+	store_f32(cg, w1, p, i);
+	return w1;
+}
+
+/* How B follows W inside W's update loop, from the layer's rule. */
+typedef struct FbUpdate {
+	FbChange change;    /* FB_CHANGE_NONE: B is not touched by this loop */
+	/* Constants as num / sqrt(root), so the square root is LLVM's (folded
+	 * in double precision) and the compiler needs no libm. */
+	double scale_num, scale_root;  /* usf: B = sign(W) * scale */
+	double std_num, std_root;      /* brsf: std of the magnitudes, W's init std */
+	int layer;          /* brsf: mixed into the seed, so layers draw apart */
+	bool own_decay;     /* kp(decay >= 0): W and B use `decay`, not the optimiser's */
+	double decay;
+} FbUpdate;
+
+/* num / sqrt(root) as a float, computed in double. */
+static LLVMValueRef const_over_sqrt(Cg *cg, double num, double root)
+{
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, LLVMLookupIntrinsicID("llvm.sqrt", 9),
+	                                             &cg->t_f64, 1);
+	LLVMValueRef r = LLVMConstReal(cg->t_f64, root);
+	LLVMValueRef sq = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, &r, 1, "");
+	LLVMValueRef q = LLVMBuildFDiv(cg->b, LLVMConstReal(cg->t_f64, num), sq, "");
+	return LLVMBuildFPTrunc(cg->b, q, cg->t_f32, "");
+}
+
+/* sign(w) as a float: -1, 0 or 1. */
+static LLVMValueRef emit_sign(Cg *cg, LLVMValueRef w)
+{
+	LLVMValueRef neg = fselect(cg, LLVMRealOLT, w, cf32(cg, 0), cf32(cg, -1), cf32(cg, 0));
+	return fselect(cg, LLVMRealOGT, w, cf32(cg, 0), cf32(cg, 1), neg);
+}
+
+/* A 32-bit finaliser (the multiply-xorshift avalanche of MurmurHash3):
+ * integer ops only, so the loop vectoriser can widen it. */
+static LLVMValueRef emit_mix32(Cg *cg, LLVMValueRef x)
+{
+	x = LLVMBuildXor(cg->b, x, LLVMBuildLShr(cg->b, x, ci32(cg, 16), ""), "");
+	x = LLVMBuildMul(cg->b, x, ci32(cg, (int)0x85ebca6bu), "");
+	x = LLVMBuildXor(cg->b, x, LLVMBuildLShr(cg->b, x, ci32(cg, 13), ""), "");
+	x = LLVMBuildMul(cg->b, x, ci32(cg, (int)0xc2b2ae35u), "");
+	return LLVMBuildXor(cg->b, x, LLVMBuildLShr(cg->b, x, ci32(cg, 16), ""), "");
+}
+
+/* brsf's |m| for element i: counter-based, a pure function of (seed key,
+ * i), so no state and no pass of its own. m is approximately normal with
+ * standard deviation std: the sum of four 16-bit uniforms (two hashes),
+ * centred and scaled to unit variance (a uniform's variance is 1/12). The
+ * integer sum is exact, so one conversion to float serves all four. The
+ * centred sum c is an integer; |m| is taken as (2|c| + 1) half-units so it
+ * is never 0 (B keeps W's sign) at a bias of half a unit, 1e-5 std. */
+static LLVMValueRef emit_redraw_magnitude(Cg *cg, LLVMValueRef key, LLVMValueRef i,
+                                          LLVMValueRef unit)
+{
+	LLVMValueRef x = LLVMBuildTrunc(cg->b, i, cg->t_i32, "");
+	LLVMValueRef h0 = emit_mix32(cg, LLVMBuildXor(cg->b, x, key, ""));
+	LLVMValueRef h1 = emit_mix32(cg, LLVMBuildAdd(cg->b, h0, ci32(cg, (int)0x9e3779b9u), ""));
+	LLVMValueRef lo16 = ci32(cg, 0xffff), sh = ci32(cg, 16);
+	LLVMValueRef sum = LLVMBuildAdd(cg->b,
+		LLVMBuildAdd(cg->b, LLVMBuildAnd(cg->b, h0, lo16, ""), LLVMBuildLShr(cg->b, h0, sh, ""), ""),
+		LLVMBuildAdd(cg->b, LLVMBuildAnd(cg->b, h1, lo16, ""), LLVMBuildLShr(cg->b, h1, sh, ""), ""), "");
+	/* uniform j = (a_j + 1/2) / 2^16, so sum - 2 = (A + 2 - 2^17) / 2^16 */
+	LLVMValueRef c = LLVMBuildSub(cg->b, sum, ci32(cg, 131070), "");
+	LLVMValueRef neg = LLVMBuildICmp(cg->b, LLVMIntSLT, c, ci32(cg, 0), "");
+	LLVMValueRef abs_c = LLVMBuildSelect(cg->b, neg, LLVMBuildNeg(cg->b, c, ""), c, "");
+	LLVMValueRef halves = LLVMBuildOr(cg->b, LLVMBuildShl(cg->b, abs_c, ci32(cg, 1), ""),
+	                                  ci32(cg, 1), "");
+	return fmul(cg, LLVMBuildSIToFP(cg->b, halves, cg->t_f32, ""), unit);
+}
+
+/* B[i] after W[i] became w_new, for the rules whose B is a function of W. */
+static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
+                                 LLVMValueRef wd, LLVMValueRef g, LLVMValueRef w_new,
+                                 LLVMValueRef B, LLVMValueRef mB, LLVMValueRef vB,
+                                 LLVMValueRef M, LLVMValueRef key, LLVMValueRef unit,
+                                 LLVMValueRef i)
+{
+	LLVMValueRef mag;
+	switch (fb->change) {
+	case FB_CHANGE_AS_W:            /* kp: exactly W's gradient and step */
+		emit_opt_elem(cg, h, wd, g, B, mB, vB, i);
+		return;
+	case FB_CHANGE_SIGN_W:          /* usf */
+		mag = const_over_sqrt(cg, fb->scale_num, fb->scale_root);
+		break;
+	case FB_CHANGE_RANDMAG_SIGN_W: {  /* frsf: fixed magnitudes */
+		LLVMValueRef mi = load_f32(cg, M, i);
+		mag = call_intrinsic(cg, "llvm.fabs", &mi, 1);
+		break;
+	}
+	case FB_CHANGE_REDRAW_SIGN_W:   /* brsf: magnitudes redrawn each step */
+		mag = emit_redraw_magnitude(cg, key, i, unit);
+		break;
+	default:                        /* fixed, or changed by the mirror phase */
+		return;
+	}
+	store_f32(cg, fmul(cg, mag, emit_sign(cg, w_new)), B, i);
 }
 
 /* Update of one parameter tensor over [lo, hi): the parameter, and, for a
- * layer whose B changes by a rule, B in the same pass. Parameters:
- * (p, g, m, v, B, mB, vB, hyper, lo, hi). */
-static LLVMValueRef build_param_update(Cg *cg, const char *name, FbChange change,
+ * layer whose B follows W, B in the same pass. Parameters:
+ * (p, g, m, v, B, mB, vB, M, hyper, lo, hi). */
+enum { UPD_NPARAMS = 11 };
+static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate *fb,
                                        bool has_m, bool has_v)
 {
-	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32,
-	                     cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i64, cg->t_i64 };
-	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, 10, true);
-	LLVMValueRef P[10];
-	for (int k = 0; k < 10; k++)
+	LLVMTypeRef ps[UPD_NPARAMS];
+	for (int k = 0; k < 9; k++)
+		ps[k] = cg->t_pf32;
+	ps[9] = ps[10] = cg->t_i64;
+	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, UPD_NPARAMS, true);
+	LLVMValueRef P[UPD_NPARAMS];
+	for (int k = 0; k < UPD_NPARAMS; k++)
 		P[k] = LLVMGetParam(f, (unsigned)k);
 	/* absent state is a compile-time fact: pass a constant null down */
 	LLVMValueRef m = has_m ? P[2] : null_f32(cg), v = has_v ? P[3] : null_f32(cg);
 	LLVMValueRef mB = has_m ? P[5] : null_f32(cg), vB = has_v ? P[6] : null_f32(cg);
-	Hyper h = emit_load_hyper(cg, P[7]);
-	Loop lp;
-	LLVMValueRef i = loop_begin(cg, &lp, P[8], P[9]);
-	LLVMValueRef g = load_f32(cg, P[1], i);
-	emit_opt_elem(cg, &h, g, P[0], m, v, i);
-	switch (change) {
-	case FB_CHANGE_AS_W:  /* kp: B takes exactly W's gradient and step */
-		emit_opt_elem(cg, &h, g, P[4], mB, vB, i);
-		break;
-	default:  /* B fixed or changed elsewhere */
-		break;
+	Hyper h = emit_load_hyper(cg, P[8]);
+	LLVMValueRef wd = fb->own_decay ? cf32(cg, fb->decay) : h.wd;
+	LLVMValueRef key = NULL, unit = NULL;
+	if (fb->change == FB_CHANGE_REDRAW_SIGN_W) {
+		/* the step's seed, as its bits, and the layer, hashed once per call */
+		LLVMValueRef bits = LLVMBuildBitCast(cg->b, h.seed, cg->t_i32, "");
+		key = emit_mix32(cg, LLVMBuildAdd(cg->b, bits, ci32(cg, (int)(0x9e3779b9u * (unsigned)fb->layer)), ""));
+		/* std * sqrt(12 / 4) per unit of the sum of 16-bit uniforms, halved */
+		unit = const_over_sqrt(cg, fb->std_num * 1.7320508075688772 / 131072.0, fb->std_root);
 	}
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, P[9], P[10]);
+	LLVMValueRef g = load_f32(cg, P[1], i);
+	LLVMValueRef w_new = emit_opt_elem(cg, &h, wd, g, P[0], m, v, i);
+	emit_feedback_follow(cg, fb, &h, wd, g, w_new, P[4], mB, vB, P[7], key, unit, i);
 	loop_end(cg, &lp);
 	LLVMBuildRetVoid(cg->b);
 	return f;
@@ -693,22 +817,63 @@ static LLVMValueRef chunk_bound(Cg *cg, long len, LLVMValueRef p, LLVMValueRef n
 	return LLVMBuildSelect(cg->b, at_end, ci64(cg, len), rounded, "");
 }
 
+/* Slots one tensor update touches; -1 where absent. */
+typedef struct UpdSlots { int p, g, m, v, B, mB, vB, M; } UpdSlots;
+
 static void emit_tensor_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper,
                                LLVMValueRef part, LLVMValueRef np, const char *name,
-                               long len, FbChange change, int p, int g, int m, int v,
-                               int B, int mB, int vB)
+                               long len, const FbUpdate *fb, UpdSlots s)
 {
-	Saved s = save_pos(cg);
-	LLVMValueRef helper = build_param_update(cg, name, change, m >= 0, v >= 0);
-	restore_pos(cg, s);
+	Saved pos = save_pos(cg);
+	LLVMValueRef helper = build_param_update(cg, name, fb, s.m >= 0, s.v >= 0);
+	restore_pos(cg, pos);
 	LLVMValueRef lo = chunk_bound(cg, len, part, np);
 	LLVMValueRef hi = chunk_bound(cg, len, LLVMBuildNSWAdd(cg->b, part, ci64(cg, 1), ""), np);
-	LLVMValueRef args[] = {
-		slot_ptr(cg, bufs, p), slot_ptr(cg, bufs, g), opt_slot_ptr(cg, bufs, m),
-		opt_slot_ptr(cg, bufs, v), opt_slot_ptr(cg, bufs, B), opt_slot_ptr(cg, bufs, mB),
-		opt_slot_ptr(cg, bufs, vB), hyper, lo, hi,
+	LLVMValueRef args[UPD_NPARAMS] = {
+		slot_ptr(cg, bufs, s.p), slot_ptr(cg, bufs, s.g), opt_slot_ptr(cg, bufs, s.m),
+		opt_slot_ptr(cg, bufs, s.v), opt_slot_ptr(cg, bufs, s.B), opt_slot_ptr(cg, bufs, s.mB),
+		opt_slot_ptr(cg, bufs, s.vB), opt_slot_ptr(cg, bufs, s.M), hyper, lo, hi,
 	};
-	call_fn(cg, helper, args, 10);
+	call_fn(cg, helper, args, UPD_NPARAMS);
+}
+
+/* A rule argument by name (defaults are filled in by sema). */
+static double rule_arg(const IRRule *r, const char *param, double otherwise)
+{
+	int k = rule_param_index(r->def, param);
+	return k >= 0 ? r->args[k] : otherwise;
+}
+
+/* The standard deviation of the layer's W at initialisation, as
+ * num / sqrt(root). */
+static void init_std(const IRLayer *l, double *num, double *root)
+{
+	*num = 1;
+	switch (l->init) {
+	case INIT_HE: *root = l->in / 2.0; return;
+	case INIT_XAVIER: *root = (l->in + l->out) / 2.0; return;
+	case INIT_NORMAL: *num = l->init_arg; *root = 1; return;
+	case INIT_UNIFORM: *num = l->init_arg; *root = 3; return;
+	}
+	*root = 1;
+}
+
+/* What W's update loop does to B for layer l. */
+static FbUpdate feedback_update(const IRLayer *l, int li)
+{
+	const IRRule *r = &l->rule;
+	FbUpdate fb = { .change = l->B >= 0 ? r->def->change : FB_CHANGE_NONE, .layer = li };
+	if (fb.change == FB_CHANGE_MIRROR)
+		fb.change = FB_CHANGE_NONE;  /* B moves in wtn_mirror instead */
+	double s = rule_arg(r, "scale", 0);  /* usf: 0 means 1/sqrt(fan_in) */
+	fb.scale_num = s > 0 ? s : 1;
+	fb.scale_root = s > 0 ? 1 : l->in;
+	init_std(l, &fb.std_num, &fb.std_root);
+	if (fb.change == FB_CHANGE_AS_W) {
+		fb.decay = rule_arg(r, "decay", -1);
+		fb.own_decay = fb.decay >= 0;
+	}
+	return fb;
 }
 
 static void build_update(Cg *cg)
@@ -721,19 +886,20 @@ static void build_update(Cg *cg)
 	LLVMValueRef np = LLVMBuildSExt(cg->b, LLVMGetParam(f, 3), cg->t_i64, "");
 	np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, ci64(cg, 1), ""),
 	                     ci64(cg, 1), np, "");
+	const FbUpdate plain = { .change = FB_CHANGE_NONE, .scale_root = 1, .std_root = 1 };
 	for (int li = 0; li < net->nlayers; li++) {
 		const IRLayer *l = &net->layers[li];
-		FbChange change = l->rule.def->change;
+		FbUpdate fb = feedback_update(l, li);
 		char name[64];
-		bool b_steps = change == FB_CHANGE_AS_W && l->B >= 0;
 		snprintf(name, sizeof name, "upd_weight.%d", li);
-		emit_tensor_update(cg, bufs, hyper, part, np, name, (long)l->out * l->in,
-		                   b_steps ? change : FB_CHANGE_NONE, l->W, l->gW, l->mW, l->vW,
-		                   b_steps ? l->B : -1, l->mB, l->vB);
+		emit_tensor_update(cg, bufs, hyper, part, np, name, (long)l->out * l->in, &fb,
+		                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
+		                               fb.change != FB_CHANGE_NONE ? l->B : -1,
+		                               l->mB, l->vB, l->M });
 		if (l->bias) {
 			snprintf(name, sizeof name, "upd_bias.%d", li);
-			emit_tensor_update(cg, bufs, hyper, part, np, name, l->out, FB_CHANGE_NONE,
-			                   l->b, l->gb, l->mb, l->vb, -1, -1, -1);
+			emit_tensor_update(cg, bufs, hyper, part, np, name, l->out, &plain,
+			                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 });
 		}
 	}
 	LLVMBuildRetVoid(cg->b);
@@ -741,12 +907,54 @@ static void build_update(Cg *cg)
 
 /* ---- mirror ---- */
 
+/* One mirror step of layer l: noise x [n, in] in its input slot, linear
+ * response y = x W^T in its y slot, then in one product
+ * B = (1 - decay) B + (rate / n) y^T x. */
+static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l)
+{
+	const IRRule *r = &l->rule;
+	double noise = rule_arg(r, "noise", 1), rate = rule_arg(r, "rate", 0);
+	double decay = rule_arg(r, "decay", 0);
+	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
+	LLVMValueRef count = LLVMBuildNSWMul(cg->b, LLVMBuildSExt(cg->b, n, cg->t_i64, ""),
+	                                     ci64(cg, l->in), "");
+	LLVMValueRef nargs[] = { x, count, cf32(cg, noise) };
+	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
+	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
+	           slot_ptr(cg, bufs, l->W), l->in, 0.0, y, l->out);
+	LLVMValueRef alpha = fdiv(cg, cf32(cg, rate), LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
+	emit_sgemm_scaled(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, alpha, y, l->out,
+	                  x, l->in, 1.0 - decay, slot_ptr(cg, bufs, l->B), l->in);
+}
+
+/* wtn_mirror(bufs, layer, n): a switch on the layer index, one case per
+ * layer with a mirror phase; other indices do nothing. */
 static void build_mirror(Cg *cg)
 {
-	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32, cg->t_pf32 };
-	begin_fn(cg, "wtn_mirror", cg->t_void, ps, 3, false);
-	/* No layer of a supported rule has a mirror phase (checked in
-	 * check_supported), so the phase has nothing to do. */
+	const IRNetwork *net = cg->net;
+	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, "wtn_mirror", cg->t_void, ps, 3, false);
+	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 2);
+	LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, f, "done");
+	int ncases = 0;
+	for (int li = 0; li < net->nlayers; li++)
+		ncases += net->layers[li].rule.def->change == FB_CHANGE_MIRROR && net->layers[li].B >= 0;
+	/* n <= 0: no noise, so no step (B would only decay) */
+	LLVMBasicBlockRef pick = LLVMAppendBasicBlockInContext(cg->ctx, f, "pick");
+	LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, n, ci32(cg, 0), ""), done, pick);
+	LLVMPositionBuilderAtEnd(cg->b, pick);
+	LLVMValueRef sw = LLVMBuildSwitch(cg->b, LLVMGetParam(f, 1), done, (unsigned)ncases);
+	for (int li = 0; li < net->nlayers; li++) {
+		const IRLayer *l = &net->layers[li];
+		if (l->rule.def->change != FB_CHANGE_MIRROR || l->B < 0)
+			continue;
+		LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, f, "mirror");
+		LLVMAddCase(sw, ci32(cg, li), bb);
+		LLVMPositionBuilderAtEnd(cg->b, bb);
+		emit_mirror_step(cg, bufs, n, l);
+		LLVMBuildBr(cg->b, done);
+	}
+	LLVMPositionBuilderAtEnd(cg->b, done);
 	LLVMBuildRetVoid(cg->b);
 }
 
@@ -759,6 +967,9 @@ static void declare_externals(Cg *cg)
 	                     cg->t_f32, cg->t_pf32, cg->t_i32 };
 	cg->sgemm_ty = LLVMFunctionType(cg->t_void, sg, 13, 0);
 	cg->sgemm = LLVMAddFunction(cg->mod, "wtn_sgemm", cg->sgemm_ty);
+	LLVMTypeRef nz[] = { cg->t_pf32, cg->t_i64, cg->t_f32 };
+	cg->noise_ty = LLVMFunctionType(cg->t_void, nz, 3, 0);
+	cg->noise = LLVMAddFunction(cg->mod, "wtn_noise", cg->noise_ty);
 	cg->f32_fn_ty = LLVMFunctionType(cg->t_f32, &cg->t_f32, 1, 0);
 	cg->f_expf = LLVMAddFunction(cg->mod, "expf", cg->f32_fn_ty);
 	cg->f_logf = LLVMAddFunction(cg->mod, "logf", cg->f32_fn_ty);
@@ -779,22 +990,12 @@ static void emit_spec_global(Cg *cg)
 	free(spec);
 }
 
-/* Rules whose B changes in ways this backend does not generate yet. */
-static int check_supported(const IRNetwork *net)
+/* The IR must have a layer (sema guarantees it). */
+static int check_network(const IRNetwork *net)
 {
 	if (net->nlayers == 0) {
 		fprintf(stderr, "wtnc: internal error: network '%s' has no layers\n", net->name);
 		return 1;
-	}
-	for (int i = 0; i < net->nlayers; i++) {
-		const IRLayer *l = &net->layers[i];
-		FbChange c = l->rule.def->change;
-		if (c != FB_CHANGE_NONE && c != FB_CHANGE_AS_W) {
-			fprintf(stderr, "wtnc: layer '%s': rule '%s' (B changes by %s) is not"
-			        " supported by the code generator yet\n", l->name,
-			        l->rule.def->name, fb_change_name(c));
-			return 1;
-		}
 	}
 	return 0;
 }
@@ -900,7 +1101,7 @@ static int write_output(LLVMModuleRef mod, LLVMTargetMachineRef tm,
 int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
             bool emit_llvm)
 {
-	if (check_supported(net))
+	if (check_network(net))
 		return 1;
 	char *triple = NULL;
 	LLVMTargetMachineRef tm = create_target_machine(opts, &triple);
@@ -918,7 +1119,8 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 
 	build_forward(&cg);
 	build_loss(&cg);
-	build_backward(&cg);
+	build_backward(&cg, "wtn_backward", false);
+	build_backward(&cg, "wtn_backward_bp", true);
 	build_update(&cg);
 	build_mirror(&cg);
 	emit_spec_global(&cg);

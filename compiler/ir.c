@@ -98,16 +98,22 @@ static void add_state(IRNetwork *net, const char *pname, int rows, int cols,
 	free(vname);
 }
 
-static void plan_layer(IRNetwork *net, IRLayer *l, int n_out)
+static void plan_layer(IRNetwork *net, IRLayer *l, int n_out, bool is_output)
 {
 	const RuleDef *rule = l->rule.def;
 	const char *nm = l->name;
 	l->W = add_buf(net, nm, ".weight", BUF_PARAM, l->out, l->in);
 	l->b = l->bias ? add_buf(net, nm, ".bias", BUF_PARAM, 1, l->out) : -1;
-	l->B = rule->start != FB_START_NONE
+	/* A dfa layer has D in place of B; the output layer uses its own error,
+	 * so a dfa output layer has neither. */
+	bool direct = rule->carry == FB_CARRY_D;
+	l->B = rule->start != FB_START_NONE && !direct
 	       ? add_buf(net, nm, ".feedback", BUF_PARAM, l->out, l->in) : -1;
-	l->D = rule->carry == FB_CARRY_D && l->B < 0
+	l->D = direct && !is_output
 	       ? add_buf(net, nm, ".feedback", BUF_PARAM, n_out, l->out) : -1;
+	/* frsf's fixed magnitudes (B = |M| sign(W)) */
+	l->M = rule->change == FB_CHANGE_RANDMAG_SIGN_W
+	       ? add_buf(net, nm, ".feedback.magnitude", BUF_STATE, l->out, l->in) : -1;
 	l->gW = add_buf(net, nm, ".weight.grad", BUF_GRAD, l->out, l->in);
 	l->gb = l->bias ? add_buf(net, nm, ".bias.grad", BUF_GRAD, 1, l->out) : -1;
 
@@ -139,7 +145,7 @@ void ir_plan_buffers(IRNetwork *net)
 	net->x_slot = add_buf(net, xname, "", BUF_BATCH, 1, net->in_units);
 	int n_out = net->nlayers > 0 ? net->layers[net->nlayers - 1].out : 0;
 	for (int i = 0; i < net->nlayers; i++)
-		plan_layer(net, &net->layers[i], n_out);
+		plan_layer(net, &net->layers[i], n_out, i == net->nlayers - 1);
 }
 
 static void print_layer(FILE *out, const IRLayer *l)
@@ -151,8 +157,8 @@ static void print_layer(FILE *out, const IRLayer *l)
 	        init_name(l->init), l->init_arg, r->name, fb_start_name(r->start),
 	        fb_carry_name(r->carry), fb_change_name(r->change),
 	        r->change == FB_CHANGE_MIRROR ? 1 : 0);
-	fprintf(out, " W=%d b=%d B=%d D=%d gW=%d gb=%d mW=%d mb=%d mB=%d vW=%d vb=%d"
-	        " vB=%d y=%d d=%d", l->W, l->b, l->B, l->D, l->gW, l->gb, l->mW,
+	fprintf(out, " W=%d b=%d B=%d D=%d M=%d gW=%d gb=%d mW=%d mb=%d mB=%d vW=%d vb=%d"
+	        " vB=%d y=%d d=%d", l->W, l->b, l->B, l->D, l->M, l->gW, l->gb, l->mW,
 	        l->mb, l->mB, l->vW, l->vb, l->vB, l->y, l->d);
 	for (int i = 0; i < r->nparams; i++)
 		fprintf(out, " arg.%s=%.9g", r->params[i].name, l->rule.args[i]);

@@ -10,21 +10,49 @@ const RuleDef rule_table[] = {
 	{"fa", "feedback alignment",
 	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_NONE, 0, {{0}}, true},
 	{"usf", "uniform sign-concordant feedback",
-	 FB_START_SIGN_W, FB_CARRY_B, FB_CHANGE_SIGN_W, 1, {{"scale", 0}}, false},
+	 FB_START_SIGN_W, FB_CARRY_B, FB_CHANGE_SIGN_W, 1, {{"scale", 0}}, true},
 	{"frsf", "fixed random-magnitude sign-concordant feedback",
-	 FB_START_RANDMAG_SIGN_W, FB_CARRY_B, FB_CHANGE_RANDMAG_SIGN_W, 1, {{"scale", 0}}, false},
+	 FB_START_RANDMAG_SIGN_W, FB_CARRY_B, FB_CHANGE_RANDMAG_SIGN_W, 0, {{0}}, true},
 	{"brsf", "batchwise random-magnitude sign-concordant feedback",
-	 FB_START_RANDMAG_SIGN_W, FB_CARRY_B, FB_CHANGE_REDRAW_SIGN_W, 1, {{"scale", 0}}, false},
+	 FB_START_RANDMAG_SIGN_W, FB_CARRY_B, FB_CHANGE_REDRAW_SIGN_W, 0, {{0}}, true},
 	{"kp", "Kolen-Pollack",
-	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_AS_W, 1, {{"decay", -1}}, false},
+	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_AS_W, 1, {{"decay", -1}}, true},
 	{"wm", "weight mirror",
 	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_MIRROR, 6,
-	 {{"noise", 0.1}, {"rate", 0.01}, {"decay", 0.0001}, {"batch", 128},
-	  {"every", 1}, {"warmup", 100}}, false},
+	 {{"noise", 1}, {"rate", 0.001}, {"decay", 0.001}, {"batch", 128},
+	  {"every", 1}, {"warmup", 1000}}, true},
 	{"dfa", "direct feedback alignment",
-	 FB_START_LIKE_W, FB_CARRY_D, FB_CHANGE_NONE, 0, {{0}}, false},
+	 FB_START_LIKE_W, FB_CARRY_D, FB_CHANGE_NONE, 0, {{0}}, true},
 };
 const int rule_count = sizeof rule_table / sizeof rule_table[0];
+
+/* What each argument accepts, row for row with rule_table. */
+static const RuleArgKind arg_kinds[][RULE_MAX_PARAMS] = {
+	{0},                                           /* bp */
+	{0},                                           /* fa */
+	{RULE_ARG_NONNEG},                             /* usf scale (0: 1/sqrt(in)) */
+	{0},                                           /* frsf */
+	{0},                                           /* brsf */
+	{RULE_ARG_NONNEG_OR_DEFAULT},                  /* kp decay (-1: the optimiser's) */
+	{RULE_ARG_POSITIVE, RULE_ARG_POSITIVE, RULE_ARG_FRACTION,
+	 RULE_ARG_POS_INT, RULE_ARG_POS_INT, RULE_ARG_NONNEG_INT},  /* wm */
+	{0},                                           /* dfa */
+};
+_Static_assert(sizeof arg_kinds / sizeof arg_kinds[0] ==
+               sizeof rule_table / sizeof rule_table[0], "one arg_kinds row per rule");
+
+RuleArgKind rule_arg_kind(const RuleDef *r, int i)
+{
+	return arg_kinds[r - rule_table][i];
+}
+
+int rule_param_index(const RuleDef *r, const char *param)
+{
+	for (int i = 0; i < r->nparams; i++)
+		if (!strcmp(r->params[i].name, param))
+			return i;
+	return -1;
+}
 
 const RuleDef *rule_lookup(const char *name)
 {

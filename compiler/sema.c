@@ -565,6 +565,42 @@ static void check_loss(Sema *S, Stmt *s)
 
 /* ---- feedback rules ---- */
 
+/* What a rule argument of this kind must be, in words, or NULL when x
+ * is acceptable. */
+static const char *rule_arg_problem(RuleArgKind kind, double x)
+{
+	bool integer = x == floor(x) && fabs(x) <= 1 << 30;
+	switch (kind) {
+	case RULE_ARG_ANY: return NULL;
+	case RULE_ARG_POSITIVE: return x > 0 ? NULL : "positive";
+	case RULE_ARG_NONNEG: return x >= 0 ? NULL : "zero or positive";
+	case RULE_ARG_FRACTION: return x >= 0 && x < 1 ? NULL : "in [0, 1)";
+	case RULE_ARG_NONNEG_OR_DEFAULT:
+		return x >= 0 || x == -1 ? NULL
+		       : "zero or positive (or -1 for the optimizer's weight_decay)";
+	case RULE_ARG_POS_INT: return integer && x > 0 ? NULL : "a positive integer";
+	case RULE_ARG_NONNEG_INT: return integer && x >= 0 ? NULL : "a non-negative integer";
+	}
+	return NULL;
+}
+
+/* Argument i of rule def, checked against what the rule accepts
+ * (rule_arg_kind); the error points at the value. */
+static bool rule_arg_value(Sema *S, const RuleDef *def, int i, const Value *v, double *out)
+{
+	const char *name = def->params[i].name;
+	char expect[64];
+	snprintf(expect, sizeof expect, "a number for '%s'", name);
+	if (!num_value(S, v, expect, out))
+		return false;
+	const char *problem = rule_arg_problem(rule_arg_kind(def, i), *out);
+	if (problem) {
+		diag_error(v->pos, "'%s' must be %s, found %s", name, problem, shown(v, *out));
+		return false;
+	}
+	return true;
+}
+
 static bool check_rule(Sema *S, const Value *v, IRRule *out)
 {
 	if (v->kind != VAL_NAME && v->kind != VAL_CALL) {
@@ -607,12 +643,9 @@ static bool check_rule(Sema *S, const Value *v, IRRule *out)
 		snprintf(usage, sizeof usage, "%s", def->name);
 	if (!bind_args(v, names, def->nparams, 0, what, usage, slots))
 		ok = false;
-	for (int i = 0; i < def->nparams; i++) {
-		char expect[64];
-		snprintf(expect, sizeof expect, "a number for '%s'", names[i]);
-		if (slots[i] && !num_value(S, slots[i]->val, expect, &out->args[i]))
+	for (int i = 0; i < def->nparams; i++)
+		if (slots[i] && !rule_arg_value(S, def, i, slots[i]->val, &out->args[i]))
 			ok = false;
-	}
 	return ok;
 }
 
@@ -933,14 +966,37 @@ static void check_data_shapes(Sema *S, const TrainCfg *t)
 	}
 }
 
+/* Does an earlier layer share layer i's rule entry (a default rule)? Its
+ * warning was given there already. */
+static bool warned_before(Sema *S, int i)
+{
+	Pos p = S->layers[i].rule.pos;
+	for (int j = 0; j < i; j++) {
+		Pos q = S->layers[j].rule.pos;
+		if (q.file == p.file && q.line == p.line && q.col == p.col)
+			return true;
+	}
+	return false;
+}
+
 /* Warnings that need the network and the train block together. */
 static void check_combination(Sema *S, const TrainCfg *t)
 {
 	for (int i = 0; i < S->nlayers; i++) {
+		/* B takes W's steps: only weight decay shrinks W - B (kp). */
 		const IRRule *r = &S->layers[i].rule;
-		if (r->def && !strcmp(r->def->name, "kp") && t->weight_decay == 0)
-			diag_warning(r->pos, "kp without weight decay: B never converges to W "
-			             "(set weight_decay in the optimizer)");
+		if (!r->def || r->def->change != FB_CHANGE_AS_W)
+			continue;
+		int k = rule_param_index(r->def, "decay");
+		double decay = k >= 0 && r->args[k] >= 0 ? r->args[k] : t->weight_decay;
+		if (decay != 0 || warned_before(S, i))
+			continue;
+		if (k >= 0 && r->args[k] == 0)
+			diag_warning(r->pos, "%s with decay=0: B never converges to W "
+			             "(give it a positive decay)", r->def->name);
+		else
+			diag_warning(r->pos, "%s without weight decay: B never converges to W "
+			             "(set weight_decay in the optimizer)", r->def->name);
 	}
 	if (S->loss && S->loss_layer >= 0 && S->loss_layer == S->nlayers - 1) {
 		const IRLayer *out = &S->layers[S->loss_layer];

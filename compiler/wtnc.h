@@ -129,6 +129,19 @@ const RuleDef *rule_lookup(const char *name);
 const char *fb_start_name(FbStart s);
 const char *fb_carry_name(FbCarry c);
 const char *fb_change_name(FbChange c);
+/* What a rule argument accepts (sema.c checks it at the argument). */
+typedef enum {
+	RULE_ARG_ANY,                /* any number */
+	RULE_ARG_POSITIVE,           /* > 0 */
+	RULE_ARG_NONNEG,             /* >= 0 */
+	RULE_ARG_FRACTION,           /* in [0, 1) */
+	RULE_ARG_NONNEG_OR_DEFAULT,  /* >= 0, or -1 for "the optimiser's" */
+	RULE_ARG_POS_INT,            /* 1, 2, ... */
+	RULE_ARG_NONNEG_INT          /* 0, 1, ... */
+} RuleArgKind;
+RuleArgKind rule_arg_kind(const RuleDef *r, int i);
+/* Index of the parameter called `param` in r->params, -1 if none. */
+int rule_param_index(const RuleDef *r, const char *param);
 
 /* ---- sema.c: checks and shape inference, AST -> IR ---- */
 typedef enum { ACT_IDENTITY, ACT_RELU, ACT_TANH, ACT_SIGMOID } Act;
@@ -154,7 +167,7 @@ typedef struct IRLayer {
 	double init_arg;        /* std for normal, a for uniform */
 	IRRule rule;            /* bp for layers the feedback block leaves alone */
 	/* buffer slots (ir.c), -1 where absent */
-	int W, b, B, D;         /* params: weight, bias, feedback, dfa matrix */
+	int W, b, B, D, M;      /* params: weight, bias, feedback, dfa matrix; frsf magnitudes */
 	int gW, gb;             /* gradients */
 	int mW, mb, mB;         /* optimiser state 1: momentum or adam m */
 	int vW, vb, vB;         /* adam v */

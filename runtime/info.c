@@ -14,6 +14,17 @@ static void print_rule(FILE *out, const RtLayer *l)
 		fputc(')', out);
 }
 
+/* The tensors the rule keeps besides W, as [rows, cols]. */
+static void print_feedback_shapes(FILE *out, const RtLayer *l, int n_out)
+{
+	if (l->B >= 0)
+		fprintf(out, "  B [%d, %d]", l->out, l->in);
+	if (l->M >= 0)
+		fprintf(out, "  M [%d, %d]", l->out, l->in);
+	if (l->D >= 0)
+		fprintf(out, "  D [%d, %d]", n_out, l->out);
+}
+
 int rt_cmd_info(const RtModel *m, FILE *out)
 {
 	long params = 0, feedback = 0, flops = 0;
@@ -30,6 +41,7 @@ int rt_cmd_info(const RtModel *m, FILE *out)
 		fprintf(out, "%-12s %-6s %-16s %-9s %10ld  ", l->name, "dense", shape,
 		        act_label[l->act], p);
 		print_rule(out, l);
+		print_feedback_shapes(out, l, n_out);
 		fputc('\n', out);
 		params += p;
 		flops += 2L * l->in * l->out;

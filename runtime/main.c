@@ -20,6 +20,8 @@ static void usage(FILE *out, const RtModel *m)
 	        "  train            train the network (the default)\n"
 	        "  eval --init FILE test loss and accuracy of a checkpoint\n"
 	        "  info             layers, feedback rules, parameter and FLOP counts\n"
+	        "  mirror --steps N run N weight-mirror steps alone (W fixed), printing each\n"
+	        "                   wm layer's angle(B, W) and |B|/|W|; --save keeps B\n"
 	        "\n"
 	        "options (override the program's train block):\n"
 	        "  --data DIR       data: fashion_mnist, mnist, synthetic or a directory\n"
@@ -30,6 +32,7 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
 	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
 	        "  --no-shuffle     keep the data order\n"
+	        "  --steps N        mirror steps for the mirror command\n"
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
 	        "  --metrics FILE   write one JSON object per epoch\n"
@@ -102,6 +105,10 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 		if (!parse_long_arg(val, 0, 0x7fffffffffffffffL, &v))
 			return usage_error("--seed %s: expected a non-negative integer", val);
 		t->seed = v;
+	} else if (strcmp(name, "--steps") == 0) {
+		if (!parse_long_arg(val, 1, 1000000000, &v))
+			return usage_error("--steps %s: expected a whole number of mirror steps >= 1", val);
+		o->steps = v;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))
 			return usage_error("--threads %s: expected a thread count from 1 to 64", val);
@@ -114,7 +121,8 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 static bool takes_value(const char *name)
 {
 	static const char *const with_value[] = {"--data", "--epochs", "--batch", "--lr", "--seed",
-	                                         "--threads", "--init", "--save", "--metrics"};
+	                                         "--threads", "--init", "--save", "--metrics",
+	                                         "--steps"};
 	for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
 		if (strcmp(name, with_value[i]) == 0)
 			return true;
@@ -137,7 +145,8 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		if (a[0] != '-') {
 			if (o->command)
 				return usage_error("unexpected argument '%s'", a);
-			if (strcmp(a, "train") && strcmp(a, "eval") && strcmp(a, "info"))
+			if (strcmp(a, "train") && strcmp(a, "eval") && strcmp(a, "info") &&
+			    strcmp(a, "mirror"))
 				return usage_error("unknown command '%s'", a);
 			o->command = a;
 			continue;
@@ -168,6 +177,11 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		o->command = "train";
 	if (strcmp(o->command, "eval") == 0 && !o->init)
 		return usage_error("eval needs --init FILE (a checkpoint to evaluate)");
+	bool mirror = strcmp(o->command, "mirror") == 0;
+	if (mirror && !o->steps)
+		return usage_error("mirror needs --steps N (how many mirror steps)");
+	if (!mirror && o->steps)
+		return usage_error("--steps is for the mirror command");
 	return -1;
 }
 
@@ -184,6 +198,8 @@ int main(int argc, char **argv)
 	if (rc < 0) {
 		if (strcmp(o.command, "info") == 0)
 			rc = rt_cmd_info(&m, stdout);
+		else if (strcmp(o.command, "mirror") == 0)
+			rc = rt_cmd_mirror(&m, &o);
 		else if (strcmp(o.command, "eval") == 0)
 			rc = rt_cmd_eval(&m, &o);
 		else

@@ -14,19 +14,24 @@ int rt_argmax(const float *v, int n)
 	return best;
 }
 
+/* 2 atan2(|a^ - b^|, |a^ + b^|) over the unit vectors: unlike acos of the
+ * cosine it keeps small angles accurate, and equal vectors give exactly 0. */
 double rt_angle_deg(const float *a, const float *b, long n)
 {
-	double ab = 0, aa = 0, bb = 0;
+	double aa = 0, bb = 0;
 	for (long i = 0; i < n; i++) {
-		ab += (double)a[i] * b[i];
 		aa += (double)a[i] * a[i];
 		bb += (double)b[i] * b[i];
 	}
 	if (aa == 0 || bb == 0)
 		return NAN;
-	double c = ab / (sqrt(aa) * sqrt(bb));
-	c = c > 1 ? 1 : c < -1 ? -1 : c;   /* rounding can step just outside */
-	return acos(c) * 180.0 / M_PI;
+	double ia = 1 / sqrt(aa), ib = 1 / sqrt(bb), diff = 0, sum = 0;
+	for (long i = 0; i < n; i++) {
+		double u = a[i] * ia, v = b[i] * ib;
+		diff += (u - v) * (u - v);
+		sum += (u + v) * (u + v);
+	}
+	return 2 * atan2(sqrt(diff), sqrt(sum)) * 180.0 / M_PI;
 }
 
 double rt_norm_ratio(const float *a, const float *b, long n)
@@ -90,6 +95,14 @@ void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s)
 		if (m->layers[i].B >= 0)
 			fprintf(out, "  %s angle %.1f\u00b0 |B|/|W| %.2f", m->layers[i].name,
 			        s->layers[i].angle, s->layers[i].norm_ratio);
+	/* Delta angles, compactly: the error each layer gets against backprop's. */
+	fputs("  \u03b4", out);
+	for (int i = 0; i < m->nlayers; i++) {
+		if (isfinite(s->layers[i].delta))
+			fprintf(out, " %s %.1f\u00b0", m->layers[i].name, s->layers[i].delta);
+		else
+			fprintf(out, " %s -", m->layers[i].name);
+	}
 	fprintf(out, "  ");
 	print_rate(out, s->samples_per_sec);
 	fputc('\n', out);
@@ -124,14 +137,14 @@ int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s)
 	bool first = true;
 	for (int i = 0; i < m->nlayers; i++) {
 		const RtLayer *l = &m->layers[i];
-		if (l->B < 0)
-			continue;
 		/* Layer and rule names are identifiers: no escaping needed. */
 		fprintf(out, "%s{\"name\":\"%s\",\"rule\":\"%s\",\"angle\":", first ? "" : ",",
 		        l->name, l->rule);
 		json_number(out, s->layers[i].angle);
 		fputs(",\"norm_ratio\":", out);
 		json_number(out, s->layers[i].norm_ratio);
+		fputs(",\"delta\":", out);
+		json_number(out, s->layers[i].delta);
 		fputc('}', out);
 		first = false;
 	}

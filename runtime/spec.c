@@ -276,6 +276,7 @@ static int parse_layer(const Line *ln, RtModel *m)
 		{"mirror", F_INT, &l.mirror, 0, NULL},
 		{"W", F_INT, &l.W, 0, NULL}, {"b", F_INT, &l.b, 0, NULL},
 		{"B", F_INT, &l.B, 0, NULL}, {"D", F_INT, &l.D, 0, NULL},
+		{"M", F_INT, &l.M, 0, NULL},
 		{"gW", F_INT, &l.gW, 0, NULL}, {"gb", F_INT, &l.gb, 0, NULL},
 		{"mW", F_INT, &l.mW, 0, NULL}, {"mb", F_INT, &l.mb, 0, NULL},
 		{"mB", F_INT, &l.mB, 0, NULL}, {"vW", F_INT, &l.vW, 0, NULL},
@@ -353,6 +354,21 @@ static int check_slot(const RtModel *m, const RtLayer *l, const char *what, int 
 	return 0;
 }
 
+/* A weight-mirror rule's schedule arguments must be whole numbers in range:
+ * the runtime turns them into batch sizes and step counts. */
+static int check_mirror_args(const RtLayer *l)
+{
+	static const struct { const char *name; double min; } args[] = {
+		{"batch", 1}, {"every", 1}, {"warmup", 0}};
+	for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+		double v = rt_rule_arg(l, args[i].name, args[i].min);
+		if (v != floor(v) || v < args[i].min || v > 1e9)
+			return spec_error("layer %s: rule argument %s=%g must be a whole number >= %g",
+			                  l->name, args[i].name, v, args[i].min);
+	}
+	return 0;
+}
+
 static int check_layer(const RtModel *m, int i)
 {
 	const RtLayer *l = &m->layers[i];
@@ -367,14 +383,19 @@ static int check_layer(const RtModel *m, int i)
 	for (int j = 0; j < i; j++)
 		if (strcmp(m->layers[j].name, l->name) == 0)
 			return spec_error("duplicate layer name %s", l->name);
-	bool has_B = l->carry == RT_CARRY_B;   // B may also exist for other rules
-	bool has_D = l->carry == RT_CARRY_D;
+	/* Each feedback tensor exists exactly when the rule needs it: B for
+	 * carry=B, D for carry=D below the output (which uses its own error),
+	 * the magnitudes M for frsf. */
+	bool has_B = l->carry == RT_CARRY_B;
+	bool has_D = l->carry == RT_CARRY_D && i != m->nlayers - 1;
+	bool has_M = l->change == RT_CHANGE_RANDMAG_SIGN_W;
 	bool bias = l->bias != 0;
 	/* Slots: params, gradients, optimiser states, activations. */
 	if (check_slot(m, l, "W", l->W, RT_BUF_PARAM, l->out, l->in, true) < 0 ||
 	    check_slot(m, l, "b", l->b, RT_BUF_PARAM, 1, l->out, bias) < 0 ||
 	    check_slot(m, l, "B", l->B, RT_BUF_PARAM, l->out, l->in, has_B) < 0 ||
 	    check_slot(m, l, "D", l->D, RT_BUF_PARAM, n_out, l->out, has_D) < 0 ||
+	    check_slot(m, l, "M", l->M, RT_BUF_STATE, l->out, l->in, has_M) < 0 ||
 	    check_slot(m, l, "gW", l->gW, RT_BUF_GRAD, l->out, l->in, true) < 0 ||
 	    check_slot(m, l, "gb", l->gb, RT_BUF_GRAD, 1, l->out, bias) < 0 ||
 	    check_slot(m, l, "mW", l->mW, RT_BUF_STATE, l->out, l->in, false) < 0 ||
@@ -386,10 +407,21 @@ static int check_layer(const RtModel *m, int i)
 	    check_slot(m, l, "y", l->y, RT_BUF_BATCH, 1, l->out, true) < 0 ||
 	    check_slot(m, l, "d", l->d, RT_BUF_BATCH, 1, l->out, true) < 0)
 		return -1;
+	if (!has_B && l->B != -1)
+		return spec_error("layer %s: B buffer but carry is not B", l->name);
 	if (!has_D && l->D != -1)
-		return spec_error("layer %s: D buffer but carry is not D", l->name);
+		return spec_error("layer %s: D buffer but carry is not D or it is the output layer",
+		                  l->name);
+	if (!has_M && l->M != -1)
+		return spec_error("layer %s: M buffer but change is not randmag_sign_w", l->name);
+	if (l->start == RT_START_NONE && has_B)
+		return spec_error("layer %s: carry=B but B has no start", l->name);
 	if (!bias && l->b != -1)
 		return spec_error("layer %s: bias buffer but bias=0", l->name);
+	if (l->mirror != (l->change == RT_CHANGE_MIRROR))
+		return spec_error("layer %s: mirror=%d disagrees with change", l->name, l->mirror);
+	if (l->change == RT_CHANGE_MIRROR && check_mirror_args(l) < 0)
+		return -1;
 	return 0;
 }
 

@@ -22,66 +22,17 @@ static int n_classes(const RtModel *m)
 	return m->layers[m->nlayers - 1].out;
 }
 
-/* Weight-mirror layers get a mirror step every `every` training steps; the
- * kernel runs all of them, so the most frequent layer sets the pace, and
- * the largest noise batch and warm-up among them are used. */
-typedef struct Mirror { int every, batch, warmup; } Mirror;
-
-static Mirror mirror_plan(const RtModel *m, int max_n)
-{
-	Mirror mp = {0, 0, 0};
-	for (int i = 0; i < m->nlayers; i++) {
-		const RtLayer *l = &m->layers[i];
-		if (l->change != RT_CHANGE_MIRROR)
-			continue;
-		int e = (int)rt_rule_arg(l, "every", 1);
-		int n = (int)rt_rule_arg(l, "batch", max_n);
-		int w = (int)rt_rule_arg(l, "warmup", 0);
-		if (e < 1)
-			e = 1;
-		if (mp.every == 0 || e < mp.every)
-			mp.every = e;
-		if (n > mp.batch)
-			mp.batch = n;
-		if (w > mp.warmup)
-			mp.warmup = w;
-	}
-	if (mp.batch > max_n || mp.batch < 1)
-		mp.batch = max_n;
-	return mp;
-}
-
-/* The burst of mirror steps before training (Akrout et al.), each with its
- * own noise seed. */
-static void mirror_warmup(float **bufs, const Mirror *mp, const RtOptim *opt)
-{
-	RtOptim scratch = *opt;   /* warm-up is not an optimiser step */
-	float hyper[WTN_H_COUNT];
-	memcpy(hyper, rt_optim_next(&scratch), sizeof hyper);
-	for (int k = 0; k < mp->warmup; k++) {
-		hyper[WTN_H_SEED] = (float)(rt_mix64((uint64_t)opt->t->seed * 0x3c6ef372ULL + k) & 0xffffff);
-		wtn_mirror(bufs, mp->batch, hyper);
-	}
-}
-
-/* --batch may only shrink the batch; buffers keep the compiled size so the
- * mirror phase can use its own noise batch. */
-static int max_batch(const RtModel *m, const RtOptions *o)
-{
-	return o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
-}
-
 /* Everything one run holds; freed by run_close. */
 typedef struct Run {
 	RtModel *m;
 	RtData data;
 	float **bufs;
-	float **mags;
 	int32_t *labels;
 	RtPool *pool;
 	RtBatcher batcher;
 	FILE *metrics;
 	RtLayerStat *stats;
+	RtProbe *probe;
 } Run;
 
 static void run_close(Run *r)
@@ -90,7 +41,7 @@ static void run_close(Run *r)
 		fclose(r->metrics);
 	rt_pool_stop(r->pool);
 	rt_batcher_free(&r->batcher);
-	rt_init_free_mags(r->m, r->mags);
+	rt_probe_free(r->probe);
 	rt_free_buffers(r->m, r->bufs);
 	free(r->labels);
 	free(r->stats);
@@ -106,23 +57,25 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 	if (rt_data_load(t->data, o->data, m->in_units, n_classes(m), (uint64_t)t->seed,
 	                 &r->data) < 0)
 		return -1;
-	r->bufs = rt_alloc_buffers(m, max_batch(m, o));
-	r->labels = calloc(max_batch(m, o), sizeof *r->labels);
+	r->bufs = rt_alloc_buffers(m, rt_max_batch(m, o));
+	r->labels = calloc(rt_max_batch(m, o), sizeof *r->labels);
 	r->stats = calloc(m->nlayers, sizeof *r->stats);
 	if (!r->bufs || !r->labels || !r->stats) {
 		fprintf(stderr, "wtn: out of memory\n");
 		return -1;
 	}
-	r->mags = rt_init_params(m, r->bufs, (uint64_t)t->seed);
+	if (rt_init_params(m, r->bufs, (uint64_t)t->seed) < 0)
+		return -1;
 	if (o->init) {
 		if (rt_checkpoint_load(o->init, m, r->bufs) < 0)
 			return -1;
-		rt_init_mags_from_feedback(m, r->bufs, r->mags);
+		rt_init_mags_from_feedback(m, r->bufs);
 	}
+	rt_noise_seed((uint64_t)t->seed);
 	return 0;
 }
 
-static int thread_count(const RtOptions *o)
+int rt_thread_count(const RtOptions *o)
 {
 	if (o->threads > 0)
 		return o->threads;
@@ -142,8 +95,8 @@ static void count_correct(const RtModel *m, float **bufs, const int32_t *labels,
 }
 
 /* One epoch of steps. Returns -1 (after the message) on a non-finite loss. */
-static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, const Mirror *mp,
-                       bool tty, EpochTotals *e)
+static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool tty,
+                       EpochTotals *e)
 {
 	RtModel *m = r->m;
 	const RtTrain *t = &m->train;
@@ -173,8 +126,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, cons
 		wtn_backward(r->bufs, n);
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
-		if (mp->every && opt->step % mp->every == 0)
-			wtn_mirror(r->bufs, mp->batch, hyper);
+		rt_mirror_after_step(m, r->bufs, opt->step);
 		if (tty) {
 			double tnow = now_seconds();
 			if (tnow - last_draw > 0.1 || r->batcher.pos == r->data.train.n) {
@@ -198,21 +150,23 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
 		goto out;
 	}
-	int threads = thread_count(o);
+	int threads = rt_thread_count(o);
 	openblas_set_num_threads(threads);
 	r.pool = rt_pool_start(threads);
 	rt_batcher_init(&r.batcher, &r.data.train, t->batch, !o->no_shuffle, (uint64_t)t->seed);
 	RtOptim opt;
 	rt_optim_init(&opt, t);
-	Mirror mp = mirror_plan(m, max_batch(m, o));
-	if (mp.every && !o->init)
-		mirror_warmup(r.bufs, &mp, &opt);
+	/* Starting from a checkpoint, B is already mirrored. */
+	if (!o->init)
+		rt_mirror_warmup(m, r.bufs);
+	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
+		goto out;
 	bool tty = isatty(STDOUT_FILENO);
 	for (int epoch = 0; epoch < t->epochs; epoch++) {
 		EpochTotals e = {0};
 		rt_optim_begin_epoch(&opt, epoch);
 		double t0 = now_seconds();
-		if (train_epoch(&r, o, &opt, epoch, &mp, tty, &e) < 0)
+		if (train_epoch(&r, o, &opt, epoch, tty, &e) < 0)
 			goto out;
 		double elapsed = now_seconds() - t0;
 		RtEpochStats s = {.epoch = epoch + 1, .epochs = t->epochs, .lr = opt.lr,
@@ -222,6 +176,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
 		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
 		rt_layer_stats(m, r.bufs, r.stats);
+		rt_probe_delta(r.probe, r.bufs, r.labels, r.stats);
 		if (tty)
 			fputs("\r\033[K", stdout);
 		rt_print_epoch(stdout, m, &s);
@@ -244,7 +199,7 @@ int rt_cmd_eval(RtModel *m, const RtOptions *o)
 	int status = 1;
 	if (run_open(&r, m, o) == 0) {
 		double loss, acc;
-		openblas_set_num_threads(thread_count(o));
+		openblas_set_num_threads(rt_thread_count(o));
 		rt_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
 		printf("test loss %.4f acc %.2f%%  (%ld samples, %s)\n", loss, acc, r.data.test.n,
 		       r.data.source);

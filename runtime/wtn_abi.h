@@ -42,15 +42,22 @@ typedef void  wtn_backward_fn(float **bufs, int n);
  * elements are split into nparts chunks; this call does chunk `part`, so the
  * runtime can share the step between threads. */
 typedef void  wtn_update_fn(float **bufs, const float *hyper, int part, int nparts);
-/* Weight-mirror phase (layers whose rule has one): noise in the layer's
- * input slot, linear response, B update. n = noise batch. */
-typedef void  wtn_mirror_fn(float **bufs, int n, const float *hyper);
+/* Errors as backprop would send them (every layer carries W), into the same
+ * d slots (and gradients): the runtime's probe for the delta angle. */
+typedef void  wtn_backward_bp_fn(float **bufs, int n);
+/* One weight-mirror step of layer `layer` (an index into the spec's layers;
+ * a no-op unless its rule has change=mirror): the kernel asks the runtime for
+ * noise x[n, in] in the layer's input slot (wtn_noise), computes the linear
+ * response y = x W^T in the layer's y slot and updates
+ * B = (1 - decay) B + (rate / n) y^T x, with the rule's arguments. */
+typedef void  wtn_mirror_fn(float **bufs, int layer, int n);
 
 wtn_forward_fn  wtn_forward;
 wtn_loss_fn     wtn_loss;
 wtn_backward_fn wtn_backward;
 wtn_update_fn   wtn_update;
 wtn_mirror_fn   wtn_mirror;
+wtn_backward_bp_fn wtn_backward_bp;
 extern const char wtn_spec[];   /* NUL-terminated spec text, below */
 
 /* Matrix product shim the kernels call (row-major, cblas semantics):
@@ -58,6 +65,10 @@ extern const char wtn_spec[];   /* NUL-terminated spec text, below */
 void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *c, int ldc);
+
+/* Zero-mean Gaussian noise of standard deviation std, from the runtime's
+ * seeded generator (called by wtn_mirror). */
+void wtn_noise(float *dst, long count, float std);
 
 /* Spec text, version 1. One record per line: a keyword, then key=value
  * words separated by single spaces. Numbers are printed with %.9g. Order:
@@ -72,8 +83,9 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  *       h1.weight.m, h1.weight.v, h1.feedback.m, h1.y, h1.d.
  *   layer name=h1 kind=dense input=-1 in=784 out=1000 act=relu bias=1
  *       init=he init_arg=0 rule=fa start=like_w carry=B change=none mirror=0
- *       W=1 b=2 B=3 D=-1 gW=4 gb=5 mW=6 mb=7 mB=-1 vW=-1 vb=-1 vB=-1 y=8 d=9
+ *       W=1 b=2 B=3 D=-1 M=-1 gW=4 gb=5 mW=6 mb=7 mB=-1 vW=-1 vb=-1 vB=-1 y=8 d=9
  *       [arg.NAME=VALUE ...]      (the rule's arguments, defaults filled in)
+ *       M: the random magnitudes of frsf (B = |M| * sign(W)), [out,in].
  *       input is the index of the producing layer, -1 for the network input.
  *       act: identity relu tanh sigmoid. init: he xavier normal uniform.
  *       start: none like_w sign_w randmag_sign_w.  carry: W B D.

@@ -40,7 +40,7 @@ typedef struct RtLayer {
 	int nargs;
 	char arg_name[RT_MAX_RULE_ARGS][16];
 	double arg[RT_MAX_RULE_ARGS];
-	int W, b, B, D, gW, gb, mW, mb, mB, vW, vb, vB, y, d;
+	int W, b, B, D, M, gW, gb, mW, mb, mB, vW, vb, vB, y, d;
 } RtLayer;
 
 typedef struct RtTrain {
@@ -124,12 +124,14 @@ void rt_batcher_start_epoch(RtBatcher *b);  /* reshuffles unless shuffle is off 
 int rt_batcher_next(RtBatcher *b, float *x, int32_t *labels);
 
 /* ---- init.c: parameter initialisation ---- */
-/* Fills every param buffer from the spec's init and rule starts; returns the
- * per-layer magnitude arrays M (NULL for layers without one). */
-float **rt_init_params(const RtModel *m, float **bufs, uint64_t seed);
-/* After a checkpoint load: M = |B| for layers whose B is |M| * sign(W). */
-void rt_init_mags_from_feedback(const RtModel *m, float **bufs, float **mags);
-void rt_init_free_mags(const RtModel *m, float **mags);
+/* Fills every param buffer, and the frsf magnitudes M, from the spec's init
+ * and rule starts. Returns -1 (after a message) when out of memory. */
+int rt_init_params(const RtModel *m, float **bufs, uint64_t seed);
+/* After a checkpoint load: M = |B| for layers that keep M (B = |M| sign(W)). */
+void rt_init_mags_from_feedback(const RtModel *m, float **bufs);
+
+/* ---- noise.c: the generator behind wtn_noise ---- */
+void rt_noise_seed(uint64_t seed);
 
 /* ---- optim.c: learning-rate schedule and per-step scalars ---- */
 typedef struct RtOptim {
@@ -151,11 +153,14 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper);
 void rt_pool_stop(RtPool *p);
 
 /* ---- metrics.c: losses, accuracies, alignment, reports ---- */
-typedef struct RtLayerStat { double angle, norm_ratio; } RtLayerStat;
+/* angle(B, W) and |B|/|W| (NaN without B); delta: angle between the error
+ * the rule sends to the layer and the one backprop would send (NaN when
+ * either is zero). */
+typedef struct RtLayerStat { double angle, norm_ratio, delta; } RtLayerStat;
 typedef struct RtEpochStats {
 	int epoch, epochs;     /* epoch counts from 1 */
 	double lr, train_loss, train_acc, test_loss, test_acc, samples_per_sec;
-	RtLayerStat *layers;   /* per model layer; only layers with B are reported */
+	RtLayerStat *layers;   /* per model layer */
 } RtEpochStats;
 int rt_argmax(const float *v, int n);
 double rt_angle_deg(const float *a, const float *b, long n);  /* NaN for zero vectors */
@@ -168,6 +173,27 @@ void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s);
 int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s);
 void rt_progress(FILE *out, int epoch, int epochs, long done, long total,
                  double loss, double acc);
+
+/* ---- probe.c: the delta angle on a fixed batch ---- */
+typedef struct RtProbe RtProbe;
+/* The first min(batch, set->n) samples of set; saved errors for them are
+ * allocated here, once. NULL (after a message) when out of memory. */
+RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch);
+/* Runs the rule's backward and backprop's on the probe batch and sets
+ * stats[i].delta. Leaves only y, d and gradient slots changed, which the
+ * next step recomputes. */
+void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stats);
+void rt_probe_free(RtProbe *p);
+
+/* ---- mirror.c: weight-mirror scheduling and the mirror command ---- */
+/* The largest noise batch of the model's weight-mirror layers (0: none). */
+int rt_mirror_max_batch(const RtModel *m);
+bool rt_mirror_any(const RtModel *m);
+/* Each mirror layer's warm-up steps, before training. */
+void rt_mirror_warmup(const RtModel *m, float **bufs);
+/* After optimiser step `step` (counting from 1): a mirror step of each
+ * mirror layer whose `every` divides it. */
+void rt_mirror_after_step(const RtModel *m, float **bufs, long step);
 
 /* ---- json.c: the JSON subset of safetensors headers ---- */
 enum { RT_JSON_NULL, RT_JSON_BOOL, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY, RT_JSON_OBJECT };
@@ -190,16 +216,23 @@ int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs);
 
 /* ---- train.c: the commands ---- */
 typedef struct RtOptions {
-	const char *command;   /* train, eval, info */
+	const char *command;   /* train, eval, info, mirror */
 	const char *data;      /* --data override, or NULL */
 	const char *init, *save, *metrics;
 	int threads;           /* 0: online CPUs */
 	int max_batch;         /* the compiled batch: buffers hold this many samples */
 	bool no_shuffle;
+	long steps;            /* mirror --steps */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);
 int rt_cmd_eval(RtModel *m, const RtOptions *o);
 int rt_cmd_info(const RtModel *m, FILE *out);
+/* --threads, or the online CPUs. */
+int rt_thread_count(const RtOptions *o);
+/* mirror.c: mirror steps alone, W fixed. */
+int rt_cmd_mirror(RtModel *m, const RtOptions *o);
+/* The buffers' batch capacity: compiled batch, train batch, mirror batches. */
+int rt_max_batch(const RtModel *m, const RtOptions *o);
 
 #endif

@@ -1,6 +1,8 @@
 #!/bin/sh
 # t_runtime.sh: the runtime library seen through a compiled network: data
-# validation, checkpoint validation, a non-finite loss, save/eval round trip.
+# validation, checkpoint validation, a non-finite loss, save/eval round trip,
+# every learning rule, delta angles, weight-mirror scheduling and the mirror
+# command.
 cd "$(dirname "$0")/.." || exit 1
 WTNC=${WTNC:-build/wtnc}   # WTNC: another compiler, for runtime development
 T=$(mktemp -d /tmp/wtn_rt.XXXXXX) || exit 1
@@ -13,7 +15,8 @@ if ! $WTNC tests/runtime/tiny.wtn -o "$T/tiny" >"$T/cc.out" 2>&1; then
 	head -5 "$T/cc.out"
 	exit 1
 fi
-net() { "$T/tiny" --threads 1 "$@"; }
+NET=tiny   # the binary net and expect run
+net() { "$T/$NET" --threads 1 "$@"; }
 
 # expect STATUS TEXT1 TEXT2 -- ARGS...: runs the network with ARGS; checks
 # the exit status and that stderr contains both texts (fixed strings).
@@ -84,7 +87,8 @@ expect 2 "eval needs --init" "" -- eval
 # ---- save, metrics, eval round trip ----
 CK="$T/tiny.safetensors"
 expect 0 "" "" -- --save "$CK" --metrics "$T/m.jsonl"
-[ "$(grep -c '^{"epoch":[12],"lr":.*"layers":\[{"name":"out","rule":"fa","angle":' "$T/m.jsonl")" = 2 ] ||
+NUM='-*[0-9][0-9.e+-]*'
+[ "$(grep -c '^{"epoch":[12],"lr":.*"layers":\[{"name":"h","rule":"bp","angle":null,"norm_ratio":null,"delta":'"$NUM"'},{"name":"out","rule":"fa","angle":'"$NUM"',"norm_ratio":'"$NUM"',"delta":0}\]}$' "$T/m.jsonl")" = 2 ] ||
 	bad "--metrics did not write two JSON lines: $(head -c 300 "$T/m.jsonl")"
 trained=$(grep '^epoch 2/2' "$T/out" | grep -o 'test loss [0-9.]* acc [0-9.]*%')
 [ -n "$trained" ] || bad "no epoch 2 line: $(cat "$T/out")"
@@ -142,5 +146,85 @@ expect 1 "non-finite loss at epoch 1 step " "$CK" -- --init "$CK" --lr 1e30 --sa
 cmp -s "$CK" "$T/before.st" || bad "the checkpoint changed after a non-finite loss"
 expect 0 "" "" -- eval --init "$CK"
 grep -qF "$trained" "$T/out" || bad "the kept checkpoint no longer evaluates as trained"
+
+# ---- learning rules ----
+# rnet NAME LAYER=RULE...: tiny.wtn compiled with these feedback overrides
+rnet() {
+	name=$1
+	shift
+	i=$#   # rotate each LAYER=RULE to the end as --feedback LAYER=RULE
+	while [ $i -gt 0 ]; do set -- "$@" --feedback "$1"; shift; i=$((i - 1)); done
+	$WTNC tests/runtime/tiny.wtn "$@" -o "$T/$name" >"$T/cc.out" 2>&1 ||
+		{ bad "wtnc $*: $(head -3 "$T/cc.out")"; return 1; }
+}
+# delta LAYER FILE: the layer's delta angles in a metrics file, one a line
+delta() { grep -o "\"name\":\"$1\",[^}]*" "$2" | sed 's/.*"delta"://'; }
+# mirror_angle LAYER: the layer's angles in mirror output ($T/out), one a line
+mirror_angle() { grep -o " $1 angle [0-9.]*" "$T/out" | sed 's/.* //'; }
+
+# Each rule trains without error, reports its alignment and delta angles,
+# and its checkpoint evaluates as training reported.
+for rule in usf frsf brsf kp dfa; do
+	rnet "$rule" "h=$rule" "out=$rule" || continue
+	NET=$rule
+	expect 0 "" "" -- --epochs 1 --save "$T/$rule.st" --metrics "$T/$rule.jsonl"
+	got=$(grep '^epoch 1/1' "$T/out" | grep -o 'test loss [0-9.]* acc [0-9.]*%')
+	[ -n "$got" ] || { bad "$rule: no epoch line: $(head -c 300 "$T/out")"; continue; }
+	grep -q 'δ h [0-9.]*° out 0\.0°' "$T/out" || bad "$rule: epoch line lacks delta angles: $(cat "$T/out")"
+	net eval --init "$T/$rule.st" >"$T/eval" 2>&1 || bad "$rule: eval --init failed: $(cat "$T/eval")"
+	grep -qF "$got" "$T/eval" || bad "$rule: eval gives '$(cat "$T/eval")', training reported '$got'"
+	[ "$(delta out "$T/$rule.jsonl")" = 0 ] || bad "$rule: the output layer's delta is not 0: $(cat "$T/$rule.jsonl")"
+	# out's rule is not backprop, so h's error is not backprop's.
+	delta h "$T/$rule.jsonl" | awk '{ exit !($1 ~ /^[0-9.e+-]+$/ && $1 > 1 && $1 < 180) }' ||
+		bad "$rule: h's delta is not an angle well above 0: $(cat "$T/$rule.jsonl")"
+	if [ "$rule" = dfa ]; then
+		grep -q '"name":"h","rule":"dfa","angle":null' "$T/$rule.jsonl" || bad "dfa: an angle for h, which has no B"
+		net info | grep -q '^h .*dfa  D \[3, 8\]' || bad "dfa: info does not show D's shape: $(net info)"
+	else
+		grep -q '"name":"h","rule":"'$rule'","angle":[0-9]' "$T/$rule.jsonl" || bad "$rule: no angle for h"
+		net info | grep -q '^h .*'$rule'.*  B \[8, 16\]' || bad "$rule: info does not show B's shape: $(net info)"
+	fi
+done
+# A frsf checkpoint restores M = |B|: training on from it keeps B nonzero.
+NET=frsf
+expect 0 "" "" -- --epochs 1 --init "$T/frsf.st" --metrics "$T/frsf2.jsonl"
+grep -q '"name":"out","rule":"frsf","angle":[0-9]' "$T/frsf2.jsonl" || bad "frsf: B lost after --init: $(cat "$T/frsf2.jsonl")"
+
+# With backprop everywhere the rule's errors are backprop's: delta 0.
+rnet allbp "out=bp" && NET=allbp &&
+	expect 0 "" "" -- --epochs 1 --metrics "$T/bp.jsonl" &&
+	for l in h out; do
+		d=$(delta $l "$T/bp.jsonl")
+		echo "$d" | awk '{ exit !($1 >= 0 && $1 < 1e-3) }' || bad "all-bp: delta of $l is '$d', expected 0"
+	done
+
+# ---- weight mirror ----
+rnet wm "h=wm(rate=0.01, decay=0.01, warmup=50)" "out=wm(rate=0.01, decay=0.01, batch=200, every=2)" && {
+	NET=wm
+	net info | grep -q '^h .*wm(noise=1, rate=0.01, decay=0.01, batch=128, every=1, warmup=50)  B \[8, 16\]' ||
+		bad "info does not show wm's arguments: $(net info)"
+	# Noise batch 200 is above the compiled batch 32: buffers must hold it.
+	expect 0 "" "" -- mirror --steps 200 --save "$T/wm200.st"
+	[ "$(grep -c '^mirror step ' "$T/out")" = 11 ] || bad "mirror --steps 200 printed $(grep -c '^mirror step ' "$T/out") lines, expected 11"
+	grep -q '^mirror step 200/200  h angle [0-9.]*° |B|/|W| [0-9.]*  out angle' "$T/out" ||
+		bad "mirror: no final line: $(tail -2 "$T/out")"
+	for l in h out; do
+		mirror_angle $l | awk 'NR == 1 { first = $1 } { if (NR > 1 && $1 > prev + 1) up = 1; prev = $1 }
+			END { exit !(NR == 11 && !up && prev < first - 20) }' ||
+			bad "mirror: $l's angle does not fall: $(mirror_angle $l | tr '\n' ' ')"
+	done
+	# W stays fixed: the forward pass is the same after 1 or 200 mirror steps.
+	expect 0 "" "" -- mirror --steps 1 --save "$T/wm1.st"
+	net eval --init "$T/wm1.st" >"$T/e1" 2>&1 && net eval --init "$T/wm200.st" >"$T/e200" 2>&1 &&
+		cmp -s "$T/e1" "$T/e200" || bad "mirror changed the forward weights: $(cat "$T/e1" "$T/e200")"
+	# Training with mirror steps (warm-up, then every step or every other).
+	expect 0 "" "" -- --epochs 1 --metrics "$T/wm.jsonl" --save "$T/wmt.st"
+	grep -q '"name":"out","rule":"wm","angle":[0-9]' "$T/wm.jsonl" || bad "wm: no angle: $(cat "$T/wm.jsonl")"
+	expect 0 "" "" -- --epochs 1 --init "$T/wm200.st"
+}
+NET=tiny
+expect 1 "network tiny has no weight-mirror (wm) layer" "" -- mirror --steps 5
+expect 2 "mirror needs --steps N" "" -- mirror
+expect 2 "--steps is for the mirror command" "" -- --steps 5
 
 exit $fail

@@ -2,9 +2,18 @@
  * Linked with NET.o (from `wtnc NET.wtn -c`) and libwtnrt.a.
  *
  *   refcheck [--seed S] [--n N] [--expect FILE]
- *                                    one step: y, loss, d, gW, gb, update
+ *                                    one step: y, loss, d (through W, B or D),
+ *                                    gW, gb, backprop's d (wtn_backward_bp),
+ *                                    update (W, b, B per rule), wtn_mirror
  *   refcheck --fd [--seed S]         finite differences vs gW (bp layers)
  *   refcheck --fa-props [--seed S]   B fixed while W moves; B != W path
+ *   refcheck --rule-props T [--seed S]
+ *                                    T training steps; after each, every layer's
+ *                                    rule invariant (usf, frsf, brsf, fa/wm/dfa
+ *                                    fixed); kp's W - B against its recurrence
+ *   refcheck --mirror-steps T [--seed S]
+ *                                    T mirror steps per wm layer, W fixed: angle
+ *                                    < 5 deg, |B|/|W| within 10% of rate*noise^2/decay
  *   refcheck --dump FILE [--seed S] [--b-equals-w]
  *                                    one step, then every param to FILE
  * --expect FILE (from gennet) first checks the spec against the source.
@@ -49,7 +58,7 @@ static void rng_seed_name(const char *name, long seed)
 }
 
 /* ---- the network and its buffers ---- */
-enum { ROLE_OTHER, ROLE_X, ROLE_WEIGHT, ROLE_BIAS, ROLE_FEEDBACK, ROLE_DFA,
+enum { ROLE_OTHER, ROLE_X, ROLE_WEIGHT, ROLE_BIAS, ROLE_FEEDBACK, ROLE_DFA, ROLE_MAG,
        ROLE_GRAD, ROLE_M, ROLE_V, ROLE_ACT };
 
 typedef struct Ctx {
@@ -81,6 +90,7 @@ static void assign_roles(Ctx *c)
 		set_role(c, L->b, ROLE_BIAS);
 		set_role(c, L->B, ROLE_FEEDBACK);
 		set_role(c, L->D, ROLE_DFA);
+		set_role(c, L->M, ROLE_MAG);
 		set_role(c, L->gW, ROLE_GRAD);
 		set_role(c, L->gb, ROLE_GRAD);
 		set_role(c, L->mW, ROLE_M);
@@ -114,6 +124,7 @@ static void fill_buffer(Ctx *c, int slot)
 		switch (c->role[slot]) {
 		case ROLE_X: v = rng_uniform(-1, 1); break;
 		case ROLE_WEIGHT:
+		case ROLE_MAG:
 		case ROLE_FEEDBACK: v = rng_uniform(-1.5, 1.5) / sqrt(fan_in); break;
 		case ROLE_BIAS:
 		case ROLE_DFA: v = rng_uniform(-0.5, 0.5); break;
@@ -159,13 +170,19 @@ static void check_slots(Ctx *c)
 		const RtLayer *L = &c->m.layers[l];
 		const char *missing = NULL;
 		int need[] = {L->W, L->y, L->d, L->gW, L->bias ? L->b : 0, L->bias ? L->gb : 0,
-		              L->carry == RT_CARRY_B ? L->B : 0};
-		static const char *const names[] = {"W", "y", "d", "gW", "b", "gb", "B"};
-		for (int i = 0; i < 7 && !missing; i++)
+		              L->carry == RT_CARRY_B || L->change != RT_CHANGE_NONE ? L->B : 0,
+		              ref_takes_output_error(&c->m, l) ? L->D : 0,
+		              L->change == RT_CHANGE_RANDMAG_SIGN_W ? L->M : 0};
+		static const char *const names[] = {"W", "y", "d", "gW", "b", "gb", "B", "D", "M"};
+		for (int i = 0; i < 9 && !missing; i++)
 			if (need[i] < 0 || need[i] >= c->m.nbufs)
 				missing = names[i];
 		if (L->input >= l || L->input < -1)
 			missing = "input layer";
+		int n_out = c->m.layers[c->m.nlayers - 1].out;
+		if (!missing && ref_takes_output_error(&c->m, l) &&
+		    (c->m.bufs[L->D].rows != n_out || c->m.bufs[L->D].cols != L->out))
+			missing = "D of shape [n_out, out]";
 		if (missing) {
 			fail_head(c);
 			printf("  FAIL spec: layer %s has no valid %s slot\n", L->name, missing);
@@ -198,7 +215,13 @@ static void setup(Ctx *c, long seed, int n)
 		n = rng_next() % 2 ? c->batch : 1 + (int)(rng_next() % (uint64_t)c->batch);
 	}
 	c->n = n < c->batch ? n : c->batch;
-	c->bufs = rt_alloc_buffers(&c->m, c->batch);
+	/* a wm layer's noise batch may be larger than the training batch */
+	int alloc = c->batch;
+	for (int l = 0; l < c->m.nlayers; l++)
+		if (c->m.layers[l].change == RT_CHANGE_MIRROR &&
+		    rt_rule_arg(&c->m.layers[l], "batch", 0) > alloc)
+			alloc = (int)rt_rule_arg(&c->m.layers[l], "batch", 0);
+	c->bufs = rt_alloc_buffers(&c->m, alloc);
 	if (!c->bufs)
 		exit(2);
 	c->labels = calloc(c->batch, sizeof *c->labels);
@@ -309,6 +332,37 @@ static double *to_double(const float *p, long count)
 	return d;
 }
 
+/* wtn_backward_bp, run from the state after the loss: every layer gets the
+ * error backprop would send (W^T d all the way down, D ignored) and the
+ * gradients that go with it; parameters and state untouched. */
+static void check_backward_bp(Ctx *c, float **after_loss)
+{
+	restore(c, after_loss);
+	wtn_backward_bp(c->bufs, c->n);
+	float **now = snapshot(c);
+	check_unchanged(c, "backward_bp", after_loss, is_param_or_state, now);
+	free_snapshot(c, now);
+	int last = c->m.nlayers - 1;
+	for (int l = last; l >= 0; l--) {
+		const RtLayer *L = &c->m.layers[l];
+		long len = (long)c->n * L->out, nw = (long)L->out * L->in;
+		double *d = malloc(len * sizeof *d), *gW = malloc(nw * sizeof *gW);
+		double *gb = malloc(L->out * sizeof *gb);
+		if (l == last)
+			for (long i = 0; i < len; i++)
+				d[i] = after_loss[L->d][i];
+		else
+			ref_layer_error(&c->m, c->bufs, l, c->n, d, 1);
+		check_close(c, "backward_bp", c->m.bufs[L->d].name, c->bufs[L->d], d, len, TOL);
+		ref_layer_grads(&c->m, c->bufs, l, c->n, gW, gb);
+		check_close(c, "backward_bp", c->m.bufs[L->gW].name, c->bufs[L->gW], gW, nw, TOL);
+		free(d);
+		free(gW);
+		free(gb);
+	}
+}
+
+
 /* ---- reference mode ---- */
 static void check_forward(Ctx *c)
 {
@@ -346,8 +400,8 @@ static void check_backward(Ctx *c, const double *d_out)
 		double *d = malloc(len * sizeof *d);
 		if (l == last)
 			memcpy(d, d_out, len * sizeof *d);
-		else if (ref_layer_error(&c->m, c->bufs, l, c->n, d, 0) != 0)
-			exit(77);
+		else
+			ref_layer_error(&c->m, c->bufs, l, c->n, d, 0);
 		check_close(c, "backward", c->m.bufs[L->d].name, c->bufs[L->d], d, len, TOL);
 		double *gW = malloc((long)L->out * L->in * sizeof *gW);
 		double *gb = malloc(L->out * sizeof *gb);
@@ -379,7 +433,8 @@ static void check_backward(Ctx *c, const double *d_out)
 /* One tensor's optimiser step: the reference from the snapshot `before`,
  * compared with the kernels' result in c->bufs. Also checks the step
  * itself (new - old), to catch an update that is small next to w. */
-static void check_tensor_step(Ctx *c, float **before, int w, int grad, int ms, int vs)
+static void check_tensor_step(Ctx *c, float **before, int w, int grad, int ms, int vs,
+                              const float *hyper)
 {
 	const RtTrain *t = &c->m.train;
 	if (w < 0)
@@ -404,7 +459,7 @@ static void check_tensor_step(Ctx *c, float **before, int w, int grad, int ms, i
 	double *nw = to_double(before[w], len);
 	double *m = ms >= 0 ? to_double(before[ms], len) : NULL;
 	double *v = vs >= 0 && t->optimizer == RT_OPT_ADAM ? to_double(before[vs], len) : NULL;
-	ref_opt_step(t, c->hyper, len, before[grad], nw, m, v);
+	ref_opt_step(t, hyper, len, before[grad], nw, m, v);
 	check_close(c, "update", name, c->bufs[w], nw, len, TOL);
 	/* plain sgd may leave an unused momentum slot alone: it affects nothing */
 	if (m && !(t->optimizer == RT_OPT_SGD && t->momentum == 0))
@@ -433,26 +488,146 @@ static void check_tensor_step(Ctx *c, float **before, int w, int grad, int ms, i
 	free(v);
 }
 
+/* ---- B after the update, per change kind ---- */
+static float sign_of(float w) { return w > 0 ? 1.0f : w < 0 ? -1.0f : 0.0f; }
+
+/* usf: B = sign(W) * s, every element exactly (s to one float rounding). */
+static int check_sign_feedback(Ctx *c, const char *stage, const RtLayer *L)
+{
+	const float *W = c->bufs[L->W], *B = c->bufs[L->B];
+	double s = ref_sign_scale(L);
+	long count = (long)L->out * L->in;
+	float first = 0;
+	for (long i = 0; i < count; i++) {
+		float mag = fabsf(B[i]);
+		int ok = sign_of(B[i]) == sign_of(W[i]) &&
+		         (W[i] == 0 || (fabs(mag - s) <= 2 * FLT_EPSILON * s &&
+		                        (first == 0 || mag == first)));
+		if (W[i] != 0 && first == 0)
+			first = mag;
+		if (!ok) {
+			fail_head(c);
+			printf("  FAIL %s usf %s[%ld] = %.9g, W = %.9g, want sign(W) * %.9g\n", stage,
+			       c->m.bufs[L->B].name, i, B[i], W[i], s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* frsf: B = |M| * sign(W), bit for bit. */
+static int check_randmag_feedback(Ctx *c, const char *stage, const RtLayer *L)
+{
+	const float *W = c->bufs[L->W], *B = c->bufs[L->B], *M = c->bufs[L->M];
+	for (long i = 0; i < (long)L->out * L->in; i++) {
+		float want = fabsf(M[i]) * sign_of(W[i]);
+		if (memcmp(&want, &B[i], sizeof want)) {
+			fail_head(c);
+			printf("  FAIL %s frsf %s[%ld] = %.9g, want |M| sign(W) = %.9g\n", stage,
+			       c->m.bufs[L->B].name, i, B[i], want);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* brsf: W's signs, magnitudes drawn from (an approximation of) a normal
+ * with W's init std: a sum of 4 uniforms never exceeds 2 sqrt(3) std, and
+ * the mean magnitude is close to sqrt(2/pi) std. prev, when not NULL, is B
+ * after the previous step: most magnitudes must have changed. */
+static int check_redraw_feedback(Ctx *c, const char *stage, const RtLayer *L, const float *prev)
+{
+	const float *W = c->bufs[L->W], *B = c->bufs[L->B];
+	long count = (long)L->out * L->in, nonzero = 0, same = 0;
+	double std = ref_init_std(L), sum = 0;
+	for (long i = 0; i < count; i++) {
+		float mag = fabsf(B[i]);
+		int ok = sign_of(B[i]) == sign_of(W[i]) && isfinite(B[i]) &&
+		         mag <= 2 * sqrt(3.0) * std * (1 + 1e-5);
+		if (!ok) {
+			fail_head(c);
+			printf("  FAIL %s brsf %s[%ld] = %.9g, W = %.9g: want W's sign and a magnitude "
+			       "in (0, %.4g]\n", stage, c->m.bufs[L->B].name, i, B[i], W[i],
+			       2 * sqrt(3.0) * std);
+			return 1;
+		}
+		if (W[i] != 0) {
+			nonzero++;
+			sum += mag;
+			same += prev && fabsf(prev[i]) == mag;
+		}
+	}
+	double mean = nonzero ? sum / nonzero : 0, want = sqrt(2 / M_PI) * std;
+	if (nonzero >= 100 && !(fabs(mean - want) <= 0.25 * want)) {
+		fail_head(c);
+		printf("  FAIL %s brsf %s: mean magnitude %.4g, want about %.4g (std %.4g)\n", stage,
+		       c->m.bufs[L->B].name, mean, want, std);
+		return 1;
+	}
+	if (prev && same > nonzero / 10) {
+		fail_head(c);
+		printf("  FAIL %s brsf %s: %ld of %ld magnitudes did not change since the last "
+		       "batch\n", stage, c->m.bufs[L->B].name, same, nonzero);
+		return 1;
+	}
+	return 0;
+}
+
+static int same_buffer(const Ctx *c, float **a, float **b, int slot)
+{
+	return !memcmp(a[slot], b[slot], full_len(c, slot) * sizeof(float));
+}
+
+static void check_unchanged_slot(Ctx *c, const char *stage, float **before, int slot,
+                                 const char *why)
+{
+	if (slot >= 0 && !same_buffer(c, before, c->bufs, slot)) {
+		fail_head(c);
+		printf("  FAIL %s changed %s (%s)\n", stage, c->m.bufs[slot].name, why);
+	}
+}
+
+static void check_feedback_step(Ctx *c, float **before, const RtLayer *L, const float *hyper)
+{
+	switch (L->change) {
+	case RT_CHANGE_AS_W:
+		check_tensor_step(c, before, L->B, L->gW, L->mB, L->vB, hyper);
+		break;
+	case RT_CHANGE_SIGN_W:
+		check_sign_feedback(c, "update", L);
+		break;
+	case RT_CHANGE_RANDMAG_SIGN_W:
+		check_unchanged_slot(c, "update", before, L->M, "frsf keeps M");
+		check_randmag_feedback(c, "update", L);
+		break;
+	case RT_CHANGE_REDRAW_SIGN_W:
+		check_redraw_feedback(c, "update", L, NULL);
+		break;
+	case RT_CHANGE_NONE:
+		check_unchanged_slot(c, "update", before, L->B, "change=none");
+		break;
+	case RT_CHANGE_MIRROR:
+		check_unchanged_slot(c, "update", before, L->B, "wm changes B in mirror steps only");
+		break;
+	default:
+		fail_head(c);
+		printf("  FAIL layer %s: unknown change kind %d\n", L->name, L->change);
+	}
+}
+
 static void check_update(Ctx *c, float **before)
 {
 	for (int l = 0; l < c->m.nlayers; l++) {
 		const RtLayer *L = &c->m.layers[l];
-		check_tensor_step(c, before, L->W, L->gW, L->mW, L->vW);
+		float hyper[WTN_H_COUNT];   /* kp's decay argument replaces weight_decay */
+		memcpy(hyper, c->hyper, sizeof hyper);
+		hyper[WTN_H_WEIGHT_DECAY] = (float)ref_weight_decay(L, c->hyper);
+		check_tensor_step(c, before, L->W, L->gW, L->mW, L->vW, hyper);
 		if (L->bias)
-			check_tensor_step(c, before, L->b, L->gb, L->mb, L->vb);
-		if (L->B < 0)
-			continue;
-		if (L->change == RT_CHANGE_AS_W) {
-			check_tensor_step(c, before, L->B, L->gW, L->mB, L->vB);
-		} else if (L->change == RT_CHANGE_NONE) {
-			if (memcmp(before[L->B], c->bufs[L->B], full_len(c, L->B) * sizeof(float))) {
-				fail_head(c);
-				printf("  FAIL update changed %s (change=none)\n", c->m.bufs[L->B].name);
-			}
-		} else {
-			printf("refcheck: layer %s: B change kind %d is not modelled\n", L->name, L->change);
-			exit(77);
-		}
+			check_tensor_step(c, before, L->b, L->gb, L->mb, L->vb, c->hyper);
+		if (L->B >= 0)
+			check_feedback_step(c, before, L, hyper);
+		check_unchanged_slot(c, "update", before, L->D, "dfa's D is fixed");
 	}
 	/* everything but params and state stays as it was */
 	check_unchanged(c, "update", before, is_not_param_or_state, c->bufs);
@@ -472,6 +647,64 @@ static void check_partition(Ctx *c, float **before, float **whole, int nparts, i
 	free_snapshot(c, now);
 }
 
+/* ---- weight mirror ---- */
+static int is_mirror_output(const Ctx *c, int s, int l)
+{
+	const RtLayer *L = &c->m.layers[l];
+	return s == ref_input_slot(&c->m, l) || s == L->y || s == L->B;
+}
+
+/* The noise the kernel asked wtn_noise for: zero mean, std `noise`. */
+static void check_noise(Ctx *c, const RtLayer *L, const float *x, long count)
+{
+	double noise = rt_rule_arg(L, "noise", NAN), sum = 0, sq = 0;
+	for (long i = 0; i < count; i++) {
+		sum += x[i];
+		sq += (double)x[i] * x[i];
+	}
+	double mean = sum / count, std = sqrt(fmax(sq / count - mean * mean, 0));
+	/* 5 standard errors for the mean; the std of a sample of >= 64 normals
+	 * is within 30% with overwhelming probability */
+	int bad = !(fabs(mean) <= 5 * noise / sqrt((double)count));
+	bad |= count >= 64 && !(fabs(std - noise) <= 0.3 * noise);
+	if (bad) {
+		fail_head(c);
+		printf("  FAIL mirror %s: noise of %ld values has mean %.4g, std %.4g; want 0, %g\n",
+		       L->name, count, mean, std, noise);
+	}
+}
+
+/* wtn_mirror(bufs, l, n) on every layer from the same state: a no-op for
+ * layers without a mirror phase; for wm layers noise x[n, in] in the input
+ * slot, y = x W^T in the y slot, B = (1 - decay) B + (rate / n) y^T x, and
+ * nothing else touched. */
+static void check_mirror(Ctx *c, float **start)
+{
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		int mirror = L->change == RT_CHANGE_MIRROR;
+		restore(c, start);
+		wtn_mirror(c->bufs, l, c->n);
+		char stage[96];
+		snprintf(stage, sizeof stage, "mirror of %s%s", L->name,
+		         mirror ? "" : " (no mirror phase)");
+		for (int s = 0; s < c->m.nbufs; s++)
+			if (!(mirror && is_mirror_output(c, s, l)))
+				check_unchanged_slot(c, stage, start, s, "not the mirror's output");
+		if (!mirror)
+			continue;
+		long nx = (long)c->n * L->in, ny = (long)c->n * L->out, nw = (long)L->out * L->in;
+		check_noise(c, L, c->bufs[ref_input_slot(&c->m, l)], nx);
+		double *y = malloc(ny * sizeof *y), *B = to_double(start[L->B], nw);
+		ref_mirror(&c->m, c->bufs, l, c->n, y, B);
+		check_close(c, stage, c->m.bufs[L->y].name, c->bufs[L->y], y, ny, TOL);
+		check_close(c, stage, c->m.bufs[L->B].name, c->bufs[L->B], B, nw, TOL);
+		free(y);
+		free(B);
+	}
+	restore(c, start);
+}
+
 static int mode_reference(Ctx *c)
 {
 	float **init = snapshot(c);
@@ -483,6 +716,7 @@ static int mode_reference(Ctx *c)
 
 	float loss = wtn_loss(c->bufs, c->labels, c->n);
 	double *d_out = check_loss(c, loss);
+	float **after_loss = snapshot(c);
 
 	wtn_backward(c->bufs, c->n);
 	now = snapshot(c);
@@ -492,6 +726,10 @@ static int mode_reference(Ctx *c)
 	free(d_out);
 
 	float **before = snapshot(c);
+	check_backward_bp(c, after_loss);
+	free_snapshot(c, after_loss);
+	check_mirror(c, before);
+	restore(c, before);
 	wtn_update(c->bufs, c->hyper, 0, 1);
 	check_update(c, before);
 	float **whole = snapshot(c);
@@ -699,6 +937,169 @@ static int mode_fa_props(Ctx *c)
 	return c->failures != 0;
 }
 
+/* ---- rule property mode: many training steps, each rule's invariant ---- */
+
+/* W - B of a kp layer under SGD does not depend on the data: both get the
+ * same gradient, so diff' = diff - lr (lambda diff + momentum terms). This
+ * runs that recurrence in double from the start (momentum buffers too). */
+static void kp_predict_step(const Ctx *c, const float *hyper, double lambda, long count,
+                            double *diff, double *mdiff)
+{
+	const RtTrain *t = &c->m.train;
+	double lr = hyper[WTN_H_LR], mom = hyper[WTN_H_MOMENTUM];
+	for (long i = 0; i < count; i++) {
+		double g = lambda * diff[i], step = g;
+		if (mdiff) {
+			mdiff[i] = mom * mdiff[i] + g;
+			step = t->nesterov ? g + mom * mdiff[i] : mdiff[i];
+		}
+		diff[i] -= lr * step;
+	}
+}
+
+static double norm_of_diff(const float *a, const float *b, long count)
+{
+	double s = 0;
+	for (long i = 0; i < count; i++)
+		s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+	return sqrt(s);
+}
+
+static double norm_of(const double *a, long count)
+{
+	double s = 0;
+	for (long i = 0; i < count; i++)
+		s += a[i] * a[i];
+	return sqrt(s);
+}
+
+typedef struct KpTrack { double *diff, *mdiff, start; } KpTrack;
+
+static void kp_track_init(Ctx *c, const RtLayer *L, KpTrack *k)
+{
+	long count = (long)L->out * L->in;
+	k->diff = malloc(count * sizeof *k->diff);
+	k->mdiff = NULL;
+	for (long i = 0; i < count; i++)
+		k->diff[i] = (double)c->bufs[L->W][i] - c->bufs[L->B][i];
+	if (L->mW >= 0 && L->mB >= 0) {
+		k->mdiff = malloc(count * sizeof *k->mdiff);
+		for (long i = 0; i < count; i++)
+			k->mdiff[i] = (double)c->bufs[L->mW][i] - c->bufs[L->mB][i];
+	}
+	k->start = norm_of(k->diff, count);
+}
+
+/* After the run: |W - B| against the recurrence, and for plain SGD against
+ * the closed form (1 - lr lambda)^t. */
+static void kp_track_check(Ctx *c, const RtLayer *L, KpTrack *k, int steps)
+{
+	const RtTrain *t = &c->m.train;
+	long count = (long)L->out * L->in;
+	double lambda = ref_weight_decay(L, c->hyper), lr = c->hyper[WTN_H_LR];
+	double got = norm_of_diff(c->bufs[L->W], c->bufs[L->B], count) / k->start;
+	double want = norm_of(k->diff, count) / k->start;
+	int plain = t->momentum == 0;
+	printf("kp: %s |W-B| after %d steps / at start = %.7g, want %.7g", L->name, steps, got,
+	       want);
+	if (plain)
+		printf(" ((1 - lr*decay)^t = %.7g)", pow(1 - lr * lambda, steps));
+	printf("\n");
+	if (!(fabs(got - want) <= 1e-4 * want) ||
+	    (plain && !(fabs(got - pow(1 - lr * lambda, steps)) <= 1e-4 * want))) {
+		fail_head(c);
+		printf("  FAIL kp %s: W - B did not shrink as (1 - lr decay)^t (decay %g)\n",
+		       L->name, lambda);
+	}
+	free(k->diff);
+	free(k->mdiff);
+}
+
+static int mode_rule_props(Ctx *c, int steps)
+{
+	if (c->m.train.optimizer == RT_OPT_ADAM) {
+		printf("refcheck --rule-props: needs sgd (kp's W - B is only predictable there)\n");
+		return 2;
+	}
+	float **start = snapshot(c);
+	KpTrack *kp = calloc(c->m.nlayers, sizeof *kp);
+	for (int l = 0; l < c->m.nlayers; l++)
+		if (c->m.layers[l].change == RT_CHANGE_AS_W)
+			kp_track_init(c, &c->m.layers[l], &kp[l]);
+	for (int t = 1; t <= steps && !c->failures; t++) {
+		float **prev = snapshot(c);
+		train_step(c, t, 0);
+		char stage[32];
+		snprintf(stage, sizeof stage, "step %d", t);
+		for (int l = 0; l < c->m.nlayers; l++) {
+			const RtLayer *L = &c->m.layers[l];
+			float hyper[WTN_H_COUNT];
+			memcpy(hyper, c->hyper, sizeof hyper);
+			if (L->change == RT_CHANGE_AS_W)
+				kp_predict_step(c, hyper, ref_weight_decay(L, c->hyper),
+				                (long)L->out * L->in, kp[l].diff, kp[l].mdiff);
+			else if (L->change == RT_CHANGE_SIGN_W)
+				check_sign_feedback(c, stage, L);
+			else if (L->change == RT_CHANGE_RANDMAG_SIGN_W) {
+				check_unchanged_slot(c, stage, start, L->M, "frsf keeps M");
+				check_randmag_feedback(c, stage, L);
+			} else if (L->change == RT_CHANGE_REDRAW_SIGN_W)
+				check_redraw_feedback(c, stage, L, t > 1 ? prev[L->B] : NULL);
+			else if (L->B >= 0)
+				check_unchanged_slot(c, stage, start, L->B, "fa and wm keep B in training");
+			check_unchanged_slot(c, stage, start, L->D, "dfa's D is fixed");
+		}
+		free_snapshot(c, prev);
+	}
+	for (int l = 0; l < c->m.nlayers; l++)
+		if (c->m.layers[l].change == RT_CHANGE_AS_W)
+			kp_track_check(c, &c->m.layers[l], &kp[l], steps);
+	free(kp);
+	free_snapshot(c, start);
+	printf("refcheck --rule-props: %s seed %ld, %d steps: %s\n", c->m.name, c->seed, steps,
+	       c->failures ? "FAILED" : "ok");
+	return c->failures != 0;
+}
+
+/* ---- mirror steps alone: W fixed, B converges to (rate noise^2 / decay) W ---- */
+static int mode_mirror_steps(Ctx *c, int steps)
+{
+	int layers = 0;
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (L->change != RT_CHANGE_MIRROR)
+			continue;
+		layers++;
+		int n = (int)rt_rule_arg(L, "batch", c->batch);
+		float **start = snapshot(c);
+		for (int t = 0; t < steps; t++)
+			wtn_mirror(c->bufs, l, n);
+		long count = (long)L->out * L->in;
+		double *B = to_double(c->bufs[L->B], count), *W = to_double(c->bufs[L->W], count);
+		double angle = ref_angle_deg(B, W, count), ratio = norm_of(B, count) / norm_of(W, count);
+		double noise = rt_rule_arg(L, "noise", NAN);
+		double want = rt_rule_arg(L, "rate", NAN) * noise * noise / rt_rule_arg(L, "decay", NAN);
+		double angle0 = ref_angle_deg(to_double(start[L->B], count), W, count);
+		printf("mirror: %s after %d steps of %d: angle %.3g deg (from %.3g), |B|/|W| %.4g, "
+		       "want rate*noise^2/decay = %.4g\n", L->name, steps, n, angle, angle0, ratio, want);
+		if (!(angle < 5) || !(fabs(ratio - want) <= 0.1 * want)) {
+			fail_head(c);
+			printf("  FAIL mirror %s: B did not converge to %g W\n", L->name, want);
+		}
+		check_unchanged_slot(c, "mirror steps", start, L->W, "W is fixed in mirror steps");
+		free(B);
+		free(W);
+		free_snapshot(c, start);
+	}
+	if (!layers) {
+		fail_head(c);
+		printf("  FAIL mirror: the network has no wm layer\n");
+	}
+	printf("refcheck --mirror-steps: %s seed %ld: %s\n", c->m.name, c->seed,
+	       c->failures ? "FAILED" : "ok");
+	return c->failures != 0;
+}
+
 /* ---- dump mode: one step, then every parameter by name ---- */
 static int mode_dump(Ctx *c, const char *path, int b_equals_w)
 {
@@ -746,7 +1147,7 @@ static void expect_layer(Ctx *c, int l, const char *name, int in, int out,
 {
 	static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
 	const RtLayer *L = l < c->m.nlayers ? &c->m.layers[l] : NULL;
-	char what[96];
+	char what[160];
 	if (!L || strcmp(L->name, name)) {
 		expect_fail(c, "a layer name", name, L ? L->name : "(no layer)");
 		return;
@@ -763,12 +1164,49 @@ static void expect_layer(Ctx *c, int l, const char *name, int in, int out,
 	snprintf(what, sizeof what, "layer %s rule", name);
 	if (strcmp(rule, L->rule))
 		expect_fail(c, what, rule, L->rule);
-	/* the rule table's answer for bp and fa */
-	int is_fa = !strcmp(rule, "fa");
-	snprintf(what, sizeof what, "layer %s carry/change/B slot", name);
-	if (is_fa ? L->carry != RT_CARRY_B || L->change != RT_CHANGE_NONE || L->B < 0
-	          : L->carry != RT_CARRY_W || L->B >= 0)
-		expect_fail(c, what, is_fa ? "B/none/present" : "W/-/absent", "different");
+	/* the rule table of issue 3, written out again here */
+	static const struct { const char *rule; int carry, change, B, D, M, mirror; } table[] = {
+		{"bp", RT_CARRY_W, RT_CHANGE_NONE, 0, 0, 0, 0},
+		{"fa", RT_CARRY_B, RT_CHANGE_NONE, 1, 0, 0, 0},
+		{"usf", RT_CARRY_B, RT_CHANGE_SIGN_W, 1, 0, 0, 0},
+		{"frsf", RT_CARRY_B, RT_CHANGE_RANDMAG_SIGN_W, 1, 0, 1, 0},
+		{"brsf", RT_CARRY_B, RT_CHANGE_REDRAW_SIGN_W, 1, 0, 0, 0},
+		{"kp", RT_CARRY_B, RT_CHANGE_AS_W, 1, 0, 0, 0},
+		{"wm", RT_CARRY_B, RT_CHANGE_MIRROR, 1, 0, 0, 1},
+		{"dfa", RT_CARRY_D, RT_CHANGE_NONE, 0, 1, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+		if (strcmp(table[i].rule, rule))
+			continue;
+		char want[64], got[64];
+		/* a dfa output layer uses its own error: no D */
+		int want_d = table[i].D && l < c->m.nlayers - 1;
+		snprintf(want, sizeof want, "carry %d change %d B %d D %d M %d mirror %d",
+		         table[i].carry, table[i].change, table[i].B, want_d, table[i].M,
+		         table[i].mirror);
+		snprintf(got, sizeof got, "carry %d change %d B %d D %d M %d mirror %d", L->carry,
+		         L->change, L->B >= 0, L->D >= 0, L->M >= 0, L->mirror != 0);
+		snprintf(what, sizeof what, "layer %s's rule fields", name);
+		if (strcmp(want, got))
+			expect_fail(c, what, want, got);
+		return;
+	}
+	snprintf(what, sizeof what, "layer %s's rule (unknown to refcheck)", name);
+	expect_fail(c, what, "a known rule", rule);
+}
+
+static void expect_arg(Ctx *c, const char *layer, const char *name, double want)
+{
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (strcmp(L->name, layer))
+			continue;
+		char what[160];
+		snprintf(what, sizeof what, "layer %s arg.%s", layer, name);
+		expect_num(c, what, want, rt_rule_arg(L, name, NAN));
+		return;
+	}
+	expect_fail(c, "a layer name", layer, "(absent)");
 }
 
 static void check_expectations(Ctx *c, const char *path)
@@ -788,6 +1226,8 @@ static void check_expectations(Ctx *c, const char *path)
 		if (!strcmp(w[0], "layer") && sscanf(line, "layer %63s %d %d %63s %d %63s", w[1], &i1,
 		                                     &i2, w[2], &bias, w[3]) == 6) {
 			expect_layer(c, layers++, w[1], i1, i2, w[2], bias, w[3]);
+		} else if (!strcmp(w[0], "arg") && n >= 4) {
+			expect_arg(c, w[1], w[2], atof(w[3]));
 		} else if (!strcmp(w[0], "input") && n >= 2) {
 			expect_num(c, "input units", atof(w[1]), c->m.in_units);
 		} else if (!strcmp(w[0], "loss") && n >= 2) {
@@ -823,7 +1263,7 @@ static void check_expectations(Ctx *c, const char *path)
 int main(int argc, char **argv)
 {
 	long seed = 1;
-	int n = 0, b_equals_w = 0;
+	int n = 0, b_equals_w = 0, steps = 0;
 	const char *mode = "reference", *dump_path = NULL;
 	const char *expect_path = NULL;
 	for (int i = 1; i < argc; i++) {
@@ -837,11 +1277,15 @@ int main(int argc, char **argv)
 			mode = "dump", dump_path = argv[++i];
 		else if (!strcmp(argv[i], "--expect") && i + 1 < argc)
 			expect_path = argv[++i];
+		else if ((!strcmp(argv[i], "--rule-props") || !strcmp(argv[i], "--mirror-steps")) &&
+		         i + 1 < argc && atoi(argv[i + 1]) > 0)
+			mode = argv[i] + 2, steps = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--b-equals-w"))
 			b_equals_w = 1;
 		else {
 			fprintf(stderr, "usage: refcheck [--seed S] [--n N] [--expect FILE] "
-			        "[--fd | --fa-props | --dump FILE [--b-equals-w]]\n");
+			        "[--fd | --fa-props | --rule-props STEPS | --mirror-steps STEPS |\n"
+			        "                 --dump FILE [--b-equals-w]]\n");
 			return 2;
 		}
 	}
@@ -853,6 +1297,10 @@ int main(int argc, char **argv)
 		return mode_fd(&c);
 	if (!strcmp(mode, "fa-props"))
 		return mode_fa_props(&c);
+	if (!strcmp(mode, "rule-props"))
+		return mode_rule_props(&c, steps);
+	if (!strcmp(mode, "mirror-steps"))
+		return mode_mirror_steps(&c, steps);
 	if (!strcmp(mode, "dump"))
 		return mode_dump(&c, dump_path, b_equals_w);
 	return mode_reference(&c);

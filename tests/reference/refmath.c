@@ -19,6 +19,11 @@ long ref_buf_len(const RtModel *m, int slot, int n)
 	return b->kind == RT_BUF_BATCH ? b->elems * n : b->elems;
 }
 
+int ref_takes_output_error(const RtModel *m, int l)
+{
+	return l < m->nlayers - 1 && m->layers[l].carry == RT_CARRY_D;
+}
+
 double ref_act(int act, double a)
 {
 	switch (act) {
@@ -102,29 +107,48 @@ double ref_loss(const RtModel *m, float **bufs, const int32_t *labels, int n,
 	return loss;
 }
 
+/* A dfa hidden layer: d = (d_out D) * f'(a), D [n_out, out]. */
+static void error_from_output(const RtModel *m, float **bufs, int p, int n, double *d)
+{
+	const RtLayer *P = &m->layers[p], *O = &m->layers[m->nlayers - 1];
+	const float *D = bufs[P->D], *dout = bufs[O->d];
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < O->out; k++) {
+			double e = dout[(long)i * O->out + k];
+			for (int j = 0; j < P->out; j++)
+				d[(long)i * P->out + j] += e * D[(long)k * P->out + j];
+		}
+}
+
+/* What consumer L sends down through (a dfa layer's own error comes from
+ * D, so what it sends below is W^T d, as backprop). */
+static const float *carried_by(const RtLayer *L, float **bufs, int force_w)
+{
+	return bufs[force_w || L->carry != RT_CARRY_B ? L->W : L->B];
+}
+
 int ref_layer_error(const RtModel *m, float **bufs, int p, int n, double *d,
                     int force_w)
 {
 	const RtLayer *P = &m->layers[p];
 	long len = (long)n * P->out;
 	memset(d, 0, len * sizeof *d);
-	for (int l = p + 1; l < m->nlayers; l++) {
-		const RtLayer *L = &m->layers[l];
-		if (L->input != p)
-			continue;
-		if (!force_w && L->carry == RT_CARRY_D) {
-			fprintf(stderr, "refcheck: layer %s carries its error through D; "
-			        "the reference does not model dfa\n", L->name);
-			return -1;
+	if (!force_w && ref_takes_output_error(m, p)) {
+		error_from_output(m, bufs, p, n, d);
+	} else {
+		for (int l = p + 1; l < m->nlayers; l++) {
+			const RtLayer *L = &m->layers[l];
+			if (L->input != p)
+				continue;
+			const float *M = carried_by(L, bufs, force_w);
+			const float *dl = bufs[L->d];
+			for (int i = 0; i < n; i++)
+				for (int j = 0; j < L->out; j++) {
+					double e = dl[(long)i * L->out + j];
+					for (int k = 0; k < L->in; k++)
+						d[(long)i * P->out + k] += e * M[(long)j * L->in + k];
+				}
 		}
-		const float *M = bufs[force_w || L->carry == RT_CARRY_W ? L->W : L->B];
-		const float *dl = bufs[L->d];
-		for (int i = 0; i < n; i++)
-			for (int j = 0; j < L->out; j++) {
-				double e = dl[(long)i * L->out + j];
-				for (int k = 0; k < L->in; k++)
-					d[(long)i * P->out + k] += e * M[(long)j * L->in + k];
-			}
 	}
 	const float *y = bufs[P->y];
 	for (long i = 0; i < len; i++)
@@ -192,4 +216,64 @@ double ref_chain_loss(const RtModel *m, float **bufs, const int32_t *labels, int
 	free(ys);
 	free(x);
 	return loss;
+}
+
+/* ---- the feedback rules ---- */
+
+double ref_init_std(const RtLayer *L)
+{
+	switch (L->init) {
+	case RT_INIT_HE: return sqrt(2.0 / L->in);
+	case RT_INIT_XAVIER: return sqrt(2.0 / (L->in + L->out));  /* uniform a = sqrt(6/(in+out)) */
+	case RT_INIT_NORMAL: return L->init_arg;
+	default: return L->init_arg / sqrt(3.0);                    /* uniform(-a, a) */
+	}
+}
+
+double ref_sign_scale(const RtLayer *L)
+{
+	double s = rt_rule_arg(L, "scale", 0);
+	return s > 0 ? s : 1.0 / sqrt(L->in);
+}
+
+double ref_weight_decay(const RtLayer *L, const float *hyper)
+{
+	double decay = L->change == RT_CHANGE_AS_W ? rt_rule_arg(L, "decay", -1) : -1;
+	return decay >= 0 ? decay : hyper[WTN_H_WEIGHT_DECAY];
+}
+
+void ref_mirror(const RtModel *m, float **bufs, int l, int n, double *y, double *B)
+{
+	const RtLayer *L = &m->layers[l];
+	const float *x = bufs[ref_input_slot(m, l)], *W = bufs[L->W];
+	double rate = rt_rule_arg(L, "rate", NAN), decay = rt_rule_arg(L, "decay", NAN);
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < L->out; j++) {
+			double s = 0;
+			for (int k = 0; k < L->in; k++)
+				s += (double)x[(long)i * L->in + k] * W[(long)j * L->in + k];
+			y[(long)i * L->out + j] = s;
+		}
+	for (int j = 0; j < L->out; j++)
+		for (int k = 0; k < L->in; k++) {
+			double s = 0;
+			for (int i = 0; i < n; i++)
+				s += y[(long)i * L->out + j] * x[(long)i * L->in + k];
+			long e = (long)j * L->in + k;
+			B[e] = (1 - decay) * B[e] + rate / n * s;
+		}
+}
+
+double ref_angle_deg(const double *a, const double *b, long count)
+{
+	double ab = 0, aa = 0, bb = 0;
+	for (long i = 0; i < count; i++) {
+		ab += a[i] * b[i];
+		aa += a[i] * a[i];
+		bb += b[i] * b[i];
+	}
+	if (aa == 0 || bb == 0)
+		return NAN;
+	double c = ab / sqrt(aa * bb);
+	return acos(c > 1 ? 1 : c < -1 ? -1 : c) * 180 / M_PI;
 }

@@ -32,6 +32,21 @@ int ref_layer_error(const RtModel *m, float **bufs, int p, int n, double *d,
 void ref_layer_grads(const RtModel *m, float **bufs, int l, int n,
                      double *gW, double *gb);
 
+/* Layer l is a dfa hidden layer: its error comes from the output's
+ * through its own D, and its consumer sends it nothing. */
+int ref_takes_output_error(const RtModel *m, int l);
+/* Standard deviation of the distribution W is drawn from. */
+double ref_init_std(const RtLayer *L);
+/* Sign-symmetry scale s of usf: arg scale if > 0, else 1/sqrt(fan_in). */
+double ref_sign_scale(const RtLayer *L);
+/* Weight decay of this layer's W (and kp's B): kp's decay >= 0, else the
+ * optimiser's. */
+double ref_weight_decay(const RtLayer *L, const float *hyper);
+/* One mirror step of layer l from the noise x in its input slot:
+ * y[n, out] = x W^T, B = (1 - decay) B + (rate / n) y^T x (B in place). */
+void ref_mirror(const RtModel *m, float **bufs, int l, int n, double *y, double *B);
+double ref_angle_deg(const double *a, const double *b, long count);
+
 /* One optimiser step on one tensor: w, m, v updated in place (m, v may be
  * NULL when the tensor has no such state). */
 void ref_opt_step(const RtTrain *t, const float *hyper, long count,

@@ -1,0 +1,118 @@
+/* mirror.c: when the weight-mirror layers take their mirror steps, and the
+ * mirror command. Each mirror layer follows its own rule arguments: a noise
+ * batch `batch`, `warmup` steps before training, then one step after every
+ * `every`-th optimiser step (Akrout et al. 2019). A mirror step writes the
+ * layer's input and y slots, which the next forward pass recomputes. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wtnrt.h"
+
+static bool is_mirror(const RtLayer *l)
+{
+	return l->change == RT_CHANGE_MIRROR;
+}
+
+/* The spec check guarantees whole numbers in range for these. */
+static int mirror_batch(const RtLayer *l) { return (int)rt_rule_arg(l, "batch", 128); }
+static long mirror_every(const RtLayer *l) { return (long)rt_rule_arg(l, "every", 1); }
+static long mirror_warmup(const RtLayer *l) { return (long)rt_rule_arg(l, "warmup", 1000); }
+
+bool rt_mirror_any(const RtModel *m)
+{
+	for (int i = 0; i < m->nlayers; i++)
+		if (is_mirror(&m->layers[i]))
+			return true;
+	return false;
+}
+
+int rt_mirror_max_batch(const RtModel *m)
+{
+	int most = 0;
+	for (int i = 0; i < m->nlayers; i++)
+		if (is_mirror(&m->layers[i]) && mirror_batch(&m->layers[i]) > most)
+			most = mirror_batch(&m->layers[i]);
+	return most;
+}
+
+int rt_max_batch(const RtModel *m, const RtOptions *o)
+{
+	int most = o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
+	int mb = rt_mirror_max_batch(m);
+	return mb > most ? mb : most;
+}
+
+static void mirror_step(const RtModel *m, float **bufs, int i)
+{
+	wtn_mirror(bufs, i, mirror_batch(&m->layers[i]));
+}
+
+void rt_mirror_warmup(const RtModel *m, float **bufs)
+{
+	for (int i = 0; i < m->nlayers; i++)
+		if (is_mirror(&m->layers[i]))
+			for (long k = 0; k < mirror_warmup(&m->layers[i]); k++)
+				mirror_step(m, bufs, i);
+}
+
+void rt_mirror_after_step(const RtModel *m, float **bufs, long step)
+{
+	for (int i = 0; i < m->nlayers; i++)
+		if (is_mirror(&m->layers[i]) && step % mirror_every(&m->layers[i]) == 0)
+			mirror_step(m, bufs, i);
+}
+
+/* ---- the mirror command ---- */
+static void print_alignment(const RtModel *m, float **bufs, long step, long steps)
+{
+	printf("mirror step %ld/%ld", step, steps);
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (!is_mirror(l))
+			continue;
+		long n = (long)l->out * l->in;
+		printf("  %s angle %.2f\u00b0 |B|/|W| %.3f", l->name,
+		       rt_angle_deg(bufs[l->B], bufs[l->W], n),
+		       rt_norm_ratio(bufs[l->B], bufs[l->W], n));
+	}
+	putchar('\n');
+	fflush(stdout);
+}
+
+int rt_cmd_mirror(RtModel *m, const RtOptions *o)
+{
+	if (!rt_mirror_any(m)) {
+		fprintf(stderr, "wtn: network %s has no weight-mirror (wm) layer: "
+		        "nothing for mirror to do\n", m->name);
+		return 1;
+	}
+	int status = 1;
+	openblas_set_num_threads(rt_thread_count(o));
+	float **bufs = rt_alloc_buffers(m, rt_max_batch(m, o));
+	if (!bufs)
+		return 1;
+	if (rt_init_params(m, bufs, (uint64_t)m->train.seed) < 0)
+		goto out;
+	if (o->init) {
+		if (rt_checkpoint_load(o->init, m, bufs) < 0)
+			goto out;
+		rt_init_mags_from_feedback(m, bufs);
+	}
+	rt_noise_seed((uint64_t)m->train.seed);
+	long every = o->steps / 10 > 1 ? o->steps / 10 : 1;
+	print_alignment(m, bufs, 0, o->steps);
+	for (long s = 1; s <= o->steps; s++) {
+		for (int i = 0; i < m->nlayers; i++)
+			if (is_mirror(&m->layers[i]))
+				mirror_step(m, bufs, i);
+		if (s % every == 0 || s == o->steps)
+			print_alignment(m, bufs, s, o->steps);
+	}
+	if (o->save && rt_checkpoint_save(o->save, m, bufs, 0) < 0)
+		goto out;
+	status = 0;
+out:
+	rt_free_buffers(m, bufs);
+	return status;
+}

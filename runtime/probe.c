@@ -1,0 +1,82 @@
+/* probe.c: how far each layer's error is from backprop's. On a fixed batch
+ * (the first test samples) the rule's backward pass runs, every layer's
+ * error d is saved, then wtn_backward_bp sends the errors backprop would,
+ * and the angle between the two is the layer's delta angle. Both passes
+ * only write y, d and gradient slots, which the next training step
+ * recomputes; parameters and optimiser state are never touched. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wtnrt.h"
+
+struct RtProbe {
+	const RtModel *m;
+	const RtSet *set;
+	int n;                 /* probe batch */
+	float *saved;          /* every layer's d for the probe batch, back to back */
+	long *offset;          /* per layer, into saved */
+};
+
+RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch)
+{
+	RtProbe *p = calloc(1, sizeof *p);
+	if (!p)
+		goto oom;
+	p->m = m;
+	p->set = set;
+	p->n = set->n < batch ? (int)set->n : batch;
+	p->offset = calloc(m->nlayers, sizeof *p->offset);
+	long total = 0;
+	for (int i = 0; i < m->nlayers; i++) {
+		if (p->offset)
+			p->offset[i] = total;
+		total += (long)p->n * m->layers[i].out;
+	}
+	p->saved = malloc((total ? total : 1) * sizeof *p->saved);
+	if (!p->offset || !p->saved)
+		goto oom;
+	return p;
+oom:
+	fprintf(stderr, "wtn: out of memory\n");
+	rt_probe_free(p);
+	return NULL;
+}
+
+void rt_probe_free(RtProbe *p)
+{
+	if (!p)
+		return;
+	free(p->saved);
+	free(p->offset);
+	free(p);
+}
+
+/* Forward and loss on the probe batch: the backward passes start from the
+ * output error the loss writes. */
+static void probe_forward(RtProbe *p, float **bufs, int32_t *labels)
+{
+	const RtSet *s = p->set;
+	memcpy(bufs[p->m->x_slot], s->x, (size_t)p->n * s->dim * sizeof(float));
+	memcpy(labels, s->y, p->n * sizeof *labels);
+	wtn_forward(bufs, p->n);
+	wtn_loss(bufs, labels, p->n);
+}
+
+void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stats)
+{
+	const RtModel *m = p->m;
+	for (int i = 0; i < m->nlayers; i++)
+		stats[i].delta = NAN;
+	if (p->n == 0)
+		return;
+	probe_forward(p, bufs, labels);
+	wtn_backward(bufs, p->n);
+	for (int i = 0; i < m->nlayers; i++)
+		memcpy(p->saved + p->offset[i], bufs[m->layers[i].d],
+		       (size_t)p->n * m->layers[i].out * sizeof(float));
+	probe_forward(p, bufs, labels);
+	wtn_backward_bp(bufs, p->n);
+	for (int i = 0; i < m->nlayers; i++)
+		stats[i].delta = rt_angle_deg(p->saved + p->offset[i], bufs[m->layers[i].d],
+		                              (long)p->n * m->layers[i].out);
+}

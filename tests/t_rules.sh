@@ -1,0 +1,180 @@
+#!/bin/sh
+# The defining property of each learning rule, on compiled code: through
+# the refcheck harness (tests/reference/) for exact invariants, and through
+# compiled binaries (metrics JSON, the mirror command) for what a user sees.
+# Fixtures in tests/rules/. WTNC and WTNLIB pick another compiler/runtime.
+cd "$(dirname "$0")/.." || exit 1
+WTNC=${WTNC:-build/wtnc}
+LIB=${WTNLIB:-build/libwtnrt.a}
+MAIN=${WTNMAIN:-build/wtn_main.o}
+CC=${CC:-cc}
+CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
+LIBS="-lopenblas -lz -lm -lpthread"
+R=tests/reference F=tests/rules
+
+for f in "$WTNC" "$LIB" "$MAIN"; do
+	[ -e "$f" ] || { echo "t_rules: $f is missing (run make all)"; exit 1; }
+done
+T=$(mktemp -d /tmp/wtn_rules.XXXXXX) || exit 1
+trap 'rm -rf "$T"' EXIT INT TERM
+$CC $CFLAGS -c -o "$T/refcheck.o" $R/refcheck.c &&
+$CC $CFLAGS -c -o "$T/refmath.o" $R/refmath.c || { echo "t_rules: building the harness failed"; exit 1; }
+
+failed=0
+fail() {
+	echo "FAIL t_rules: $*"
+	failed=$((failed + 1))
+}
+
+# harness NAME WTN: $T/NAME.rc, the network's kernels in refcheck
+harness() {
+	if ! $WTNC "$2" -c -o "$T/$1.o" >"$T/$1.log" 2>&1 ||
+	   ! $CC -o "$T/$1.rc" "$T/refcheck.o" "$T/refmath.o" "$T/$1.o" "$LIB" $LIBS \
+	        >>"$T/$1.log" 2>&1; then
+		fail "$1: cannot build the harness for $2:"
+		sed 's/^/    /' "$T/$1.log" | head -8
+		return 1
+	fi
+}
+
+# binary NAME WTN: $T/NAME, the compiled training binary
+binary() {
+	if ! $WTNC "$2" -c -o "$T/$1.o" >"$T/$1.log" 2>&1 ||
+	   ! $CC -o "$T/$1" "$T/$1.o" "$MAIN" "$LIB" $LIBS >>"$T/$1.log" 2>&1; then
+		fail "$1: cannot build $2:"
+		sed 's/^/    /' "$T/$1.log" | head -8
+		return 1
+	fi
+}
+
+# check WHAT NAME ARGS...: runs the harness; its output on failure
+check() {
+	what=$1 name=$2
+	shift 2
+	if ! "$T/$name.rc" "$@" >"$T/$name.out" 2>&1; then
+		fail "$what (refcheck $name $*):"
+		grep -v '^refcheck: .*ok' "$T/$name.out" | head -12 | sed 's/^/    /'
+	fi
+}
+
+# json FILE LAYER FIELD: FIELD of LAYER in the last metrics line
+json() {
+	tail -1 "$1" | tr '{' '\n' | grep "^\"name\":\"$2\"," |
+		sed -n "s/.*\"$3\":\([^,}]*\).*/\1/p"
+}
+
+# holds VALUE AWK-CONDITION-ON-v: exit 0 when it holds
+holds() { awk -v v="$1" "BEGIN { exit !(v != \"\" && v != \"null\" && ($2)) }"; }
+
+# ---- usf, frsf, brsf (and fa, dfa fixed) over 30 steps ----
+# After every step: usf B = sign(W) s bit for bit (one magnitude, within a
+# float rounding of s); frsf B = |M| sign(W) bit for bit with M unchanged;
+# brsf has W's signs, magnitudes within the 4-uniform bound and new ones
+# every batch; fa's B and dfa's D never change.
+if harness signs $F/signs.wtn; then
+	check "sign-concordant rules over 30 steps" signs --rule-props 30 --seed 1
+	check "sign-concordant rules over 30 steps" signs --rule-props 30 --seed 2 --n 5
+	check "sign-concordant rules, one step against the reference" signs --seed 4
+fi
+# the binary's start: B already follows W before the first step
+if binary signs $F/signs.wtn; then
+	"$T/signs" --epochs 1 --threads 1 --metrics "$T/signs.json" >"$T/signs.txt" 2>&1 ||
+		fail "signs: training failed: $(tail -2 "$T/signs.txt")"
+	for l in h1 h2 h3 h4 h5; do
+		a=$(json "$T/signs.json" $l angle)
+		# W's signs with random magnitudes: cos = E|w| E|m| / (rms w rms m),
+		# 2/pi (50.5 deg) for two normals; usf and uniform inits are closer
+		holds "$a" "v < 55" || fail "signs: $l angle(B, W) after training is '$a', want < 55 deg"
+	done
+	a=$(json "$T/signs.json" out angle)
+	holds "$a" "v > 60" || fail "signs: fa layer out angle '$a' deg, want an unaligned B (> 60)"
+fi
+
+# ---- kp: W - B shrinks by (1 - lr decay) per plain-SGD step ----
+# h2 has decay=0.05, out the optimiser's 0.02, lr 0.05: after 50 steps
+# |W-B| is 0.9975^50 = 0.8824 and 0.999^50 = 0.9512 of its start, to 1e-4.
+if harness kp $F/kp.wtn; then
+	check "kp plain sgd (1 - lr decay)^t" kp --rule-props 50 --seed 1
+	grep -q 'kp: h2 .*want 0.88235' "$T/kp.out" ||
+		fail "kp: the harness did not check h2 with decay 0.05 ($(grep 'kp: h2' "$T/kp.out"))"
+	check "kp one step against the reference" kp --seed 2
+fi
+# the same with momentum and nesterov: the recurrence with momentum buffers
+sed 's/sgd(lr=0.05, weight_decay=0.02)/sgd(lr=0.05, momentum=0.9, nesterov=true, weight_decay=0.02)/' \
+	$F/kp.wtn >"$T/kpm.wtn"
+harness kpm "$T/kpm.wtn" && check "kp with momentum: W - B recurrence" kpm --rule-props 50 --seed 3
+
+# A real run: lr 0.1 and decay 0.1 give W - B a factor 0.99 per step, and
+# 5 epochs of the synthetic set (2048 samples, batch 16) are 640 steps:
+# 0.99^640 = 0.0016 of the start, while the gradients keep |W| up, so the
+# angle must be below 1 deg. The twin with decay=0 keeps its distance.
+sed -e 's/kp(decay=0.05)/kp(decay=0.1)/' -e 's/^\( *out *\)kp$/\1kp(decay=0.1)/' \
+    -e 's/batch     8/batch     16/' -e 's/epochs    1/epochs    5/' \
+    -e 's/sgd(lr=0.05, weight_decay=0.02)/sgd(lr=0.1)/' $F/kp.wtn >"$T/kprun.wtn"
+sed 's/kp(decay=0.1)/kp(decay=0)/' "$T/kprun.wtn" >"$T/kp0.wtn"
+if binary kprun "$T/kprun.wtn" && binary kp0 "$T/kp0.wtn"; then
+	"$T/kprun" --threads 1 --metrics "$T/kprun.json" >"$T/kprun.txt" 2>&1 &&
+	"$T/kp0" --threads 1 --metrics "$T/kp0.json" >"$T/kp0.txt" 2>&1 ||
+		fail "kp: a training run failed: $(tail -2 "$T/kprun.txt" "$T/kp0.txt")"
+	for l in h2 out; do
+		a=$(json "$T/kprun.json" $l angle) a0=$(json "$T/kp0.json" $l angle)
+		holds "$a" "v < 1" || fail "kp: $l angle(B, W) after 5 epochs is '$a' deg, want < 1"
+		holds "$a0" "v > 10" || fail "kp: $l with decay=0 ends at angle '$a0' deg, want > 10 (no shrinking)"
+	done
+fi
+
+# ---- wm: mirror steps alone align B with W at scale rate noise^2 / decay ----
+if harness wm $F/wm.wtn; then
+	check "wm mirror steps (harness)" wm --mirror-steps 1500 --seed 1
+	check "wm one step against the reference" wm --seed 2
+fi
+if binary wm $F/wm.wtn; then
+	if "$T/wm" mirror --steps 1500 --threads 1 >"$T/wm.txt" 2>&1; then
+		last=$(tail -1 "$T/wm.txt")
+		# "mirror step 1500/1500  h1 angle 1.59° |B|/|W| 0.497  out angle ..."
+		for lw in h1:0.5 out:2; do
+			l=${lw%:*} want=${lw#*:}
+			a=$(echo "$last" | sed -n "s/.* $l angle \([0-9.e+-]*\).*/\1/p")
+			r=$(echo "$last" | sed -n "s/.* $l angle [^|]*|B|\/|W| \([0-9.e+-]*\).*/\1/p")
+			holds "$a" "v < 5" || fail "wm mirror --steps 1500: $l angle '$a', want < 5 deg ($last)"
+			holds "$r" "v > 0.9 * $want && v < 1.1 * $want" ||
+				fail "wm mirror --steps 1500: $l |B|/|W| '$r', want $want within 10% ($last)"
+		done
+		a0=$(sed -n '1s/.* h1 angle \([0-9.e+-]*\).*/\1/p' "$T/wm.txt")
+		holds "$a0" "v > 45" || fail "wm mirror: h1 starts at angle '$a0', want a random B (> 45 deg)"
+	else
+		fail "wm: mirror --steps 1500 failed: $(tail -2 "$T/wm.txt")"
+	fi
+fi
+
+# ---- dfa: every hidden layer's error is (d_out D_l) * f'(a_l) ----
+if harness dfa $F/dfa.wtn; then
+	check "dfa hidden errors from the output" dfa --seed 1
+	check "dfa hidden errors from the output" dfa --seed 2 --n 3
+	check "dfa: D fixed over 10 steps" dfa --rule-props 10 --seed 3
+fi
+
+# ---- delta angle: 0 under bp at every layer, nonzero below fa layers ----
+sed 's/default bp/default fa/' $F/bp.wtn >"$T/fa.wtn"
+if binary bp $F/bp.wtn && binary fa "$T/fa.wtn"; then
+	"$T/bp" --threads 1 --metrics "$T/bp.json" >"$T/bp.txt" 2>&1 &&
+	"$T/fa" --threads 1 --metrics "$T/fa.json" >"$T/fa.txt" 2>&1 ||
+		fail "delta: a training run failed: $(tail -2 "$T/bp.txt" "$T/fa.txt")"
+	for l in h1 h2 out; do
+		d=$(json "$T/bp.json" $l delta)
+		holds "$d" "v == 0" || fail "delta: bp layer $l has delta angle '$d', want 0"
+	done
+	for l in h1 h2; do
+		d=$(json "$T/fa.json" $l delta)
+		holds "$d" "v > 1" || fail "delta: fa net layer $l has delta angle '$d', want > 1 deg"
+	done
+	d=$(json "$T/fa.json" out delta)
+	holds "$d" "v == 0" || fail "delta: the fa net's output layer has delta '$d', want 0 (its own error)"
+fi
+
+if [ $failed = 0 ]; then
+	echo "t_rules: usf frsf brsf kp wm dfa bp/fa properties ok"
+else
+	echo "t_rules: $failed failing case(s)"
+fi
+[ $failed = 0 ]
