@@ -716,7 +716,7 @@ static void draw_panel(FILE *f, const PlotSpec *ps, const char *layer, double x0
 		format_tick(buf, sizeof buf, t, ya.step);
 		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n", x0 - 8, y + 4, buf);
 	}
-	for (double t = xa.lo; t <= xa.hi + 1e-9; t += xa.step) {
+	for (double t = ceil(xa.lo / xa.step - 1e-9) * xa.step; t <= xa.hi + 1e-9; t += xa.step) {
 		if (t < 1 - 1e-9)
 			continue;   /* there is no epoch 0 */
 		double x = PX(t);
@@ -774,7 +774,7 @@ static void draw_panel(FILE *f, const PlotSpec *ps, const char *layer, double x0
 
 static void draw_legend(FILE *f, double x, double y)
 {
-	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">rule (mixes: h1/h2/out…)</text>\n", x,
+	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-weight=\"bold\">rules</text>\n", x,
 	        y);
 	for (int ci = 0; ci < nconfigs; ci++) {
 		const Config *c = &configs[ci];

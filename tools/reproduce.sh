@@ -13,13 +13,16 @@
 #   REPRO_CONFIGS  space-separated configuration names to run (default: all)
 #   REPRO_THREADS  --threads of the training binary (default: the binary's)
 #   REPRO_OUT      output directory (default docs/results)
+#   REPRO_NET      the network file (default examples/fashion_mlp.wtn; its layers
+#                  must be h1, h2 and out)
+#   REPRO_DATA     --data of the training binary (default: the file's, Fashion-MNIST)
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 seeds=${REPRO_SEEDS:-3}
 epochs=${REPRO_EPOCHS:-5}
 out=${REPRO_OUT:-docs/results}
-net=examples/fashion_mlp.wtn
+net=${REPRO_NET:-examples/fashion_mlp.wtn}
 work=build/repro
 
 die() { echo "reproduce: $*" >&2; exit 1; }
@@ -31,6 +34,10 @@ if [ -n "${REPRO_THREADS:-}" ]; then
 	is_count "$REPRO_THREADS" || die "REPRO_THREADS must be a whole number >= 1"
 	threads_opt="--threads $REPRO_THREADS"
 fi
+data_opt=""
+case ${REPRO_DATA:-} in *[[:space:]]*) die "REPRO_DATA must not contain spaces" ;; esac
+[ -z "${REPRO_DATA:-}" ] || data_opt="--data $REPRO_DATA"
+[ -f "$net" ] || die "no network file $net"
 if ! [ -x build/wtnc ] || ! [ -f build/libwtnrt.a ] || ! [ -f build/wtn_main.o ]; then
 	die "build/wtnc and the runtime are missing: run 'make all' first"
 fi
@@ -73,20 +80,28 @@ cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n
 ncpu=$(nproc)
 commit=$(git describe --always --dirty 2>/dev/null || echo unknown)
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
-command="REPRO_SEEDS=$seeds REPRO_EPOCHS=$epochs${REPRO_CONFIGS:+ REPRO_CONFIGS=\"$REPRO_CONFIGS\"}${REPRO_THREADS:+ REPRO_THREADS=$REPRO_THREADS} tools/reproduce.sh"
+command="REPRO_SEEDS=$seeds REPRO_EPOCHS=$epochs${REPRO_CONFIGS:+ REPRO_CONFIGS=\"$REPRO_CONFIGS\"}${REPRO_THREADS:+ REPRO_THREADS=$REPRO_THREADS}${REPRO_NET:+ REPRO_NET=$REPRO_NET}${REPRO_DATA:+ REPRO_DATA=$REPRO_DATA} tools/reproduce.sh"
 echo "reproduce: $nconfigs configurations x $seeds seeds x $epochs epochs on $ncpu CPUs ($cpu)"
 
-# Time estimate: one epoch of the all-bp network, measured now. Rules with
-# extra per-step work (kp's second update, wm's mirror steps and warmup)
-# take longer than this.
-build/wtnc "$net" --feedback h1=bp --feedback h2=bp --feedback out=bp -o "$work/calibrate" ||
-	die "the all-bp network does not compile"
+# Time estimate: one epoch of the all-bp network, measured now, times the
+# epochs to run, each weighted by its configuration's cost relative to bp.
+# Measured on 2 cores: a wm layer on a 1000-wide input (h1, h2) adds about
+# 0.75 (its mirror step after every training step, and the warmup); the
+# other rules cost about what bp does.
+cost_weights() {
+	echo "$configs" | awk '{ w = 1; for (i = 2; i <= NF; i++) if ($i ~ /=wm$/ && $i !~ /^out=/) w += 0.75; s += w } END { print s }'
+}
+estimate_secs=""
 t0=$(now)
 # shellcheck disable=SC2086
-"$work/calibrate" train --epochs 1 --seed 1 $threads_opt </dev/null >/dev/null || die "the timing run failed"
-epoch_secs=$(elapsed "$t0")
-estimate=$(awk -v e="$epoch_secs" -v n="$((nconfigs * seeds * epochs))" 'BEGIN { print e * n }')
-echo "reproduce: one epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate") (rough; wm and kp take longer)"
+if build/wtnc "$net" --feedback h1=bp --feedback h2=bp --feedback out=bp -o "$work/calibrate" &&
+	"$work/calibrate" train --epochs 1 --seed 1 $threads_opt $data_opt </dev/null >/dev/null; then
+	epoch_secs=$(elapsed "$t0")
+	estimate_secs=$(awk -v e="$epoch_secs" -v w="$(cost_weights)" -v n="$((seeds * epochs))" 'BEGIN { print e * w * n }')
+	echo "reproduce: one all-bp epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate_secs") (wm configurations +0.75 of an epoch per epoch for each wm hidden layer)"
+else
+	echo "reproduce: ERROR: the all-bp timing run failed; no time estimate (the runs below will show why)" >&2
+fi
 
 # Fresh results: old runs of configurations no longer run must not linger.
 rm -rf "$out/runs"
@@ -132,7 +147,7 @@ while read -r name spec; do
 		log=$dir/seed$seed.log
 		t0=$(now)
 		# shellcheck disable=SC2086
-		if "$bin" train --seed "$seed" --epochs "$epochs" $threads_opt --metrics "$jsonl" </dev/null >"$log" 2>&1; then
+		if "$bin" train --seed "$seed" --epochs "$epochs" $threads_opt $data_opt --metrics "$jsonl" </dev/null >"$log" 2>&1; then
 			secs=$(elapsed "$t0")
 			printf 'run\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$secs" "$jsonl" >>"$manifest"
 			rm -f "$log"
@@ -154,7 +169,17 @@ $configs
 EOF
 total=$(elapsed "$t_start")
 
-train_line=$(build/wtnc "$net" --emit-ir 2>/dev/null | grep '^train ' | sed 's/ epochs=[0-9]*//; s/ seed=[0-9]*//')
+ir=$work/net.ir
+build/wtnc "$net" --emit-ir >"$ir" 2>/dev/null || echo "(the network does not compile)" >"$ir"
+train_line=$(grep "^train " "$ir" | sed "s/ epochs=[0-9]*//; s/ seed=[0-9]*//")
+data_note=""
+[ -z "${REPRO_DATA:-}" ] || data_note=" (data overridden: --data $REPRO_DATA)"
+# "784-1000 relu-1000 relu-10 identity" from the input and layer lines.
+shape=$(awk '/^input / { for (i = 2; i <= NF; i++) if ($i ~ /^units=/) s = substr($i, 7) }
+	/^layer / { for (i = 2; i <= NF; i++) { if ($i ~ /^out=/) o = substr($i, 5); if ($i ~ /^act=/) a = substr($i, 5) }
+		s = s "-" o " " a }
+	/^loss / { for (i = 2; i <= NF; i++) if ($i ~ /^kind=/) l = substr($i, 6) }
+	END { print s ", loss " l }' "$ir")
 tables=$work/tables.md
 "$work/plot" "$out" <"$manifest" >"$tables" || die "tools/plot.c failed on the runs (manifest: $manifest)"
 
@@ -170,9 +195,9 @@ editing this file.
 - date: $started; wall time $(minutes "$total") for the runs
 - machine: $ncpu CPUs (nproc), $cpu, $(uname -sr)
 - wtn: $commit
-- network: $net, 784-1000-1000-10 relu, softmax cross-entropy; the
-  rules of each configuration are set per layer with \`wtnc --feedback LAYER=RULE\`
-- training (the file's train block): \`$train_line\`, $epochs epochs, seeds 1 to $seeds
+- network: $net: $shape; the rules of each configuration
+  are set per layer with \`wtnc --feedback LAYER=RULE\`
+- training (the file's train block): \`$train_line\`$data_note; epochs: $epochs; seeds: 1 to $seeds
 - JSON lines of every run: [runs/](runs/) (one file per seed, one line per epoch)
 
 EOF
