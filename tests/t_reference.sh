@@ -1,13 +1,19 @@
 #!/bin/sh
 # Compiled kernels against an independent double-precision reference
-# (tests/reference/): random networks from gennet, finite differences of
-# the bp gradients, and feedback-alignment properties.
+# (tests/reference/): random networks from gennet with a random rule per
+# layer (bp fa usf frsf brsf kp wm dfa), each checked for forward, loss,
+# errors (through W, B or D), backprop's errors (wtn_backward_bp),
+# gradients, the update of W, b and B as the rule says, and one mirror
+# step of every layer; finite differences of the bp gradients; and
+# feedback-alignment properties. The rules' long-run properties are in
+# t_rules.sh.
 # Rerun one case: tests/t_reference.sh SEED   (keeps its files, prints paths)
+# WTNC and WTNLIB pick another compiler and runtime library.
 cd "$(dirname "$0")/.." || exit 1
-NETS=${WTN_REF_NETS:-40}
+NETS=${WTN_REF_NETS:-60}
 ONLY=$1
 WTNC=${WTNC:-build/wtnc}
-LIB=build/libwtnrt.a
+LIB=${WTNLIB:-build/libwtnrt.a}
 CC=${CC:-cc}
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
 LIBS="-lopenblas -lz -lm -lpthread"
