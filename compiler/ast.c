@@ -60,6 +60,10 @@ Stmt *ast_stmt(StmtKind kind, Pos pos, char *name, Pos name_pos, Value *val)
 const char *ast_describe(const Value *v)
 {
 	static char buf[128];
+	if (v->kind == VAL_LIST)
+		return "a list";
+	if (v->kind == VAL_OP)
+		return "a condition";
 	const char *what = v->kind == VAL_NUM ? "number '%.*s%s'"
 	                 : v->kind == VAL_NAME ? "name '%.*s%s'"
 	                 : v->kind == VAL_STR ? "string \"%.*s%s\""

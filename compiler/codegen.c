@@ -22,6 +22,7 @@ typedef struct Cg {
 	LLVMValueRef sgemm, noise, f_expf, f_logf, f_sqrt;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
+	char helper_name[64];      /* name of the helper being built (helper()) */
 	const IRNetwork *net;
 } Cg;
 
@@ -326,59 +327,803 @@ static LLVMValueRef emit_deriv(Cg *cg, Act act, LLVMValueRef d, LLVMValueRef y)
 	return d;
 }
 
-/* ---- forward ---- */
+/* ---- control flow and shapes ---- */
 
-/* y[i,j] = f(y[i,j] + b[j]) over the batch: one fused pass after the GEMM. */
-static LLVMValueRef build_bias_act(Cg *cg, const IRLayer *l, int li)
+/* if (cond) { ... }: returns the join block for if_end. */
+static LLVMBasicBlockRef if_begin(Cg *cg, LLVMValueRef cond)
 {
-	char name[64];
-	snprintf(name, sizeof name, "fwd_bias_act.%d", li);
-	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32 };
-	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, 3, true);
-	LLVMValueRef y = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1);
-	LLVMValueRef n = LLVMBuildSExt(cg->b, LLVMGetParam(f, 2), cg->t_i64, "");
-	Loop rows, cols;
-	LLVMValueRef i = loop_begin(cg, &rows, ci64(cg, 0), n);
-	LLVMValueRef row = elem_ptr(cg, y, LLVMBuildNSWMul(cg->b, i, ci64(cg, l->out), ""));
-	LLVMValueRef j = loop_begin(cg, &cols, ci64(cg, 0), ci64(cg, l->out));
-	LLVMValueRef v = load_f32(cg, row, j);
-	if (l->bias)
-		v = fadd(cg, v, load_f32(cg, b, j));
-	store_f32(cg, emit_act(cg, l->act, v), row, j);
-	loop_end(cg, &cols);
-	loop_end(cg, &rows);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "then");
+	LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "join");
+	LLVMBuildCondBr(cg->b, cond, then, join);
+	LLVMPositionBuilderAtEnd(cg->b, then);
+	return join;
+}
+
+static void if_end(Cg *cg, LLVMBasicBlockRef join)
+{
+	LLVMBuildBr(cg->b, join);
+	LLVMPositionBuilderAtEnd(cg->b, join);
+}
+
+static LLVMValueRef imul(Cg *cg, LLVMValueRef a, long c) { return LLVMBuildNSWMul(cg->b, a, ci64(cg, c), ""); }
+static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(cg->b, a, b, ""); }
+static LLVMValueRef n64(Cg *cg, LLVMValueRef n32) { return LLVMBuildSExt(cg->b, n32, cg->t_i64, ""); }
+static LLVMValueRef to_i32(Cg *cg, LLVMValueRef v) { return LLVMBuildTrunc(cg->b, v, cg->t_i32, ""); }
+
+/* 0 <= v < hi, as one unsigned compare */
+static LLVMValueRef in_range(Cg *cg, LLVMValueRef v, int hi)
+{
+	return LLVMBuildICmp(cg->b, LLVMIntULT, v, ci64(cg, hi), "");
+}
+
+static int in_slot(const IRNetwork *net, int input)
+{
+	return input < 0 ? net->x_slot : net->layers[input].y;
 }
 
 static LLVMValueRef layer_input_ptr(Cg *cg, LLVMValueRef bufs, const IRLayer *l)
 {
-	const IRNetwork *net = cg->net;
-	int slot = l->input < 0 ? net->x_slot : net->layers[l->input].y;
-	return slot_ptr(cg, bufs, slot);
+	return slot_ptr(cg, bufs, in_slot(cg->net, l->input));
 }
 
-static void build_forward(Cg *cg)
+/* Output pixels (rows of an NHWC activation) per sample. */
+static long pixels(Shape s) { return (long)s.h * s.w; }
+
+static bool has_params(const IRLayer *l)
+{
+	return l->kind == OP_DENSE || l->kind == OP_CONV2D || l->kind == OP_BATCHNORM;
+}
+
+/* dst[0..count) = 0 */
+static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
+{
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, ci64(cg, 0), count);
+	store_f32(cg, cf32(cg, 0), dst, i);
+	loop_end(cg, &lp);
+}
+
+/* A per-layer helper function "what.layer.variant", built on the side the
+ * first time a kernel calls it (the builder names it cg->helper_name). */
+typedef LLVMValueRef (*HelperFn)(Cg *cg, const IRLayer *l, int li, int variant);
+static LLVMValueRef helper(Cg *cg, HelperFn build, const char *what, const IRLayer *l,
+                           int li, int variant)
+{
+	snprintf(cg->helper_name, sizeof cg->helper_name, "%s.%d.%d", what, li, variant);
+	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, cg->helper_name);
+	if (f)
+		return f;
+	Saved s = save_pos(cg);
+	f = build(cg, l, li, variant);
+	restore_pos(cg, s);
+	return f;
+}
+
+/* ---- forward ---- */
+
+/* y[r, j] = f(y[r, j] + b[j]) over rows r of width `width`: one fused pass
+ * after a product (dense: rows = samples; conv: rows = output pixels). */
+static LLVMValueRef build_bias_act(Cg *cg, const IRLayer *l, int li, int has_bias)
+{
+	int width = l->out_shape.c;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i64 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef y = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), rows = LLVMGetParam(f, 2);
+	Loop lr, lc;
+	LLVMValueRef i = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef row = elem_ptr(cg, y, imul(cg, i, width));
+	LLVMValueRef j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
+	LLVMValueRef v = load_f32(cg, row, j);
+	if (has_bias)
+		v = fadd(cg, v, load_f32(cg, b, j));
+	store_f32(cg, emit_act(cg, l->act, v), row, j);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void emit_bias_act(Cg *cg, const IRLayer *l, int li, LLVMValueRef y,
+                          LLVMValueRef b, LLVMValueRef rows)
+{
+	bool bias = !LLVMIsNull(b);
+	if (!bias && l->act == ACT_IDENTITY)
+		return;
+	LLVMValueRef args[] = { y, b, rows };
+	call_fn(cg, helper(cg, build_bias_act, "bias_act", l, li, bias), args, 3);
+}
+
+static void forward_dense(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
+{
+	LLVMValueRef x = layer_input_ptr(cg, bufs, l);
+	LLVMValueRef w = slot_ptr(cg, bufs, l->W), y = slot_ptr(cg, bufs, l->y);
+	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
+	           w, l->in, 0.0, y, l->out);
+	emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), n64(cg, n));
+}
+
+/* ---- conv2d: columns, chunks, permuted weights ---- */
+
+/* Walks the patch of every output pixel of `cnt` samples: calls body for
+ * each in-image tap (src offset into the NHWC input, dst offset into the
+ * columns, both at channel 0) and, with pad_body, for each tap in the
+ * padding. Columns: row per output pixel, (i, j, c) within the row. */
+typedef void (*TapFn)(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst);
+static void emit_patch_walk(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef cnt,
+                            TapFn body, TapFn pad_body)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	long patch = ir_conv_patch(l);
+	Loop ls, lh, lw, li, lj;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), cnt);
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef pix = iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow);
+	LLVMValueRef row = imul(cg, pix, patch);
+	LLVMValueRef i = loop_begin(cg, &li, ci64(cg, 0), ci64(cg, l->kh));
+	LLVMValueRef h = iadd(cg, imul(cg, oh, l->stride), LLVMBuildSub(cg->b, i, ci64(cg, l->pad), ""));
+	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, l->kw));
+	LLVMValueRef w = iadd(cg, imul(cg, ow, l->stride), LLVMBuildSub(cg->b, j, ci64(cg, l->pad), ""));
+	LLVMValueRef dst = iadd(cg, row, imul(cg, iadd(cg, imul(cg, i, l->kw), j), in.c));
+	LLVMValueRef ok = LLVMBuildAnd(cg->b, in_range(cg, h, in.h), in_range(cg, w, in.w), "");
+	LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "tap");
+	LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "pad");
+	LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "next");
+	LLVMBuildCondBr(cg->b, ok, then, other);
+	LLVMPositionBuilderAtEnd(cg->b, then);
+	LLVMValueRef src = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, in.h), h), in.w), w), in.c);
+	body(cg, l, P, src, dst);
+	LLVMBuildBr(cg->b, join);
+	LLVMPositionBuilderAtEnd(cg->b, other);
+	if (pad_body)
+		pad_body(cg, l, P, NULL, dst);
+	LLVMBuildBr(cg->b, join);
+	LLVMPositionBuilderAtEnd(cg->b, join);
+	loop_end(cg, &lj);
+	loop_end(cg, &li);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	loop_end(cg, &ls);
+}
+
+/* P[0] = input (NHWC), P[1] = columns */
+static void tap_copy(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
+	store_f32(cg, load_f32(cg, P[0], iadd(cg, src, c)), P[1], iadd(cg, dst, c));
+	loop_end(cg, &lc);
+}
+
+static void tap_zero(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
+	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, dst, c));
+	loop_end(cg, &lc);
+}
+
+/* im2col(x, col, cnt): the columns of cnt samples starting at x */
+static LLVMValueRef build_im2col(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i64 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef P[2] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1) };
+	emit_patch_walk(cg, l, P, LLVMGetParam(f, 2), tap_copy, tap_zero);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* P[0] = the input's error (NHWC), P[1] = columns of errors */
+static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
+	LLVMValueRef at = iadd(cg, src, c);
+	store_f32(cg, fadd(cg, load_f32(cg, P[0], at), load_f32(cg, P[1], iadd(cg, dst, c))), P[0], at);
+	loop_end(cg, &lc);
+}
+
+/* col2im(dx, dcol, cnt): adds each column entry into the input tap it came
+ * from; taps in the padding are dropped. */
+static LLVMValueRef build_col2im(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i64 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef P[2] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1) };
+	emit_patch_walk(cg, l, P, LLVMGetParam(f, 2), tap_accumulate, NULL);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Weights between PyTorch's [F, C, kh, kw] and patch order [F, kh, kw, C].
+ * variant 0: dst(patch order) = src(PyTorch order);
+ * variant 1: dst(PyTorch) = src(patch);
+ * variant 2: dst(PyTorch) = beta * dst + src(patch), beta a parameter. */
+static LLVMValueRef build_permute(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_f32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef dst = LLVMGetParam(f, 0), src = LLVMGetParam(f, 1);
+	Loop lf, la, lb;
+	/* the inner loop runs along dst, so the stores are contiguous */
+	int outer = variant == 0 ? Q : C, inner = variant == 0 ? C : Q;
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	LLVMValueRef a = loop_begin(cg, &la, ci64(cg, 0), ci64(cg, outer));
+	LLVMValueRef b = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, inner));
+	LLVMValueRef base = imul(cg, fi, (long)C * Q);
+	LLVMValueRef di = iadd(cg, base, iadd(cg, imul(cg, a, inner), b));
+	LLVMValueRef si = iadd(cg, base, iadd(cg, imul(cg, b, outer), a));
+	LLVMValueRef v = load_f32(cg, src, si);
+	if (variant == 2)
+		v = fadd(cg, fmul(cg, LLVMGetParam(f, 2), load_f32(cg, dst, di)), v);
+	store_f32(cg, v, dst, di);
+	loop_end(cg, &lb);
+	loop_end(cg, &la);
+	loop_end(cg, &lf);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void emit_permute(Cg *cg, const IRLayer *l, int li, int variant, LLVMValueRef dst,
+                         LLVMValueRef src, LLVMValueRef beta)
+{
+	LLVMValueRef args[] = { dst, src, beta ? beta : cf32(cg, 0) };
+	call_fn(cg, helper(cg, build_permute, "permute", l, li, variant), args, 3);
+}
+
+/* The conv's working pointers: its columns scratch, and the two halves of
+ * the permuted-weights scratch (NULL when W's order is the patch order). */
+typedef struct ConvScratch { LLVMValueRef col, wp, wp2; } ConvScratch;
+
+static ConvScratch conv_scratch(Cg *cg, LLVMValueRef bufs, const IRLayer *l)
+{
+	ConvScratch cs = { NULL, NULL, NULL };
+	if (l->aux >= 0)
+		cs.col = slot_ptr(cg, bufs, l->aux);
+	if (ir_conv_permuted(l)) {
+		cs.wp = slot_ptr(cg, bufs, l->aux2);
+		cs.wp2 = elem_ptr(cg, cs.wp, ci64(cg, (long)l->out_shape.c * ir_conv_patch(l)));
+	}
+	return cs;
+}
+
+/* Chunks of samples: for (s0 = 0; s0 < n; s0 += chunk) with cnt samples. */
+typedef struct Chunks { Loop lp; LLVMValueRef s0, cnt, first; } Chunks;
+
+static void chunks_begin(Cg *cg, Chunks *ck, LLVMValueRef n, int chunk)
+{
+	LLVMValueRef nn = n64(cg, n);
+	LLVMValueRef count = LLVMBuildSDiv(cg->b, iadd(cg, nn, ci64(cg, chunk - 1)), ci64(cg, chunk), "");
+	LLVMValueRef k = loop_begin(cg, &ck->lp, ci64(cg, 0), count);
+	ck->s0 = imul(cg, k, chunk);
+	LLVMValueRef left = LLVMBuildSub(cg->b, nn, ck->s0, "");
+	ck->cnt = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, ci64(cg, chunk), ""),
+	                          left, ci64(cg, chunk), "");
+	ck->first = LLVMBuildICmp(cg->b, LLVMIntEQ, k, ci64(cg, 0), "");
+}
+
+static void chunks_end(Cg *cg, Chunks *ck) { loop_end(cg, &ck->lp); }
+
+/* C = alpha op(A) op(B) + beta C with run-time alpha and beta. */
+static void emit_sgemm_v(Cg *cg, int ta, int tb, LLVMValueRef m, LLVMValueRef n,
+                         LLVMValueRef k, LLVMValueRef alpha, LLVMValueRef a, int lda,
+                         LLVMValueRef b, int ldb, LLVMValueRef beta, LLVMValueRef c, int ldc)
+{
+	LLVMValueRef args[] = {
+		ci32(cg, ta), ci32(cg, tb), m, n, k, alpha, a, ci32(cg, lda),
+		b, ci32(cg, ldb), beta, c, ci32(cg, ldc),
+	};
+	LLVMBuildCall2(cg->b, cg->sgemm_ty, cg->sgemm, args, 13, "");
+}
+
+/* y = conv(x) over n samples with weights w (PyTorch order), no bias; for
+ * the forward pass (then bias and activation per chunk, while y is in
+ * cache) and the mirror (then the correlation per chunk, see mirror). */
+typedef void (*ChunkTail)(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
+                          LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
+                          LLVMValueRef first, void *ctx);
+static void emit_conv_response(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
+                               int li, LLVMValueRef x, LLVMValueRef w, LLVMValueRef y,
+                               ChunkTail tail, void *ctx)
+{
+	int F = l->out_shape.c;
+	long patch = ir_conv_patch(l), pix = pixels(l->out_shape);
+	if (ir_conv_direct(l)) {
+		LLVMValueRef rows = imul(cg, n64(cg, n), pix);
+		emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, (int)patch), x,
+		           (int)patch, w, (int)patch, 0.0, y, F);
+		tail(cg, bufs, l, li, y, x, rows, LLVMConstInt(cg->t_i1, 1, 0), ctx);
+		return;
+	}
+	ConvScratch cs = conv_scratch(cg, bufs, l);
+	if (cs.wp) {
+		emit_permute(cg, l, li, 0, cs.wp, w, NULL);
+		w = cs.wp;
+	}
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	Chunks ck;
+	chunks_begin(cg, &ck, n, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
+	call_fn(cg, im2col, args, 3);
+	LLVMValueRef rows = imul(cg, ck.cnt, pix);
+	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
+	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, (int)patch), cs.col,
+	           (int)patch, w, (int)patch, 0.0, yc, F);
+	tail(cg, bufs, l, li, yc, cs.col, rows, ck.first, ctx);
+	chunks_end(cg, &ck);
+}
+
+static void conv_bias_act_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
+                               LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
+                               LLVMValueRef first, void *ctx)
+{
+	emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), rows);
+}
+
+static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
+{
+	emit_conv_response(cg, bufs, n, l, li, layer_input_ptr(cg, bufs, l),
+	                   slot_ptr(cg, bufs, l->W), slot_ptr(cg, bufs, l->y),
+	                   conv_bias_act_tail, NULL);
+}
+
+/* ---- batchnorm ---- */
+
+/* A per-channel array in the helper's frame (C is a constant). */
+static LLVMValueRef frame_array(Cg *cg, LLVMTypeRef t, int c)
+{
+	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
+	LLVMBuilderRef tmp = LLVMCreateBuilderInContext(cg->ctx);
+	LLVMValueRef first = LLVMGetFirstInstruction(entry);
+	if (first)
+		LLVMPositionBuilderBefore(tmp, first);
+	else
+		LLVMPositionBuilderAtEnd(tmp, entry);
+	LLVMValueRef a = LLVMBuildAlloca(tmp, LLVMArrayType(t, (unsigned)c), "");
+	LLVMDisposeBuilder(tmp);
+	return LLVMBuildBitCast(cg->b, a, LLVMPointerType(t, 0), "");
+}
+
+static LLVMValueRef elem_ptr_t(Cg *cg, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef idx)
+{
+	return LLVMBuildInBoundsGEP2(cg->b, t, base, &idx, 1, "");
+}
+
+static LLVMValueRef load_t(Cg *cg, LLVMTypeRef t, LLVMValueRef base, LLVMValueRef idx)
+{
+	return LLVMBuildLoad2(cg->b, t, elem_ptr_t(cg, t, base, idx), "");
+}
+
+static void store_t(Cg *cg, LLVMTypeRef t, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+{
+	LLVMBuildStore(cg->b, v, elem_ptr_t(cg, t, base, idx));
+}
+
+static LLVMValueRef f2d(Cg *cg, LLVMValueRef v) { return LLVMBuildFPExt(cg->b, v, cg->t_f64, ""); }
+static LLVMValueRef d2f(Cg *cg, LLVMValueRef v) { return LLVMBuildFPTrunc(cg->b, v, cg->t_f32, ""); }
+static LLVMValueRef cf64(Cg *cg, double v) { return LLVMConstReal(cg->t_f64, v); }
+
+static LLVMValueRef dsqrt(Cg *cg, LLVMValueRef v)
+{
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, LLVMLookupIntrinsicID("llvm.sqrt", 9),
+	                                             &cg->t_f64, 1);
+	return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, &v, 1, "");
+}
+
+/* acc[c] += g(x[r, c]) over rows r, in double; g: the value itself, or its
+ * squared distance from mean[c]. */
+static void emit_channel_sums(Cg *cg, LLVMValueRef x, LLVMValueRef rows, int C,
+                              LLVMValueRef acc, LLVMValueRef mean)
+{
+	Loop lc, lr;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, cg->t_f64, cf64(cg, 0), acc, c);
+	loop_end(cg, &lc);
+	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef row = elem_ptr(cg, x, imul(cg, r, C));
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef v = f2d(cg, load_f32(cg, row, c));
+	if (mean) {
+		v = LLVMBuildFSub(cg->b, v, load_t(cg, cg->t_f64, mean, c), "");
+		v = LLVMBuildFMul(cg->b, v, v, "");
+	}
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, acc, c), v, ""), acc, c);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+}
+
+/* y[r, c] = f(x[r, c] * scale[c] + shift[c]) */
+static void emit_affine_act(Cg *cg, Act act, LLVMValueRef x, LLVMValueRef y, LLVMValueRef rows,
+                            int C, LLVMValueRef scale, LLVMValueRef shift)
+{
+	Loop lc, lr;
+	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef off = imul(cg, r, C);
+	LLVMValueRef xr = elem_ptr(cg, x, off), yr = elem_ptr(cg, y, off);
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef v = fadd(cg, fmul(cg, load_f32(cg, xr, c), load_f32(cg, scale, c)),
+	                      load_f32(cg, shift, c));
+	store_f32(cg, emit_act(cg, act, v), yr, c);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+}
+
+/* Batchnorm forward. variant 0 (training): the batch's mean and biased
+ * variance (two passes in double), saved for the backward as mean and
+ * 1/sqrt(var + eps); running statistics move by momentum, the variance's
+ * unbiased. variant 1 (evaluation): the running statistics.
+ * Params: (x, y, gamma, beta, rmean, rvar, mean, invstd, n). */
+static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	LLVMTypeRef ps[9];
+	for (int k = 0; k < 8; k++)
+		ps[k] = cg->t_pf32;
+	ps[8] = cg->t_i32;
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 9, true);
+	LLVMValueRef P[9];
+	for (int k = 0; k < 9; k++)
+		P[k] = LLVMGetParam(f, (unsigned)k);
+	LLVMValueRef rows = imul(cg, n64(cg, P[8]), pixels(l->out_shape));
+	LLVMValueRef scale = frame_array(cg, cg->t_f32, C), shift = frame_array(cg, cg->t_f32, C);
+	LLVMValueRef eps = cf64(cg, l->bn_eps);
+	Loop lc;
+	LLVMValueRef c;
+	if (variant == 0) {
+		LLVMValueRef sum = frame_array(cg, cg->t_f64, C), sq = frame_array(cg, cg->t_f64, C);
+		LLVMValueRef cnt = LLVMBuildSIToFP(cg->b, rows, cg->t_f64, "");
+		emit_channel_sums(cg, P[0], rows, C, sum, NULL);
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		store_t(cg, cg->t_f64, LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sum, c), cnt, ""), sum, c);
+		loop_end(cg, &lc);
+		emit_channel_sums(cg, P[0], rows, C, sq, sum);
+		/* unbiased: cnt / (cnt - 1), with one value per channel taken as is */
+		LLVMValueRef unb = LLVMBuildFDiv(cg->b, cnt, LLVMBuildFSub(cg->b, cnt, cf64(cg, 1), ""), "");
+		unb = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, cnt, cf64(cg, 1), ""),
+		                      unb, cf64(cg, 1), "");
+		LLVMValueRef m = cf64(cg, l->bn_momentum), keep = cf64(cg, 1 - l->bn_momentum);
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		LLVMValueRef mean = load_t(cg, cg->t_f64, sum, c);
+		LLVMValueRef var = LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sq, c), cnt, "");
+		LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1), dsqrt(cg, LLVMBuildFAdd(cg->b, var, eps, "")), "");
+		store_f32(cg, d2f(cg, mean), P[6], c);
+		store_f32(cg, d2f(cg, inv), P[7], c);
+		LLVMValueRef rm = LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, keep, f2d(cg, load_f32(cg, P[4], c)), ""),
+		                                LLVMBuildFMul(cg->b, m, mean, ""), "");
+		LLVMValueRef rv = LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, keep, f2d(cg, load_f32(cg, P[5], c)), ""),
+		                                LLVMBuildFMul(cg->b, m, LLVMBuildFMul(cg->b, var, unb, ""), ""), "");
+		store_f32(cg, d2f(cg, rm), P[4], c);
+		store_f32(cg, d2f(cg, rv), P[5], c);
+		LLVMValueRef sc = LLVMBuildFMul(cg->b, f2d(cg, load_f32(cg, P[2], c)), inv, "");
+		store_f32(cg, d2f(cg, sc), scale, c);
+		store_f32(cg, d2f(cg, LLVMBuildFSub(cg->b, f2d(cg, load_f32(cg, P[3], c)),
+		                                    LLVMBuildFMul(cg->b, mean, sc, ""), "")), shift, c);
+		loop_end(cg, &lc);
+	} else {
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		LLVMValueRef var = f2d(cg, load_f32(cg, P[5], c));
+		LLVMValueRef inv = LLVMBuildFDiv(cg->b, cf64(cg, 1), dsqrt(cg, LLVMBuildFAdd(cg->b, var, eps, "")), "");
+		LLVMValueRef sc = LLVMBuildFMul(cg->b, f2d(cg, load_f32(cg, P[2], c)), inv, "");
+		store_f32(cg, d2f(cg, sc), scale, c);
+		store_f32(cg, d2f(cg, LLVMBuildFSub(cg->b, f2d(cg, load_f32(cg, P[3], c)),
+		                                    LLVMBuildFMul(cg->b, f2d(cg, load_f32(cg, P[4], c)), sc, ""), "")),
+		          shift, c);
+		loop_end(cg, &lc);
+	}
+	emit_affine_act(cg, l->act, P[0], P[1], rows, C, scale, shift);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void forward_batchnorm(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
+                              int li, bool eval)
+{
+	LLVMValueRef args[] = {
+		layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), slot_ptr(cg, bufs, l->W),
+		slot_ptr(cg, bufs, l->b), slot_ptr(cg, bufs, l->rmean), slot_ptr(cg, bufs, l->rvar),
+		slot_ptr(cg, bufs, l->aux), slot_ptr(cg, bufs, l->aux2), n,
+	};
+	call_fn(cg, helper(cg, build_bn_forward, "bn_forward", l, li, eval), args, 9);
+}
+
+/* ---- pools, flatten, add, activations ---- */
+
+static LLVMValueRef as_i32_ptr(Cg *cg, LLVMValueRef p)
+{
+	return LLVMBuildBitCast(cg->b, p, cg->t_pi32, "");
+}
+
+/* Walks the window of every output pixel of n samples, like
+ * emit_patch_walk: start(out offset) once per pixel, tap(src offset, out
+ * offset) per in-image tap, finish(out offset) after the window. */
+typedef struct PoolWalk {
+	void (*start)(Cg *, const IRLayer *, LLVMValueRef *, LLVMValueRef);
+	void (*tap)(Cg *, const IRLayer *, LLVMValueRef *, LLVMValueRef, LLVMValueRef, LLVMValueRef);
+	void (*finish)(Cg *, const IRLayer *, LLVMValueRef *, LLVMValueRef);
+} PoolWalk;
+
+static void emit_pool_walk(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef n,
+                           const PoolWalk *pw)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	Loop ls, lh, lw, li, lj;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n);
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
+	if (pw->start)
+		pw->start(cg, l, P, o);
+	LLVMValueRef i = loop_begin(cg, &li, ci64(cg, 0), ci64(cg, l->kh));
+	LLVMValueRef h = iadd(cg, imul(cg, oh, l->stride), LLVMBuildSub(cg->b, i, ci64(cg, l->pad), ""));
+	LLVMBasicBlockRef hjoin = if_begin(cg, in_range(cg, h, in.h));
+	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, l->kw));
+	LLVMValueRef w = iadd(cg, imul(cg, ow, l->stride), LLVMBuildSub(cg->b, j, ci64(cg, l->pad), ""));
+	LLVMBasicBlockRef wjoin = if_begin(cg, in_range(cg, w, in.w));
+	LLVMValueRef pos = imul(cg, iadd(cg, imul(cg, h, in.w), w), in.c);  /* within the sample */
+	pw->tap(cg, l, P, pos, imul(cg, s, l->in), o);
+	if_end(cg, wjoin);
+	loop_end(cg, &lj);
+	if_end(cg, hjoin);
+	loop_end(cg, &li);
+	if (pw->finish)
+		pw->finish(cg, l, P, o);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	loop_end(cg, &ls);
+}
+
+/* maxpool forward: P = (x, y, argmax); the first maximum in scan order
+ * wins, NaN propagates (torch's rule), argmax is the offset in the sample. */
+static void maxpool_start(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	LLVMValueRef at = iadd(cg, o, c);
+	store_f32(cg, cf32(cg, -__builtin_inff()), P[1], at);
+	store_t(cg, cg->t_i32, ci32(cg, -1), P[2], at);
+	loop_end(cg, &lc);
+}
+
+static void maxpool_tap(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef pos,
+                        LLVMValueRef sample, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	LLVMValueRef at = iadd(cg, o, c), src = iadd(cg, pos, c);
+	LLVMValueRef v = load_f32(cg, P[0], iadd(cg, sample, src));
+	LLVMValueRef best = load_f32(cg, P[1], at);
+	LLVMValueRef arg = load_t(cg, cg->t_i32, P[2], at);
+	LLVMValueRef take = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, best, ""),
+	                                LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealUNO, v, v, ""),
+	                                            LLVMBuildICmp(cg->b, LLVMIntSLT, arg, ci32(cg, 0), ""), ""), "");
+	/* a NaN already held stays */
+	take = LLVMBuildAnd(cg->b, take, LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
+	store_f32(cg, LLVMBuildSelect(cg->b, take, v, best, ""), P[1], at);
+	store_t(cg, cg->t_i32, LLVMBuildSelect(cg->b, take, to_i32(cg, src), arg, ""), P[2], at);
+	loop_end(cg, &lc);
+}
+
+/* avgpool forward: P = (x, y); sum of the in-image taps over k*k */
+static void avgpool_start(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, o, c));
+	loop_end(cg, &lc);
+}
+
+static void avgpool_tap(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef pos,
+                        LLVMValueRef sample, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	LLVMValueRef at = iadd(cg, o, c);
+	LLVMValueRef v = load_f32(cg, P[0], iadd(cg, sample, iadd(cg, pos, c)));
+	store_f32(cg, fadd(cg, load_f32(cg, P[1], at), v), P[1], at);
+	loop_end(cg, &lc);
+}
+
+static void avgpool_finish(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	LLVMValueRef at = iadd(cg, o, c);
+	store_f32(cg, fmul(cg, load_f32(cg, P[1], at), cf32(cg, 1.0 / (l->kh * l->kw))), P[1], at);
+	loop_end(cg, &lc);
+}
+
+/* avgpool backward: P = (d, dx); every in-image tap gets d / (k*k) */
+static void avgpool_back_tap(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef pos,
+                             LLVMValueRef sample, LLVMValueRef o)
+{
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->out_shape.c));
+	LLVMValueRef at = iadd(cg, sample, iadd(cg, pos, c));
+	LLVMValueRef g = fmul(cg, load_f32(cg, P[0], iadd(cg, o, c)), cf32(cg, 1.0 / (l->kh * l->kw)));
+	store_f32(cg, fadd(cg, load_f32(cg, P[1], at), g), P[1], at);
+	loop_end(cg, &lc);
+}
+
+/* variant 0: forward (x, y, aux); 1: backward (d, dx) */
+static LLVMValueRef build_pool(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	static const PoolWalk max_fwd = { maxpool_start, maxpool_tap, NULL };
+	static const PoolWalk avg_fwd = { avgpool_start, avgpool_tap, avgpool_finish };
+	static const PoolWalk avg_bwd = { NULL, avgpool_back_tap, NULL };
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef P[3] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), NULL };
+	LLVMValueRef n = n64(cg, LLVMGetParam(f, 3));
+	if (l->kind == OP_MAXPOOL) {
+		P[2] = as_i32_ptr(cg, LLVMGetParam(f, 2));
+		emit_pool_walk(cg, l, P, n, &max_fwd);
+	} else {
+		emit_pool_walk(cg, l, P, n, variant == 0 ? &avg_fwd : &avg_bwd);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* maxpool backward: dx[s, argmax] += d (params d, dx, argmax, n) */
+static LLVMValueRef build_maxpool_back(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef d = LLVMGetParam(f, 0), dx = LLVMGetParam(f, 1);
+	LLVMValueRef arg = as_i32_ptr(cg, LLVMGetParam(f, 2));
+	Loop ls, lo;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n64(cg, LLVMGetParam(f, 3)));
+	LLVMValueRef dxs = elem_ptr(cg, dx, imul(cg, s, l->in));
+	LLVMValueRef o = loop_begin(cg, &lo, ci64(cg, 0), ci64(cg, l->out));
+	LLVMValueRef at = iadd(cg, imul(cg, s, l->out), o);
+	LLVMValueRef a = load_t(cg, cg->t_i32, arg, at);
+	LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSGE, a, ci32(cg, 0), ""));
+	LLVMValueRef a64 = LLVMBuildSExt(cg->b, a, cg->t_i64, "");
+	store_f32(cg, fadd(cg, load_f32(cg, dxs, a64), load_f32(cg, d, at)), dxs, a64);
+	if_end(cg, join);
+	loop_end(cg, &lo);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* global_avgpool: variant 0 forward y[s, c] = mean over pixels of x;
+ * variant 1 backward dx[s, p, c] (+)= d[s, c] / pixels (2: accumulate). */
+static LLVMValueRef build_gap(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->in_shape.c;
+	long npix = pixels(l->in_shape);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef a = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1);
+	LLVMValueRef inv = cf32(cg, 1.0 / (double)npix);
+	Loop ls, lp, lc;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n64(cg, LLVMGetParam(f, 2)));
+	LLVMValueRef row = elem_ptr(cg, variant == 0 ? b : a, imul(cg, s, C));
+	LLVMValueRef img = elem_ptr(cg, variant == 0 ? a : b, imul(cg, s, l->in));
+	LLVMValueRef c;
+	if (variant == 0) {
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		store_f32(cg, cf32(cg, 0), row, c);
+		loop_end(cg, &lc);
+	}
+	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 0), ci64(cg, npix));
+	LLVMValueRef px = elem_ptr(cg, img, imul(cg, p, C));
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	if (variant == 0) {
+		store_f32(cg, fadd(cg, load_f32(cg, row, c), load_f32(cg, px, c)), row, c);
+	} else {
+		LLVMValueRef g = fmul(cg, load_f32(cg, row, c), inv);
+		if (variant == 2)
+			g = fadd(cg, load_f32(cg, px, c), g);
+		store_f32(cg, g, px, c);
+	}
+	loop_end(cg, &lc);
+	loop_end(cg, &lp);
+	if (variant == 0) {
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		store_f32(cg, fmul(cg, load_f32(cg, row, c), inv), row, c);
+		loop_end(cg, &lc);
+	}
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* flatten: variant 0 forward y[s, c*H*W + p] = x[s, p*C + c]; variant 1
+ * backward dx[s, p*C + c] = d[s, c*H*W + p] (2: accumulate). */
+static LLVMValueRef build_flatten(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->in_shape.c;
+	long npix = pixels(l->in_shape);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef src = LLVMGetParam(f, 0), dst = LLVMGetParam(f, 1);
+	Loop ls, lp, lc;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n64(cg, LLVMGetParam(f, 2)));
+	LLVMValueRef base = imul(cg, s, l->in);
+	LLVMValueRef sp = elem_ptr(cg, src, base), dp = elem_ptr(cg, dst, base);
+	/* the inner loop runs along the destination */
+	int outer = variant == 0 ? C : (int)npix, inner = variant == 0 ? (int)npix : C;
+	LLVMValueRef a = loop_begin(cg, &lp, ci64(cg, 0), ci64(cg, outer));
+	LLVMValueRef b = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, inner));
+	LLVMValueRef di = iadd(cg, imul(cg, a, inner), b), si = iadd(cg, imul(cg, b, outer), a);
+	LLVMValueRef v = load_f32(cg, sp, si);
+	if (variant == 2)
+		v = fadd(cg, load_f32(cg, dp, di), v);
+	store_f32(cg, v, dp, di);
+	loop_end(cg, &lc);
+	loop_end(cg, &lp);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* add and standalone activations: y = f(a + b) or y = f(a) */
+static LLVMValueRef build_eltwise(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef a = LLVMGetParam(f, 0), b = LLVMGetParam(f, 1), y = LLVMGetParam(f, 2);
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, ci64(cg, 0), imul(cg, n64(cg, LLVMGetParam(f, 3)), l->out));
+	LLVMValueRef v = load_f32(cg, a, i);
+	if (l->kind == OP_ADD)
+		v = fadd(cg, v, load_f32(cg, b, i));
+	store_f32(cg, emit_act(cg, l->act, v), y, i);
+	loop_end(cg, &lp);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void forward_layer(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
+                          int li, bool eval)
+{
+	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
+	switch (l->kind) {
+	case OP_DENSE:
+		forward_dense(cg, bufs, n, l, li);
+		return;
+	case OP_CONV2D:
+		forward_conv(cg, bufs, n, l, li);
+		return;
+	case OP_BATCHNORM:
+		forward_batchnorm(cg, bufs, n, l, li, eval);
+		return;
+	case OP_MAXPOOL:
+	case OP_AVGPOOL: {
+		LLVMValueRef args[] = { x, y, opt_slot_ptr(cg, bufs, l->aux), n };
+		call_fn(cg, helper(cg, build_pool, "pool", l, li, 0), args, 4);
+		break;
+	}
+	case OP_GLOBAL_AVGPOOL:
+	case OP_FLATTEN: {
+		LLVMValueRef args[] = { x, y, n };
+		call_fn(cg, helper(cg, l->kind == OP_FLATTEN ? build_flatten : build_gap, "reshape", l, li, 0), args, 3);
+		break;
+	}
+	case OP_ADD:
+	case OP_ACT: {
+		LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, bufs, in_slot(cg->net, l->input2)) : x;
+		LLVMValueRef args[] = { x, b, y, n };
+		call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
+		return;
+	}
+	}
+	/* the pools and flatten take an activation as a separate pass */
+	emit_bias_act(cg, l, li, y, null_f32(cg), imul(cg, n64(cg, n), l->out / l->out_shape.c));
+}
+
+static void build_forward(Cg *cg, const char *fn_name, bool eval)
 {
 	const IRNetwork *net = cg->net;
 	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32 };
-	LLVMValueRef f = begin_fn(cg, "wtn_forward", cg->t_void, ps, 2, false);
+	LLVMValueRef f = begin_fn(cg, fn_name, cg->t_void, ps, 2, false);
 	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1);
-	for (int li = 0; li < net->nlayers; li++) {
-		const IRLayer *l = &net->layers[li];
-		LLVMValueRef x = layer_input_ptr(cg, bufs, l);
-		LLVMValueRef w = slot_ptr(cg, bufs, l->W), y = slot_ptr(cg, bufs, l->y);
-		emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
-		           w, l->in, 0.0, y, l->out);
-		if (!l->bias && l->act == ACT_IDENTITY)
-			continue;
-		LLVMValueRef b = opt_slot_ptr(cg, bufs, l->b);
-		Saved s = save_pos(cg);
-		LLVMValueRef helper = build_bias_act(cg, l, li);
-		restore_pos(cg, s);
-		LLVMValueRef args[] = { y, b, n };
-		call_fn(cg, helper, args, 3);
-	}
+	for (int li = 0; li < net->nlayers; li++)
+		forward_layer(cg, bufs, n, &net->layers[li], li, eval);
 	LLVMBuildRetVoid(cg->b);
 }
 
@@ -500,45 +1245,67 @@ static void build_loss(Cg *cg)
 
 /* ---- backward ---- */
 
-/* The layer's error is complete: d *= f'(y) (unless the loss did it) and
- * gb[j] = sum_i d[i,j], in one pass over d. A layer nothing sent an error
- * to (a dead end) gets d = 0. */
-static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li,
-                                       bool apply_deriv, bool zero, const char *prefix)
+/* Finishing a layer's error, fused in one pass over d: variant bits
+ * FIN_DERIV d *= f'(y); FIN_ZERO d = 0 (nothing sent it an error);
+ * FIN_BIAS gb[c] = sum over rows of d[r, c]. Params (d, y, gb, n). */
+enum { FIN_DERIV = 1, FIN_ZERO = 2, FIN_BIAS = 4 };
+static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	char name[64];
-	snprintf(name, sizeof name, "%s.%d", prefix, li);
+	int width = l->out_shape.c;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
-	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, 4, true);
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	LLVMValueRef d = LLVMGetParam(f, 0), y = LLVMGetParam(f, 1), gb = LLVMGetParam(f, 2);
-	LLVMValueRef n = LLVMBuildSExt(cg->b, LLVMGetParam(f, 3), cg->t_i64, "");
-	LLVMValueRef width = ci64(cg, l->out);
-	Loop rows, cols;
+	LLVMValueRef rows = imul(cg, n64(cg, LLVMGetParam(f, 3)), pixels(l->out_shape));
+	Loop lr, lc;
 	LLVMValueRef j;
-	if (l->bias) {
-		j = loop_begin(cg, &cols, ci64(cg, 0), width);
-		store_f32(cg, cf32(cg, 0), gb, j);
-		loop_end(cg, &cols);
+	/* a conv's bias sums n*OH*OW rows: accumulate in double */
+	LLVMValueRef acc = (variant & FIN_BIAS) ? frame_array(cg, cg->t_f64, width) : NULL;
+	if (acc) {
+		j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
+		store_t(cg, cg->t_f64, cf64(cg, 0), acc, j);
+		loop_end(cg, &lc);
 	}
-	LLVMValueRef i = loop_begin(cg, &rows, ci64(cg, 0), n);
-	LLVMValueRef off = LLVMBuildNSWMul(cg->b, i, width, "");
+	LLVMValueRef i = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef off = imul(cg, i, width);
 	LLVMValueRef dr = elem_ptr(cg, d, off), yr = elem_ptr(cg, y, off);
-	j = loop_begin(cg, &cols, ci64(cg, 0), width);
+	j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
 	LLVMValueRef v;
-	if (zero) {
+	if (variant & FIN_ZERO) {
 		v = cf32(cg, 0);
 		store_f32(cg, v, dr, j);
 	} else {
 		v = load_f32(cg, dr, j);
-		if (apply_deriv) {
+		if (variant & FIN_DERIV) {
 			v = emit_deriv(cg, l->act, v, load_f32(cg, yr, j));
 			store_f32(cg, v, dr, j);
 		}
 	}
-	if (l->bias)
-		store_f32(cg, fadd(cg, load_f32(cg, gb, j), v), gb, j);
-	loop_end(cg, &cols);
-	loop_end(cg, &rows);
+	if (acc)
+		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, acc, j), f2d(cg, v), ""), acc, j);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+	if (acc) {
+		j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
+		store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, acc, j)), gb, j);
+		loop_end(cg, &lc);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* dst[i] = src[i] (variant 1) or dst[i] += src[i] (variant 2) over n*out */
+static LLVMValueRef build_pass_error(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef src = LLVMGetParam(f, 0), dst = LLVMGetParam(f, 1);
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, ci64(cg, 0), imul(cg, n64(cg, LLVMGetParam(f, 2)), l->out));
+	LLVMValueRef v = load_f32(cg, src, i);
+	if (variant == 2)
+		v = fadd(cg, load_f32(cg, dst, i), v);
+	store_f32(cg, v, dst, i);
+	loop_end(cg, &lp);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -546,7 +1313,7 @@ static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li,
 /* The matrix that carries layer l's error to its input layer. */
 static int carry_matrix(const IRLayer *l, bool all_bp)
 {
-	if (!all_bp && l->rule.def->carry == FB_CARRY_B && l->B >= 0)
+	if (!all_bp && ir_layer_rule(l)->carry == FB_CARRY_B && l->B >= 0)
 		return l->B;
 	return l->W;
 }
@@ -554,7 +1321,266 @@ static int carry_matrix(const IRLayer *l, bool all_bp)
 /* Does layer l take its error straight from the output error (dfa)? */
 static bool takes_direct(const IRLayer *l, bool all_bp)
 {
-	return !all_bp && l->rule.def->carry == FB_CARRY_D && l->D >= 0;
+	return !all_bp && ir_layer_rule(l)->carry == FB_CARRY_D && l->D >= 0;
+}
+
+/* State of one backward kernel being built. need[i]: layer i's d must be
+ * sent by its consumers (it has parameters, or feeds a layer that needs
+ * its error; a dfa layer takes its own). received[i]: a consumer already
+ * wrote d[i], so the next one accumulates. Layers run in reverse order, so
+ * every consumer has sent before its producer runs. */
+typedef struct Bwd {
+	LLVMValueRef bufs, n, d_out;
+	bool *need, *received;
+	bool all_bp;
+} Bwd;
+
+static bool *needs_error(const IRNetwork *net, bool all_bp)
+{
+	bool *need = calloc((size_t)net->nlayers, sizeof *need);
+	if (!need) { perror("wtnc"); exit(1); }
+	for (int i = 0; i < net->nlayers; i++) {
+		const IRLayer *l = &net->layers[i];
+		bool up = (l->input >= 0 && need[l->input]) || (l->input2 >= 0 && need[l->input2]);
+		need[i] = !takes_direct(l, all_bp) && (has_params(l) || up);
+	}
+	return need;
+}
+
+/* Where layer p's error goes, if anyone needs it: false for the network
+ * input and for layers that do not take errors from their consumers. */
+static bool send_to(Cg *cg, Bwd *bw, int p, LLVMValueRef *dst, bool *accumulate)
+{
+	if (p < 0 || !bw->need[p])
+		return false;
+	*dst = slot_ptr(cg, bw->bufs, cg->net->layers[p].d);
+	*accumulate = bw->received[p];
+	bw->received[p] = true;
+	return true;
+}
+
+static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, LLVMValueRef d)
+{
+	LLVMValueRef x = layer_input_ptr(cg, bw->bufs, l), dx;
+	emit_sgemm(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), bw->n, d, l->out,
+	           x, l->in, 0.0, slot_ptr(cg, bw->bufs, l->gW), l->in);
+	bool acc;
+	if (send_to(cg, bw, l->input, &dx, &acc))
+		emit_sgemm(cg, 0, 0, bw->n, ci32(cg, l->in), ci32(cg, l->out), d, l->out,
+		           slot_ptr(cg, bw->bufs, carry_matrix(l, bw->all_bp)), l->in,
+		           acc ? 1.0 : 0.0, dx, l->in);
+}
+
+/* gW = d^T col(x) and, if the input needs it, dcol = d M then col2im into
+ * the input's error, chunk by chunk through the columns scratch. */
+static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d)
+{
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
+	long pix = pixels(l->out_shape);
+	LLVMValueRef x = layer_input_ptr(cg, bw->bufs, l), dx = NULL;
+	LLVMValueRef gW = slot_ptr(cg, bw->bufs, l->gW);
+	LLVMValueRef M = slot_ptr(cg, bw->bufs, carry_matrix(l, bw->all_bp));
+	bool acc = false, send = send_to(cg, bw, l->input, &dx, &acc);
+	if (ir_conv_direct(l)) {
+		LLVMValueRef rows = to_i32(cg, imul(cg, n64(cg, bw->n), pix));
+		emit_sgemm(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, d, F, x, patch, 0.0, gW, patch);
+		if (send)
+			emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), d, F, M, patch,
+			           acc ? 1.0 : 0.0, dx, patch);
+		return;
+	}
+	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
+	LLVMValueRef G = cs.wp2 ? cs.wp2 : gW;
+	if (send && cs.wp) {
+		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
+		M = cs.wp;
+	}
+	if (send && !acc)
+		emit_zero(cg, dx, imul(cg, n64(cg, bw->n), l->in));
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	LLVMValueRef col2im = send ? helper(cg, build_col2im, "col2im", l, li, 0) : NULL;
+	Chunks ck;
+	chunks_begin(cg, &ck, bw->n, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
+	call_fn(cg, im2col, args, 3);
+	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
+	LLVMValueRef dc = elem_ptr(cg, d, imul(cg, ck.s0, l->out));
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
+	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), dc, F,
+	             cs.col, patch, beta, G, patch);
+	if (send) {
+		emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), dc, F, M, patch, 0.0,
+		           cs.col, patch);
+		LLVMValueRef cargs[] = { elem_ptr(cg, dx, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
+		call_fn(cg, col2im, cargs, 3);
+	}
+	chunks_end(cg, &ck);
+	if (cs.wp2)
+		emit_permute(cg, l, li, 1, gW, G, NULL);
+}
+
+/* Batchnorm's exact backward in two passes over d, with xhat recomputed
+ * from the input and the saved batch statistics:
+ *   pass 1: d *= f'(y); gb = sum d; gW = sum d xhat   (per channel, double)
+ *   pass 2: dx (+)= gamma invstd (d - gb/R - xhat gW/R)
+ * Params (d, y, x, gamma, mean, invstd, gW, gb, dx, n). */
+enum { BN_DERIV = 1, BN_ZERO = 2, BN_SEND = 4, BN_ACCUMULATE = 8 };
+static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	LLVMTypeRef ps[10];
+	for (int k = 0; k < 9; k++)
+		ps[k] = cg->t_pf32;
+	ps[9] = cg->t_i32;
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 10, true);
+	LLVMValueRef P[10];
+	for (int k = 0; k < 10; k++)
+		P[k] = LLVMGetParam(f, (unsigned)k);
+	LLVMValueRef rows = imul(cg, n64(cg, P[9]), pixels(l->out_shape));
+	LLVMValueRef sdy = frame_array(cg, cg->t_f64, C), sdx = frame_array(cg, cg->t_f64, C);
+	LLVMValueRef ka = frame_array(cg, cg->t_f32, C), kb = frame_array(cg, cg->t_f32, C),
+	             kc = frame_array(cg, cg->t_f32, C);
+	Loop lr, lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, cg->t_f64, cf64(cg, 0), sdy, c);
+	store_t(cg, cg->t_f64, cf64(cg, 0), sdx, c);
+	loop_end(cg, &lc);
+	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef off = imul(cg, r, C);
+	LLVMValueRef dr = elem_ptr(cg, P[0], off), yr = elem_ptr(cg, P[1], off), xr = elem_ptr(cg, P[2], off);
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef v;
+	if (variant & BN_ZERO) {
+		v = cf32(cg, 0);
+		store_f32(cg, v, dr, c);
+	} else {
+		v = load_f32(cg, dr, c);
+		if (variant & BN_DERIV) {
+			v = emit_deriv(cg, l->act, v, load_f32(cg, yr, c));
+			store_f32(cg, v, dr, c);
+		}
+	}
+	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, P[4], c)),
+	                         load_f32(cg, P[5], c));
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, sdy, c), f2d(cg, v), ""), sdy, c);
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, sdx, c),
+	                                     f2d(cg, fmul(cg, v, xhat)), ""), sdx, c);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+	LLVMValueRef cnt = LLVMBuildSIToFP(cg->b, rows, cg->t_f64, "");
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef s1 = load_t(cg, cg->t_f64, sdy, c), s2 = load_t(cg, cg->t_f64, sdx, c);
+	store_f32(cg, d2f(cg, s2), P[6], c);
+	store_f32(cg, d2f(cg, s1), P[7], c);
+	store_f32(cg, fmul(cg, load_f32(cg, P[3], c), load_f32(cg, P[5], c)), ka, c);
+	store_f32(cg, d2f(cg, LLVMBuildFDiv(cg->b, s1, cnt, "")), kb, c);
+	store_f32(cg, d2f(cg, LLVMBuildFDiv(cg->b, s2, cnt, "")), kc, c);
+	loop_end(cg, &lc);
+	if (variant & BN_SEND) {
+		r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+		off = imul(cg, r, C);
+		dr = elem_ptr(cg, P[0], off);
+		xr = elem_ptr(cg, P[2], off);
+		LLVMValueRef dxr = elem_ptr(cg, P[8], off);
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, P[4], c)), load_f32(cg, P[5], c));
+		LLVMValueRef g = fsub(cg, fsub(cg, load_f32(cg, dr, c), load_f32(cg, kb, c)),
+		                      fmul(cg, xhat, load_f32(cg, kc, c)));
+		g = fmul(cg, load_f32(cg, ka, c), g);
+		if (variant & BN_ACCUMULATE)
+			g = fadd(cg, load_f32(cg, dxr, c), g);
+		store_f32(cg, g, dxr, c);
+		loop_end(cg, &lc);
+		loop_end(cg, &lr);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void backward_batchnorm(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d,
+                               bool deriv, bool zero)
+{
+	LLVMValueRef dx = NULL;
+	bool acc = false, send = send_to(cg, bw, l->input, &dx, &acc);
+	int variant = (deriv ? BN_DERIV : 0) | (zero ? BN_ZERO : 0) | (send ? BN_SEND : 0)
+	            | (acc ? BN_ACCUMULATE : 0);
+	LLVMValueRef args[] = {
+		d, slot_ptr(cg, bw->bufs, l->y), layer_input_ptr(cg, bw->bufs, l),
+		slot_ptr(cg, bw->bufs, l->W), slot_ptr(cg, bw->bufs, l->aux),
+		slot_ptr(cg, bw->bufs, l->aux2), slot_ptr(cg, bw->bufs, l->gW),
+		slot_ptr(cg, bw->bufs, l->gb), send ? dx : null_f32(cg), bw->n,
+	};
+	call_fn(cg, helper(cg, build_bn_backward, "bn_backward", l, li, variant), args, 10);
+}
+
+/* The layers without parameters: each sends its error on to its inputs. */
+static void backward_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d)
+{
+	LLVMValueRef dx;
+	bool acc;
+	if (l->kind == OP_ADD || l->kind == OP_ACT) {
+		int inputs[2] = { l->input, l->kind == OP_ADD ? l->input2 : -1 };
+		for (int k = 0; k < 2; k++) {
+			if (!send_to(cg, bw, inputs[k], &dx, &acc))
+				continue;
+			LLVMValueRef args[] = { d, dx, bw->n };
+			call_fn(cg, helper(cg, build_pass_error, "pass_error", l, li, acc ? 2 : 1), args, 3);
+		}
+		return;
+	}
+	if (!send_to(cg, bw, l->input, &dx, &acc))
+		return;
+	if (l->kind == OP_GLOBAL_AVGPOOL || l->kind == OP_FLATTEN) {
+		LLVMValueRef args[] = { d, dx, bw->n };
+		HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
+		call_fn(cg, helper(cg, build, "reshape", l, li, acc ? 2 : 1), args, 3);
+		return;
+	}
+	/* the pools scatter into the input's error, so it starts at 0 */
+	if (!acc)
+		emit_zero(cg, dx, imul(cg, n64(cg, bw->n), l->in));
+	LLVMValueRef args[] = { d, dx, opt_slot_ptr(cg, bw->bufs, l->aux), bw->n };
+	if (l->kind == OP_MAXPOOL)
+		call_fn(cg, helper(cg, build_maxpool_back, "maxpool_back", l, li, 0), args, 4);
+	else
+		call_fn(cg, helper(cg, build_pool, "pool", l, li, 1), args, 4);
+}
+
+static void backward_layer(Cg *cg, Bwd *bw, int li)
+{
+	const IRNetwork *net = cg->net;
+	int last = net->nlayers - 1;
+	const IRLayer *l = &net->layers[li], *out = &net->layers[last];
+	bool direct = li != last && takes_direct(l, bw->all_bp);
+	if (li != last && !direct && !bw->need[li])
+		return;  /* nothing upstream learns from this error */
+	LLVMValueRef d = li == last ? bw->d_out : slot_ptr(cg, bw->bufs, l->d);
+	if (direct) {  /* dfa: straight from the output error */
+		emit_sgemm(cg, 0, 0, bw->n, ci32(cg, l->out), ci32(cg, out->out), bw->d_out,
+		           out->out, slot_ptr(cg, bw->bufs, l->D), l->out, 0.0, d, l->out);
+		bw->received[li] = true;
+	}
+	/* the loss already applied the output layer's derivative */
+	bool zero = li != last && !bw->received[li];
+	bool deriv = li != last && l->act != ACT_IDENTITY;
+	if (l->kind == OP_BATCHNORM) {
+		backward_batchnorm(cg, bw, l, li, d, deriv, zero);
+		return;
+	}
+	bool bias = (l->kind == OP_DENSE || l->kind == OP_CONV2D) && l->bias;
+	int variant = (deriv ? FIN_DERIV : 0) | (zero ? FIN_ZERO : 0) | (bias ? FIN_BIAS : 0);
+	if (variant) {
+		LLVMValueRef args[] = { d, slot_ptr(cg, bw->bufs, l->y),
+		                        opt_slot_ptr(cg, bw->bufs, l->gb), bw->n };
+		call_fn(cg, helper(cg, build_finish_error,
+		                   "finish", l, li, variant), args, 4);
+	}
+	if (l->kind == OP_DENSE)
+		backward_dense(cg, bw, l, d);
+	else if (l->kind == OP_CONV2D)
+		backward_conv(cg, bw, l, li, d);
+	else
+		backward_plain(cg, bw, l, li, d);
 }
 
 /* wtn_backward (all_bp false): errors as each layer's rule says.
@@ -564,50 +1590,18 @@ static void build_backward(Cg *cg, const char *fn_name, bool all_bp)
 {
 	const IRNetwork *net = cg->net;
 	int last = net->nlayers - 1;
-	const IRLayer *out = &net->layers[last];
-	bool *received = calloc((size_t)net->nlayers, sizeof *received);
-	if (!received) { perror("wtnc"); exit(1); }
 	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32 };
 	LLVMValueRef f = begin_fn(cg, fn_name, cg->t_void, ps, 2, false);
-	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1);
-	LLVMValueRef d_out = slot_ptr(cg, bufs, out->d);
-
-	for (int li = last; li >= 0; li--) {
-		const IRLayer *l = &net->layers[li];
-		LLVMValueRef d = li == last ? d_out : slot_ptr(cg, bufs, l->d);
-		LLVMValueRef y = slot_ptr(cg, bufs, l->y);
-		LLVMValueRef gb = opt_slot_ptr(cg, bufs, l->gb);
-		bool direct = li != last && takes_direct(l, all_bp);
-		if (direct) {  /* dfa: straight from the output error */
-			emit_sgemm(cg, 0, 0, n, ci32(cg, l->out), ci32(cg, out->out), d_out,
-			           out->out, slot_ptr(cg, bufs, l->D), l->out, 0.0, d, l->out);
-			received[li] = true;
-		}
-		bool zero = li != last && !received[li];
-		bool apply_deriv = li != last && l->act != ACT_IDENTITY;
-		if (zero || apply_deriv || l->bias) {
-			Saved s = save_pos(cg);
-			LLVMValueRef helper = build_finish_error(cg, l, li, apply_deriv, zero,
-			                                         all_bp ? "bwd_bp_finish" : "bwd_finish");
-			restore_pos(cg, s);
-			LLVMValueRef args[] = { d, y, gb, n };
-			call_fn(cg, helper, args, 4);
-		}
-		LLVMValueRef x = layer_input_ptr(cg, bufs, l);
-		emit_sgemm(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, d, l->out,
-		           x, l->in, 0.0, slot_ptr(cg, bufs, l->gW), l->in);
-		if (l->input < 0)
-			continue;  /* the network input takes no error */
-		const IRLayer *p = &net->layers[l->input];
-		if (takes_direct(p, all_bp))
-			continue;  /* p takes its error from the output directly */
-		emit_sgemm(cg, 0, 0, n, ci32(cg, l->in), ci32(cg, l->out), d, l->out,
-		           slot_ptr(cg, bufs, carry_matrix(l, all_bp)), l->in,
-		           received[l->input] ? 1.0 : 0.0, slot_ptr(cg, bufs, p->d), l->in);
-		received[l->input] = true;
-	}
+	Bwd bw = { .bufs = LLVMGetParam(f, 0), .n = LLVMGetParam(f, 1), .all_bp = all_bp };
+	bw.d_out = slot_ptr(cg, bw.bufs, net->layers[last].d);
+	bw.need = needs_error(net, all_bp);
+	bw.received = calloc((size_t)net->nlayers, sizeof *bw.received);
+	if (!bw.received) { perror("wtnc"); exit(1); }
+	for (int li = last; li >= 0; li--)
+		backward_layer(cg, &bw, li);
 	LLVMBuildRetVoid(cg->b);
-	free(received);
+	free(bw.need);
+	free(bw.received);
 }
 
 /* ---- update ---- */
@@ -840,7 +1834,7 @@ static void emit_tensor_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper,
 /* A rule argument by name (defaults are filled in by sema). */
 static double rule_arg(const IRRule *r, const char *param, double otherwise)
 {
-	int k = rule_param_index(r->def, param);
+	int k = r->def ? rule_param_index(r->def, param) : -1;
 	return k >= 0 ? r->args[k] : otherwise;
 }
 
@@ -848,10 +1842,14 @@ static double rule_arg(const IRRule *r, const char *param, double otherwise)
  * num / sqrt(root). */
 static void init_std(const IRLayer *l, double *num, double *root)
 {
+	/* conv2d: a filter's receptive field, as torch.nn.init counts fans */
+	bool conv = l->kind == OP_CONV2D;
+	double fan_in = conv ? (double)ir_conv_patch(l) : l->in;
+	double fan_out = conv ? (double)l->out_shape.c * l->kh * l->kw : l->out;
 	*num = 1;
 	switch (l->init) {
-	case INIT_HE: *root = l->in / 2.0; return;
-	case INIT_XAVIER: *root = (l->in + l->out) / 2.0; return;
+	case INIT_HE: *root = fan_in / 2.0; return;
+	case INIT_XAVIER: *root = (fan_in + fan_out) / 2.0; return;
 	case INIT_NORMAL: *num = l->init_arg; *root = 1; return;
 	case INIT_UNIFORM: *num = l->init_arg; *root = 3; return;
 	}
@@ -862,12 +1860,14 @@ static void init_std(const IRLayer *l, double *num, double *root)
 static FbUpdate feedback_update(const IRLayer *l, int li)
 {
 	const IRRule *r = &l->rule;
-	FbUpdate fb = { .change = l->B >= 0 ? r->def->change : FB_CHANGE_NONE, .layer = li };
+	FbUpdate fb = { .change = l->B >= 0 ? ir_layer_rule(l)->change : FB_CHANGE_NONE, .layer = li };
 	if (fb.change == FB_CHANGE_MIRROR)
 		fb.change = FB_CHANGE_NONE;  /* B moves in wtn_mirror instead */
-	double s = rule_arg(r, "scale", 0);  /* usf: 0 means 1/sqrt(fan_in) */
+	/* usf: 0 means 1/sqrt(fan_in) for dense, sqrt(2 / (kh kw C_out)) for conv */
+	double s = rule_arg(r, "scale", 0);
 	fb.scale_num = s > 0 ? s : 1;
-	fb.scale_root = s > 0 ? 1 : l->in;
+	fb.scale_root = s > 0 ? 1 : l->kind == OP_CONV2D
+	                ? (double)l->kh * l->kw * l->out_shape.c / 2.0 : l->in;
 	init_std(l, &fb.std_num, &fb.std_root);
 	if (fb.change == FB_CHANGE_AS_W) {
 		fb.decay = rule_arg(r, "decay", -1);
@@ -889,16 +1889,18 @@ static void build_update(Cg *cg)
 	const FbUpdate plain = { .change = FB_CHANGE_NONE, .scale_root = 1, .std_root = 1 };
 	for (int li = 0; li < net->nlayers; li++) {
 		const IRLayer *l = &net->layers[li];
+		if (l->W < 0)
+			continue;  /* no parameters */
 		FbUpdate fb = feedback_update(l, li);
 		char name[64];
 		snprintf(name, sizeof name, "upd_weight.%d", li);
-		emit_tensor_update(cg, bufs, hyper, part, np, name, (long)l->out * l->in, &fb,
+		emit_tensor_update(cg, bufs, hyper, part, np, name, net->bufs[l->W].elems, &fb,
 		                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
 		                               fb.change != FB_CHANGE_NONE ? l->B : -1,
 		                               l->mB, l->vB, l->M });
-		if (l->bias) {
+		if (l->b >= 0) {
 			snprintf(name, sizeof name, "upd_bias.%d", li);
-			emit_tensor_update(cg, bufs, hyper, part, np, name, l->out, &plain,
+			emit_tensor_update(cg, bufs, hyper, part, np, name, net->bufs[l->b].elems, &plain,
 			                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 });
 		}
 	}
@@ -907,10 +1909,26 @@ static void build_update(Cg *cg)
 
 /* ---- mirror ---- */
 
-/* One mirror step of layer l: noise x [n, in] in its input slot, linear
- * response y = x W^T in its y slot, then in one product
- * B = (1 - decay) B + (rate / n) y^T x. */
-static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l)
+/* What a conv mirror step does with each chunk's response y_c and
+ * columns col_c: G = beta G + alpha y_c^T col_c, beta = first ? b0 : 1. */
+typedef struct MirrorCtx { LLVMValueRef alpha, G; double beta0; } MirrorCtx;
+
+static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
+                        LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
+                        LLVMValueRef first, void *ctx)
+{
+	const MirrorCtx *mc = ctx;
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, first, cf32(cg, mc->beta0), cf32(cg, 1), "");
+	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), to_i32(cg, rows), mc->alpha, y, F,
+	             col, patch, beta, mc->G, patch);
+}
+
+/* One mirror step of layer l: noise x in its input slot ([n, in]; images
+ * for conv), linear response y = x W^T (conv: y = conv(x), no bias) in its
+ * y slot, then B = (1 - decay) B + (rate / n) y^T x (conv: y^T col(x),
+ * summed chunk by chunk; in patch order, then folded into B). */
+static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
 	const IRRule *r = &l->rule;
 	double noise = rule_arg(r, "noise", 1), rate = rule_arg(r, "rate", 0);
@@ -920,11 +1938,20 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	                                     ci64(cg, l->in), "");
 	LLVMValueRef nargs[] = { x, count, cf32(cg, noise) };
 	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
-	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
-	           slot_ptr(cg, bufs, l->W), l->in, 0.0, y, l->out);
 	LLVMValueRef alpha = fdiv(cg, cf32(cg, rate), LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
+	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
+	if (l->kind == OP_CONV2D) {
+		ConvScratch cs = conv_scratch(cg, bufs, l);
+		MirrorCtx mc = { alpha, cs.wp2 ? cs.wp2 : B, cs.wp2 ? 0.0 : 1.0 - decay };
+		emit_conv_response(cg, bufs, n, l, li, x, W, y, mirror_tail, &mc);
+		if (cs.wp2)
+			emit_permute(cg, l, li, 2, B, cs.wp2, cf32(cg, 1.0 - decay));
+		return;
+	}
+	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
+	           W, l->in, 0.0, y, l->out);
 	emit_sgemm_scaled(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, alpha, y, l->out,
-	                  x, l->in, 1.0 - decay, slot_ptr(cg, bufs, l->B), l->in);
+	                  x, l->in, 1.0 - decay, B, l->in);
 }
 
 /* wtn_mirror(bufs, layer, n): a switch on the layer index, one case per
@@ -938,7 +1965,8 @@ static void build_mirror(Cg *cg)
 	LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, f, "done");
 	int ncases = 0;
 	for (int li = 0; li < net->nlayers; li++)
-		ncases += net->layers[li].rule.def->change == FB_CHANGE_MIRROR && net->layers[li].B >= 0;
+		ncases += ir_layer_rule(&net->layers[li])->change == FB_CHANGE_MIRROR
+		          && net->layers[li].B >= 0;
 	/* n <= 0: no noise, so no step (B would only decay) */
 	LLVMBasicBlockRef pick = LLVMAppendBasicBlockInContext(cg->ctx, f, "pick");
 	LLVMBuildCondBr(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLE, n, ci32(cg, 0), ""), done, pick);
@@ -946,12 +1974,12 @@ static void build_mirror(Cg *cg)
 	LLVMValueRef sw = LLVMBuildSwitch(cg->b, LLVMGetParam(f, 1), done, (unsigned)ncases);
 	for (int li = 0; li < net->nlayers; li++) {
 		const IRLayer *l = &net->layers[li];
-		if (l->rule.def->change != FB_CHANGE_MIRROR || l->B < 0)
+		if (ir_layer_rule(l)->change != FB_CHANGE_MIRROR || l->B < 0)
 			continue;
 		LLVMBasicBlockRef bb = LLVMAppendBasicBlockInContext(cg->ctx, f, "mirror");
 		LLVMAddCase(sw, ci32(cg, li), bb);
 		LLVMPositionBuilderAtEnd(cg->b, bb);
-		emit_mirror_step(cg, bufs, n, l);
+		emit_mirror_step(cg, bufs, n, l, li);
 		LLVMBuildBr(cg->b, done);
 	}
 	LLVMPositionBuilderAtEnd(cg->b, done);
@@ -1117,7 +2145,8 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 	init_types(&cg);
 	declare_externals(&cg);
 
-	build_forward(&cg);
+	build_forward(&cg, "wtn_forward", false);
+	build_forward(&cg, "wtn_forward_eval", true);
 	build_loss(&cg);
 	build_backward(&cg, "wtn_backward", false);
 	build_backward(&cg, "wtn_backward_bp", true);

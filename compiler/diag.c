@@ -115,6 +115,41 @@ static void report(Pos pos, const char *kind, const char *fmt, va_list ap)
 	show_source(pos);
 }
 
+/* Open block calls, outermost first: each error and warning inside one
+ * gets a note per call, innermost first (like a compiler's "in
+ * instantiation of" notes). */
+enum { MAX_CONTEXT = 64 };
+static struct { Pos pos; char text[160]; } context[MAX_CONTEXT];
+static int ncontext;
+
+void diag_push_context(Pos pos, const char *fmt, ...)
+{
+	if (ncontext < MAX_CONTEXT) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(context[ncontext].text, sizeof context[ncontext].text, fmt, ap);
+		va_end(ap);
+		context[ncontext].pos = pos;
+	}
+	ncontext++;
+}
+
+void diag_pop_context(void)
+{
+	if (ncontext > 0)
+		ncontext--;
+}
+
+static void report_context(void)
+{
+	int top = ncontext < MAX_CONTEXT ? ncontext : MAX_CONTEXT;
+	for (int i = top - 1; i >= 0; i--) {
+		fprintf(stderr, "%s:%d:%d: note: %s\n", context[i].pos.file->name, context[i].pos.line,
+		        context[i].pos.col, context[i].text);
+		show_source(context[i].pos);
+	}
+}
+
 void diag_error(Pos pos, const char *fmt, ...)
 {
 	diag_errors++;
@@ -127,6 +162,7 @@ void diag_error(Pos pos, const char *fmt, ...)
 	va_start(ap, fmt);
 	report(pos, "error", fmt, ap);
 	va_end(ap);
+	report_context();
 }
 
 void diag_warning(Pos pos, const char *fmt, ...)
@@ -138,6 +174,7 @@ void diag_warning(Pos pos, const char *fmt, ...)
 	va_start(ap, fmt);
 	report(pos, "warning", fmt, ap);
 	va_end(ap);
+	report_context();
 }
 
 void diag_note(Pos pos, const char *fmt, ...)

@@ -2,15 +2,21 @@
  * The grammar accepts any value anywhere; this file decides what each
  * position takes and says so when it gets something else. It reports every
  * error it can find, skipping only checks that would repeat an earlier one
- * (a layer with a bad source is not also called "unused"). */
+ * (a layer with a bad source is not also called "unused").
+ *
+ * The network body runs like a program: each statement defines a node of
+ * the graph, a block call runs the block's body in a new scope whose names
+ * get the call's path as a prefix ("layer2.0." + "conv1"), `if` picks a
+ * branch at compile time, and repeat(N, call) chains N calls. */
 #include "wtnc.h"
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_UNITS = 1 << 20, MAX_NODES = 4096 };
+enum { MAX_UNITS = 1 << 20, MAX_NODES = 16384, MAX_DIM = 1 << 15, MAX_DEPTH = 32 };
 #define MAX_WEIGHTS 2147483647L
+#define MAX_ACTIVATION (1L << 28)   /* units per sample of one layer's output */
 
 typedef struct Const {
 	const char *name;
@@ -19,38 +25,142 @@ typedef struct Const {
 	bool ok;                 /* false after an error in its value */
 } Const;
 
-/* A node is the input or a dense layer: anything a layer may read from. */
+/* A node is the input or a layer: anything a layer may read from. */
 typedef struct Node {
-	const char *name;
+	const char *name;        /* full path: "layer2.0.conv1" */
 	Pos pos;
-	Stmt *stmt;
 	int layer;               /* index into layers, -1 for the input */
 	bool broken;             /* a layer whose definition had errors */
-	int units;
-	Pos units_pos;
+	Shape shape;
+	Pos shape_pos;           /* where its size is written (units, filters) */
 	int consumers;           /* layers reading this node */
-	Pos consumer_pos;        /* where the first of them names it */
-	const char *consumer;
-	Stmt *rule_entry;        /* its feedback entry, if any */
+	bool has_rule;           /* a feedback entry or pattern chose its rule */
+	Stmt *exact_entry;       /* the feedback entry naming it exactly */
 } Node;
+
+/* A name of a scope that is not a layer of its own: a block parameter
+ * bound to a layer (node >= 0) or to a value, or an alias (`s = x`, and the
+ * name of a block call, which stands for the block's result). */
+typedef struct Binding {
+	const char *name;
+	Pos pos;
+	int node;                /* -1: a value parameter */
+	const Value *val;
+} Binding;
+
+typedef struct BlockDef {
+	Stmt *stmt;
+	bool failed;             /* an instantiation had errors: later calls stay quiet */
+} BlockDef;
+
+typedef struct Scope {
+	struct Scope *up;        /* the caller's scope */
+	const char *prefix;      /* "" for the network body, else "layer2.0." */
+	BlockDef *block;         /* NULL for the network body */
+	Binding *binds;
+	int nbinds;
+	const char **later;      /* every name the body defines, for "defined later" */
+	Pos *later_pos;
+	int nlater;
+	int result;              /* the node `return` gives, -1 */
+	Stmt *return_stmt;
+} Scope;
 
 typedef struct Sema {
 	const SrcFile *file;
 	Const *consts;
 	int nconsts;
-	Node nodes[MAX_NODES];   /* in definition order: input and layers */
+	Node *nodes;             /* in definition order: input and layers */
 	int nnodes;
-	const char *all_names[MAX_NODES];   /* every defined name, for "did you mean" */
-	Pos all_pos[MAX_NODES];
-	int nall;
+	BlockDef *blocks;
+	int nblocks;
+	const char **instances;  /* paths of block calls, for feedback messages */
+	int ninstances;
+	Scope *scope;            /* the scope being run */
+	int depth;
 	IRLayer *layers;
 	int nlayers;
 	Stmt *input, *loss, *feedback, *data_stmt;
+	int input_node;          /* -1 until defined */
 	int loss_layer;          /* -1 if unknown */
 	Pos loss_arg_pos;
 	IRRule default_rule;
 	Stmt *default_entry;
 } Sema;
+
+static void *grow(void *p, int n, size_t size)
+{
+	/* capacity: the next power of two >= n + 1 */
+	if (n & (n - 1) && n != 0)
+		return p;
+	p = realloc(p, size * (size_t)(n ? 2 * n : 1));
+	if (!p) {
+		fprintf(stderr, "wtnc: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static char *cat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = ast_alloc(la + lb + 1);
+	memcpy(s, a, la);
+	memcpy(s + la, b, lb);
+	return s;
+}
+
+static bool is_pattern(const char *name)
+{
+	return strpbrk(name, "*?") != NULL;
+}
+
+static bool is_vector(Shape s)
+{
+	return s.h == 1 && s.w == 1;
+}
+
+/* "16x32x32" for an image, "10 units" for a vector */
+static const char *shape_str(Shape s)
+{
+	static char buf[4][48];
+	static int k;
+	char *b = buf[k++ & 3];
+	if (is_vector(s))
+		snprintf(b, 48, "%d unit%s", s.c, s.c == 1 ? "" : "s");
+	else
+		snprintf(b, 48, "%dx%dx%d", s.c, s.h, s.w);
+	return b;
+}
+
+/* The value a block parameter named `name` stands for in the current
+ * scope, or NULL if it is not a value parameter. */
+static const Value *param_value(Sema *S, const char *name)
+{
+	if (!S->scope)
+		return NULL;
+	for (int i = S->scope->nbinds - 1; i >= 0; i--) {
+		const Binding *b = &S->scope->binds[i];
+		if (!strcmp(b->name, name))
+			return b->node < 0 ? b->val : NULL;
+	}
+	return NULL;
+}
+
+/* v with every value parameter replaced by what the call gave it. */
+static const Value *subst(Sema *S, const Value *v)
+{
+	if (v->kind == VAL_NAME) {
+		const Value *p = param_value(S, v->text);
+		return p ? p : v;
+	}
+	if (v->kind != VAL_CALL && v->kind != VAL_LIST && v->kind != VAL_OP)
+		return v;
+	Value *c = ast_value(v->kind, v->pos, v->text);
+	for (int i = 0; i < v->nargs; i++)
+		ast_add_arg(c, v->args[i].key, v->args[i].key_pos, (Value *)subst(S, v->args[i].val));
+	return c;
+}
 
 /* ---- small helpers ---- */
 
@@ -104,6 +214,8 @@ static Const *find_const(Sema *S, const char *name)
  * `what` names the expected thing for messages ("a number of units"). */
 static bool num_value(Sema *S, const Value *v, const char *what, double *out)
 {
+	if (v->kind == VAL_NAME && param_value(S, v->text))
+		v = param_value(S, v->text);
 	if (v->kind == VAL_NUM) {
 		*out = v->num;
 		return true;
@@ -278,92 +390,6 @@ static bool bind_args(const Value *call, const char *const *names, int n, int np
 	return ok;
 }
 
-/* ---- the network: input, layers, loss ---- */
-
-static Node *find_node(Sema *S, const char *name)
-{
-	for (int i = 0; i < S->nnodes; i++)
-		if (!strcmp(S->nodes[i].name, name))
-			return &S->nodes[i];
-	return NULL;
-}
-
-/* Pass over the network's statements collecting every defined name, so a
- * reference can tell "defined later" from "unknown". */
-static void collect_names(Sema *S, Stmt *net)
-{
-	for (Stmt *s = net->body; s; s = s->next) {
-		if ((s->kind == ST_INPUT || s->kind == ST_LAYER) && S->nall < MAX_NODES &&
-		    index_of(s->name, S->all_names, S->nall) < 0) {
-			S->all_pos[S->nall] = s->name_pos;
-			S->all_names[S->nall++] = s->name;
-		}
-	}
-}
-
-/* Adds a node, or reports a duplicate name and returns NULL. */
-static Node *define_node(Sema *S, Stmt *s)
-{
-	Node *prev = find_node(S, s->name);
-	if (prev) {
-		diag_error(s->name_pos, "duplicate name '%s'", s->name);
-		diag_note(prev->pos, "'%s' was first defined here", s->name);
-		return NULL;
-	}
-	if (S->nnodes == MAX_NODES) {
-		diag_error(s->name_pos, "too many layers (the limit is %d)", MAX_NODES - 1);
-		return NULL;
-	}
-	Node *n = &S->nodes[S->nnodes++];
-	memset(n, 0, sizeof *n);
-	n->name = s->name;
-	n->pos = s->name_pos;
-	n->stmt = s;
-	n->layer = -1;
-	return n;
-}
-
-/* Resolves a reference to a layer or the input. `user` is the layer being
- * defined (NULL for the loss). */
-static Node *resolve_node(Sema *S, const Value *v, const char *user)
-{
-	if (v->kind != VAL_NAME) {
-		diag_error(v->pos, "expected a layer name, found %s", describe(v));
-		return NULL;
-	}
-	if (user && !strcmp(v->text, user)) {
-		diag_error(v->pos, "layer '%s' cannot take itself as input", user);
-		return NULL;
-	}
-	Node *n = find_node(S, v->text);
-	if (n)
-		return n->broken ? NULL : n;   /* broken: already reported */
-	int later = index_of(v->text, S->all_names, S->nall);
-	if (later >= 0) {
-		diag_error(v->pos, "layer '%s' is used before it is defined", v->text);
-		diag_note(S->all_pos[later], "'%s' is defined here", v->text);
-		return NULL;
-	}
-	diag_error(v->pos, "unknown layer '%s'%s", v->text, mean(v->text, S->all_names, S->nall));
-	return NULL;
-}
-
-static void check_input(Sema *S, Stmt *s)
-{
-	if (S->input) {
-		diag_error(s->pos, "a network has one input; '%s' is a second", s->name);
-		diag_note(S->input->pos, "the input '%s' is defined here", S->input->name);
-		return;
-	}
-	S->input = s;
-	Node *n = define_node(S, s);
-	long units = 0;
-	bool ok = int_value(S, s->val, "the input size", 1, MAX_UNITS, &units);
-	if (n) {
-		n->units = ok ? (int)units : 0;
-		n->units_pos = s->val->pos;
-	}
-}
 
 static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
 static const char *const init_names[] = {"he", "xavier", "normal", "uniform"};
@@ -430,137 +456,884 @@ static bool check_init(Sema *S, const Value *v, Init *init, double *arg)
 	return real_value(S, slot->val, desc, 0, true, HUGE_VAL, false, "positive", arg);
 }
 
-static void check_layer(Sema *S, Stmt *s)
-{
-	Node *self = define_node(S, s);
-	if (self)
-		self->broken = true;     /* until the layer is built */
-	const Value *v = s->val;
-	if (v->kind != VAL_CALL) {
-		diag_error(v->pos, "expected a layer such as dense(x, 10), found %s", describe(v));
-		return;
-	}
-	if (strcmp(v->text, "dense")) {
-		static const char *const kinds[] = {"dense"};
-		const char *sg = suggest_from(v->text, kinds, 1);
-		diag_error(v->pos, "unknown layer kind '%s' (%s)", v->text,
-		           sg ? "did you mean 'dense'?" : "version 1 has only 'dense'");
-		return;
-	}
-	static const char *const params[] = {"source", "units", "act", "init", "bias"};
-	const Arg *a[5];
-	const char *usage = "dense(SOURCE, UNITS, act=..., init=..., bias=...)";
-	bool ok = bind_args(v, params, 5, 2, "dense", usage, a);
-	IRLayer L = {0};
-	L.name = s->name;
-	L.pos = s->name_pos;
-	L.act = ACT_IDENTITY;
-	L.init = INIT_HE;
-	L.bias = true;
-	L.W = L.b = L.B = L.D = L.gW = L.gb = L.mW = L.mb = L.mB = L.vW = L.vb = L.vB = L.y = L.d = -1;
+static void check_loss(Sema *S, Stmt *s);
 
-	Node *src = NULL;
-	if (!a[0]) {
-		diag_error(v->pos, "dense needs a source layer, as in %s", usage);
-		ok = false;
-	} else if ((src = resolve_node(S, a[0]->val, s->name)) != NULL) {
-		if (src->consumers > 0) {
-			diag_error(a[0]->val->pos, "'%s' already feeds '%s'; in version 1 each layer feeds only one other",
-			           src->name, src->consumer);
-			diag_note(src->consumer_pos, "'%s' reads '%s' here", src->consumer, src->name);
-			ok = false;
-		}
-		src->consumers++;
-		if (src->consumers == 1) {
-			src->consumer = s->name;
-			src->consumer_pos = a[0]->val->pos;
-		}
-		L.input = src->layer;
-		L.in = src->units;
-		ok = ok && src->units > 0;
-	} else {
-		ok = false;
-	}
-	long units = 0;
-	Pos units_pos = v->pos;
-	if (!a[1]) {
-		diag_error(v->pos, "dense needs a number of units, as in %s", usage);
-		ok = false;
-	} else {
-		units_pos = a[1]->val->pos;
-		if (int_value(S, a[1]->val, "the number of units", 1, MAX_UNITS, &units))
-			L.out = (int)units;
-		else
-			ok = false;
-	}
-	if (a[2] && !check_act(a[2]->val, &L.act))
-		ok = false;
-	if (a[3] && !check_init(S, a[3]->val, &L.init, &L.init_arg))
-		ok = false;
-	if (a[4] && !bool_value(a[4]->val, "bias", &L.bias))
-		ok = false;
-	if (ok && (long)L.in * L.out > MAX_WEIGHTS) {
-		diag_error(units_pos, "layer '%s' would have %ld weights; the limit is %ld",
-		           s->name, (long)L.in * L.out, MAX_WEIGHTS);
-		ok = false;
-	}
-	if (!self)
-		return;
-	/* The layer exists even after errors, so later references resolve. */
-	self->layer = S->nlayers;
-	self->broken = false;
-	self->units = ok ? L.out : 0;
-	self->units_pos = units_pos;
-	S->layers = realloc(S->layers, sizeof *S->layers * (size_t)(S->nlayers + 1));
-	if (!S->layers)
-		exit(1);
-	S->layers[S->nlayers++] = L;
+/* ---- scopes and names ---- */
+
+static Node *node_at(Sema *S, int i)
+{
+	return i >= 0 ? &S->nodes[i] : NULL;
 }
 
-static const char *const loss_names[] = {"softmax_cross_entropy", "mse"};
-
-static void check_loss(Sema *S, Stmt *s)
+static int find_path(Sema *S, const char *path)
 {
-	if (S->loss) {
-		diag_error(s->pos, "a network has one loss");
-		diag_note(S->loss->pos, "the loss is defined here");
-		return;
+	for (int i = S->nnodes - 1; i >= 0; i--)
+		if (!strcmp(S->nodes[i].name, path))
+			return i;
+	return -1;
+}
+
+static Binding *find_binding(Scope *sc, const char *name)
+{
+	for (int i = sc->nbinds - 1; i >= 0; i--)
+		if (!strcmp(sc->binds[i].name, name))
+			return &sc->binds[i];
+	return NULL;
+}
+
+static void bind(Scope *sc, const char *name, Pos pos, int node, const Value *val)
+{
+	sc->binds = grow(sc->binds, sc->nbinds, sizeof *sc->binds);
+	sc->binds[sc->nbinds++] = (Binding){name, pos, node, val};
+}
+
+/* Every name a body defines (in both branches of its ifs), so a reference
+ * can tell "defined later" from "unknown". */
+static void collect_names(Scope *sc, Stmt *body)
+{
+	for (Stmt *s = body; s; s = s->next) {
+		if (s->kind == ST_IF) {
+			collect_names(sc, s->body);
+			collect_names(sc, s->else_body);
+		}
+		if (s->kind != ST_INPUT && s->kind != ST_LAYER)
+			continue;
+		if (index_of(s->name, sc->later, sc->nlater) >= 0)
+			continue;
+		sc->later = grow(sc->later, sc->nlater, sizeof *sc->later);
+		sc->later_pos = grow(sc->later_pos, sc->nlater, sizeof *sc->later_pos);
+		sc->later_pos[sc->nlater] = s->name_pos;
+		sc->later[sc->nlater++] = s->name;
 	}
-	S->loss = s;
-	S->loss_layer = -1;
-	const Value *v = s->val;
-	if (v->kind != VAL_CALL && v->kind != VAL_NAME) {
-		diag_error(v->pos, "expected a loss such as softmax_cross_entropy(out), found %s", describe(v));
-		return;
+}
+
+/* Is `name` taken in the scope? Reports a duplicate. */
+static bool name_taken(Sema *S, const char *name, Pos pos)
+{
+	Scope *sc = S->scope;
+	Binding *b = find_binding(sc, name);
+	int n = b ? -1 : find_path(S, cat(sc->prefix, name));
+	if (!b && n < 0)
+		return false;
+	diag_error(pos, "duplicate name '%s'", name);
+	diag_note(b ? b->pos : S->nodes[n].pos, "'%s' was first defined here", name);
+	return true;
+}
+
+static bool valid_name(const char *name, Pos pos)
+{
+	if (!is_pattern(name))
+		return true;
+	diag_error(pos, "'%s' is not a valid layer name (* and ? are for feedback patterns)", name);
+	return false;
+}
+
+/* A new node at path prefix+local (marked broken until built). */
+static int new_node(Sema *S, const char *local, Pos pos)
+{
+	if (S->nnodes == MAX_NODES) {
+		diag_error(pos, "too many layers (the limit is %d)", MAX_NODES - 1);
+		return -1;
 	}
-	if (index_of(v->text, loss_names, 2) < 0) {
-		const char *sg = suggest_from(v->text, loss_names, 2);
-		if (sg)
-			diag_error(v->pos, "unknown loss '%s' (did you mean '%s'?)", v->text, sg);
+	S->nodes = grow(S->nodes, S->nnodes, sizeof *S->nodes);
+	Node *n = &S->nodes[S->nnodes];
+	memset(n, 0, sizeof *n);
+	n->name = cat(S->scope->prefix, local);
+	n->pos = pos;
+	n->layer = -1;
+	n->broken = true;
+	return S->nnodes++;
+}
+
+/* "did you mean" candidates: the scope's names and parameters. */
+static const char *mean_in_scope(Sema *S, const char *name)
+{
+	Scope *sc = S->scope;
+	int n = sc->nlater + sc->nbinds;
+	const char **names = ast_alloc(sizeof *names * (size_t)(n + 1));
+	int k = 0;
+	for (int i = 0; i < sc->nbinds; i++)
+		names[k++] = sc->binds[i].name;
+	for (int i = 0; i < sc->nlater; i++)
+		names[k++] = sc->later[i];
+	return mean(name, names, k);
+}
+
+/* The node a name stands for in the current scope, -1 after an error
+ * (reported unless a broken layer explains it). `self` is the name being
+ * defined (NULL if none). */
+static int lookup_node(Sema *S, const Value *v, const char *self)
+{
+	Scope *sc = S->scope;
+	if (v->kind != VAL_NAME) {
+		diag_error(v->pos, "expected a layer name, found %s", describe(v));
+		return -1;
+	}
+	if (self && !strcmp(v->text, self)) {
+		diag_error(v->pos, "layer '%s' cannot take itself as input", cat(sc->prefix, self));
+		return -1;
+	}
+	Binding *b = find_binding(sc, v->text);
+	if (b && b->node < 0 && b->val) {
+		diag_error(v->pos, "expected a layer name, found parameter '%s' (= %s)", v->text,
+		           describe(b->val));
+		return -1;
+	}
+	int n = b ? b->node : find_path(S, cat(sc->prefix, v->text));
+	if (n >= 0)
+		return S->nodes[n].broken ? -1 : n;
+	if (b)
+		return -1;             /* bound to a broken result */
+	int later = index_of(v->text, sc->later, sc->nlater);
+	if (later >= 0) {
+		diag_error(v->pos, "layer '%s' is used before it is defined", cat(sc->prefix, v->text));
+		diag_note(sc->later_pos[later], "'%s' is defined here", v->text);
+		return -1;
+	}
+	if (is_pattern(v->text))
+		diag_error(v->pos, "expected a layer name, found pattern '%s'", v->text);
+	else
+		diag_error(v->pos, "unknown layer '%s'%s", v->text, mean_in_scope(S, v->text));
+	return -1;
+}
+
+/* ---- layer kinds ---- */
+
+enum { SRC_NONE, SRC_ONE, SRC_TWO };
+typedef struct OpDef {
+	const char *name;
+	OpKind kind;
+	Act act;                 /* the standalone activations */
+	int nparams, npositional;
+	const char *params[8];
+	const char *usage;
+} OpDef;
+
+static const OpDef op_defs[] = {
+	{"dense", OP_DENSE, ACT_IDENTITY, 5, 2, {"source", "units", "act", "init", "bias"},
+	 "dense(SOURCE, UNITS, act=..., init=..., bias=...)"},
+	{"conv2d", OP_CONV2D, ACT_IDENTITY, 8, 6,
+	 {"source", "filters", "kernel", "stride", "pad", "bias", "act", "init"},
+	 "conv2d(SOURCE, FILTERS, KERNEL, stride=1, pad=0, bias=true, act=..., init=...)"},
+	{"maxpool", OP_MAXPOOL, ACT_IDENTITY, 4, 4, {"source", "kernel", "stride", "pad"},
+	 "maxpool(SOURCE, KERNEL, stride=KERNEL, pad=0)"},
+	{"avgpool", OP_AVGPOOL, ACT_IDENTITY, 4, 4, {"source", "kernel", "stride", "pad"},
+	 "avgpool(SOURCE, KERNEL, stride=KERNEL, pad=0)"},
+	{"global_avgpool", OP_GLOBAL_AVGPOOL, ACT_IDENTITY, 1, 1, {"source"}, "global_avgpool(SOURCE)"},
+	{"batchnorm", OP_BATCHNORM, ACT_IDENTITY, 4, 1, {"source", "act", "eps", "momentum"},
+	 "batchnorm(SOURCE, act=..., eps=1e-5, momentum=0.1)"},
+	{"flatten", OP_FLATTEN, ACT_IDENTITY, 1, 1, {"source"}, "flatten(SOURCE)"},
+	{"add", OP_ADD, ACT_IDENTITY, 3, 2, {"a", "b", "act"}, "add(A, B, act=...)"},
+	{"relu", OP_ACT, ACT_RELU, 1, 1, {"source"}, "relu(SOURCE)"},
+	{"tanh", OP_ACT, ACT_TANH, 1, 1, {"source"}, "tanh(SOURCE)"},
+	{"sigmoid", OP_ACT, ACT_SIGMOID, 1, 1, {"source"}, "sigmoid(SOURCE)"},
+};
+enum { NOPS = sizeof op_defs / sizeof op_defs[0] };
+
+static const OpDef *find_op(const char *name)
+{
+	for (int i = 0; i < NOPS; i++)
+		if (!strcmp(op_defs[i].name, name))
+			return &op_defs[i];
+	return NULL;
+}
+
+static BlockDef *find_block(Sema *S, const char *name)
+{
+	for (int i = 0; i < S->nblocks; i++)
+		if (!strcmp(S->blocks[i].stmt->name, name))
+			return &S->blocks[i];
+	return NULL;
+}
+
+static bool has_weights(OpKind k)
+{
+	return k == OP_DENSE || k == OP_CONV2D;
+}
+
+static int build(Sema *S, const Value *v, const char *local, Pos name_pos, const char *self);
+
+/* A name for a nested call that the program does not name: the name of
+ * the layer it feeds, a dot and its kind ("h.add"), with "_2", "_3", ...
+ * if that is taken. */
+static const char *nested_name(Sema *S, const char *owner, const char *kind)
+{
+	const char *base = owner[0] ? cat(cat(owner, "."), kind) : kind;
+	const char *name = base;
+	for (int k = 2; find_path(S, cat(S->scope->prefix, name)) >= 0 ||
+	                find_binding(S->scope, name); k++) {
+		char suffix[16];
+		snprintf(suffix, sizeof suffix, "_%d", k);
+		name = cat(base, suffix);
+	}
+	return name;
+}
+
+/* The node a source argument stands for: a name, or a nested call built
+ * here (named after `owner`). Counts the use. -1 after an error. */
+static int source_node(Sema *S, const Value *v, const char *owner, const char *self)
+{
+	int n;
+	if (v->kind == VAL_CALL)
+		n = build(S, v, nested_name(S, owner, v->text), v->pos, NULL);
+	else
+		n = lookup_node(S, v, self);
+	if (n >= 0)
+		S->nodes[n].consumers++;
+	return n;
+}
+
+static IRLayer new_layer(const char *path, Pos pos, OpKind kind)
+{
+	IRLayer L = {0};
+	L.name = (char *)path;
+	L.pos = pos;
+	L.kind = kind;
+	L.input = L.input2 = -1;
+	L.act = ACT_IDENTITY;
+	L.init = INIT_HE;
+	L.rule = (IRRule){.def = rule_lookup("bp")};
+	L.W = L.b = L.B = L.D = L.M = L.gW = L.gb = L.mW = L.mb = L.mB = L.vW = L.vb = L.vB = -1;
+	L.rmean = L.rvar = L.aux = L.aux2 = L.y = L.d = -1;
+	return L;
+}
+
+/* Builds a built-in layer. Returns its node, -1 after errors. */
+static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local, Pos name_pos,
+                    const char *self)
+{
+	int me = new_node(S, local, name_pos);
+	const char *path = cat(S->scope->prefix, local);
+	const Arg *a[8];
+	bool ok = bind_args(v, op->params, op->nparams, op->npositional, op->name, op->usage, a);
+	IRLayer L = new_layer(path, name_pos, op->kind);
+	L.act = op->act;
+	L.bias = op->kind == OP_DENSE || op->kind == OP_CONV2D || op->kind == OP_BATCHNORM;
+	if (op->kind == OP_BATCHNORM) {
+		L.bn_eps = 1e-5;
+		L.bn_momentum = 0.1;
+	}
+	int src = -1, src2 = -1;
+	Pos src_pos = v->pos;
+	/* sources first: nested calls become layers before this one */
+	if (!a[0]) {
+		if (op->kind == OP_ADD)
+			diag_error(v->pos, "add needs two layers, as in %s", op->usage);
 		else
-			diag_error(v->pos, "unknown loss '%s' (expected softmax_cross_entropy or mse)", v->text);
+			diag_error(v->pos, "%s needs a source layer, as in %s", op->name, op->usage);
+		ok = false;
+	} else {
+		src_pos = a[0]->val->pos;
+		src = source_node(S, a[0]->val, local, self);
+		ok = ok && src >= 0;
+	}
+	if (op->kind == OP_ADD) {
+		if (!a[1]) {
+			if (a[0])
+				diag_error(v->pos, "add needs two layers, as in %s", op->usage);
+			ok = false;
+		} else {
+			src2 = source_node(S, a[1]->val, local, self);
+			ok = ok && src2 >= 0;
+		}
+	}
+	Shape in = src >= 0 ? S->nodes[src].shape : (Shape){0, 0, 0};
+	bool have_in = src >= 0 && in.c > 0;
+	Shape out = in;
+	long n;
+	Pos size_pos = v->pos;
+	switch (op->kind) {
+	case OP_DENSE:
+		if (!a[1]) {
+			diag_error(v->pos, "dense needs a number of units, as in %s", op->usage);
+			ok = false;
+		} else {
+			size_pos = a[1]->val->pos;
+			if (int_value(S, a[1]->val, "the number of units", 1, MAX_UNITS, &n))
+				out = (Shape){(int)n, 1, 1};
+			else
+				ok = false;
+		}
+		if (have_in && !is_vector(in)) {
+			diag_error(src_pos, "dense needs a vector input, but '%s' is %s; flatten it first",
+			           S->nodes[src].name, shape_str(in));
+			ok = false;
+		}
+		break;
+	case OP_CONV2D:
+	case OP_MAXPOOL:
+	case OP_AVGPOOL: {
+		bool conv = op->kind == OP_CONV2D;
+		int ki = conv ? 2 : 1;        /* index of the kernel parameter */
+		long filters = 0, k = 0, stride = 0, pad = 0;
+		if (conv) {
+			if (!a[1]) {
+				diag_error(v->pos, "conv2d needs a number of filters, as in %s", op->usage);
+				ok = false;
+			} else {
+				size_pos = a[1]->val->pos;
+				ok = int_value(S, a[1]->val, "the number of filters", 1, MAX_DIM, &filters) && ok;
+			}
+		}
+		if (!a[ki]) {
+			if (!conv || a[1])
+				diag_error(v->pos, "%s needs a kernel size, as in %s", op->name, op->usage);
+			ok = false;
+		} else {
+			ok = int_value(S, a[ki]->val, "the kernel size", 1, MAX_DIM, &k) && ok;
+		}
+		stride = conv ? 1 : k;
+		if (a[ki + 1])
+			ok = int_value(S, a[ki + 1]->val, "the stride", 1, MAX_DIM, &stride) && ok;
+		if (a[ki + 2])
+			ok = int_value(S, a[ki + 2]->val, "the padding", 0, MAX_DIM, &pad) && ok;
+		if (!conv && a[ki + 2] && k > 0 && pad > k / 2) {
+			diag_error(a[ki + 2]->val->pos, "the padding of a pool must be at most half its kernel "
+			           "(%ld), found %ld", k / 2, pad);
+			ok = false;
+		}
+		L.kh = L.kw = (int)k;
+		L.stride = (int)stride;
+		L.pad = (int)pad;
+		if (have_in && ok) {
+			Pos kpos = a[ki]->val->pos;
+			if (k > in.h + 2 * pad || k > in.w + 2 * pad) {
+				diag_error(kpos, "kernel %ld of '%s' is larger than its input '%s' (%dx%d, pad %ld)",
+				           k, path, S->nodes[src].name, in.h, in.w, pad);
+				ok = false;
+			} else {
+				out.h = (int)((in.h + 2 * pad - k) / stride + 1);
+				out.w = (int)((in.w + 2 * pad - k) / stride + 1);
+				if (conv)
+					out.c = (int)filters;
+			}
+		}
+		break;
+	}
+	case OP_GLOBAL_AVGPOOL:
+		out = (Shape){in.c, 1, 1};
+		break;
+	case OP_FLATTEN:
+		out = (Shape){(int)((long)in.c * in.h * in.w), 1, 1};
+		break;
+	case OP_ADD:
+		if (have_in && src2 >= 0) {
+			Shape b = S->nodes[src2].shape;
+			if (b.c != in.c || b.h != in.h || b.w != in.w) {
+				diag_error(a[1]->val->pos, "add needs two layers of the same shape, but '%s' is %s "
+				           "and '%s' is %s", S->nodes[src].name, shape_str(in),
+				           S->nodes[src2].name, shape_str(b));
+				ok = false;
+			}
+		}
+		break;
+	default:
+		break;
+	}
+	/* named arguments after the sizes */
+	for (int i = 0; i < op->nparams; i++) {
+		if (!a[i])
+			continue;
+		const char *p = op->params[i];
+		const Value *x = a[i]->val;
+		if (!strcmp(p, "act"))
+			ok = check_act(x, &L.act) && ok;
+		else if (!strcmp(p, "init"))
+			ok = check_init(S, x, &L.init, &L.init_arg) && ok;
+		else if (!strcmp(p, "bias"))
+			ok = bool_value(x, "bias", &L.bias) && ok;
+		else if (!strcmp(p, "eps"))
+			ok = real_value(S, x, "'eps'", 0, true, HUGE_VAL, false, "positive", &L.bn_eps) && ok;
+		else if (!strcmp(p, "momentum"))
+			ok = real_value(S, x, "'momentum'", 0, false, 1, false, "in [0, 1]", &L.bn_momentum) && ok;
+	}
+	if (ok && src < 0)
+		ok = false;
+	long weights = op->kind == OP_DENSE ? (long)in.c * out.c
+	             : op->kind == OP_CONV2D ? (long)out.c * in.c * L.kh * L.kw : 0;
+	if (ok && weights > MAX_WEIGHTS) {
+		diag_error(size_pos, "layer '%s' would have %ld weights; the limit is %ld", path, weights,
+		           MAX_WEIGHTS);
+		ok = false;
+	}
+	if (ok && (long)out.c * out.h * out.w > MAX_ACTIVATION) {
+		diag_error(size_pos, "layer '%s' would have %ld outputs per sample; the limit is %ld", path,
+		           (long)out.c * out.h * out.w, MAX_ACTIVATION);
+		ok = false;
+	}
+	if (me < 0 || !ok)
+		return -1;
+	Node *src_node = &S->nodes[src];
+	L.input = src_node->layer;
+	L.input2 = src2 >= 0 ? S->nodes[src2].layer : -1;
+	L.in_shape = in;
+	L.out_shape = out;
+	L.in = in.c * in.h * in.w;
+	L.out = out.c * out.h * out.w;
+	/* The layer exists even after errors elsewhere, so later references resolve. */
+	Node *self_node = &S->nodes[me];
+	self_node->layer = S->nlayers;
+	self_node->broken = false;
+	self_node->shape = out;
+	self_node->shape_pos = size_pos;
+	S->layers = grow(S->layers, S->nlayers, sizeof *S->layers);
+	S->layers[S->nlayers++] = L;
+	return me;
+}
+
+/* ---- blocks ---- */
+
+static void exec_body(Sema *S, Stmt *body);
+
+/* Binds a block parameter to what the call gives it: a layer (a name of
+ * one, or a nested call, built in the caller's scope) or a value. */
+static void bind_param(Sema *S, Scope *inner, const char *param, const Value *v,
+                       const char *local, bool *ok)
+{
+	Scope *sc = S->scope;
+	if (v->kind == VAL_NAME) {
+		Binding *b = find_binding(sc, v->text);
+		int n = b ? b->node : find_path(S, cat(sc->prefix, v->text));
+		if (b && b->node < 0 && !b->val) {
+			*ok = false;        /* a broken layer, reported */
+			return;
+		}
+		if (b && b->node < 0) {
+			bind(inner, param, v->pos, -1, b->val);
+			return;
+		}
+		if (n >= 0 || b) {
+			if (n < 0 || S->nodes[n].broken)
+				*ok = false;
+			else
+				S->nodes[n].consumers++;
+			bind(inner, param, v->pos, n, NULL);
+			return;
+		}
+		if (index_of(v->text, sc->later, sc->nlater) >= 0) {
+			lookup_node(S, v, NULL);   /* "used before it is defined" */
+			*ok = false;
+			return;
+		}
+	} else if (v->kind == VAL_CALL && (find_op(v->text) || find_block(S, v->text) ||
+	                                   !strcmp(v->text, "repeat"))) {
+		int n = source_node(S, v, local, NULL);
+		if (n < 0)
+			*ok = false;
+		bind(inner, param, v->pos, n, NULL);
 		return;
 	}
-	if (v->kind == VAL_NAME || v->nargs == 0) {
-		diag_error(v->pos, "the loss needs the network's output layer, as in %s(out)", v->text);
+	bind(inner, param, v->pos, -1, subst(S, v));
+}
+
+static int instantiate(Sema *S, BlockDef *bd, const Value *call, const char *local)
+{
+	Stmt *blk = bd->stmt;
+	const Value *head = blk->val;
+	for (Scope *sc = S->scope; sc; sc = sc->up)
+		if (sc->block == bd) {
+			diag_error(call->pos, "block '%s' calls itself", blk->name);
+			return -1;
+		}
+	if (S->depth >= MAX_DEPTH) {
+		diag_error(call->pos, "blocks are nested too deeply (the limit is %d)", MAX_DEPTH);
+		return -1;
+	}
+	int np = head->nargs;
+	const char **names = ast_alloc(sizeof *names * (size_t)(np + 1));
+	const Arg **slots = ast_alloc(sizeof *slots * (size_t)(np + 1));
+	for (int i = 0; i < np; i++)
+		names[i] = head->args[i].key ? head->args[i].key : head->args[i].val->text;
+	char what[80], usage[200];
+	snprintf(what, sizeof what, "block '%s'", blk->name);
+	size_t u = (size_t)snprintf(usage, sizeof usage, "%s(", blk->name);
+	for (int i = 0; i < np && u < sizeof usage; i++)
+		u += (size_t)snprintf(usage + u, sizeof usage - u, "%s%s%s", i ? ", " : "",
+		                      names[i], head->args[i].key ? "=..." : "");
+	if (u < sizeof usage)
+		snprintf(usage + u, sizeof usage - u, ")");
+	bool ok = bind_args(call, names, np, np, what, usage, slots);
+	for (int i = 0; i < np; i++)
+		if (!slots[i] && !head->args[i].key) {
+			diag_error(call->pos, "block '%s' needs its parameter '%s', as in %s", blk->name,
+			           names[i], usage);
+			ok = false;
+		}
+	if (!ok)
+		return -1;
+	Scope inner = {.up = S->scope, .prefix = cat(cat(S->scope->prefix, local), "."),
+	               .block = bd, .result = -1};
+	for (int i = 0; i < np; i++) {
+		if (slots[i])
+			bind_param(S, &inner, names[i], slots[i]->val, local, &ok);
+		else
+			bind(&inner, names[i], head->args[i].key_pos, -1, head->args[i].val);
+	}
+	if (!ok)
+		return -1;
+	if (bd->failed)
+		return -1;             /* its errors were shown at the first call */
+	S->instances = grow(S->instances, S->ninstances, sizeof *S->instances);
+	S->instances[S->ninstances++] = cat(S->scope->prefix, local);
+	collect_names(&inner, blk->body);
+	int before = diag_errors;
+	Scope *outer = S->scope;
+	S->scope = &inner;
+	S->depth++;
+	diag_push_context(call->pos, "in block '%s' called here", blk->name);
+	exec_body(S, blk->body);
+	if (!inner.return_stmt && diag_errors == before)
+		diag_error(blk->name_pos, "block '%s' has no 'return' (add e.g. 'return %s')", blk->name,
+		           inner.nlater ? inner.later[inner.nlater - 1] : "out");
+	diag_pop_context();
+	S->depth--;
+	S->scope = outer;
+	if (diag_errors > before)
+		bd->failed = true;
+	return diag_errors > before ? -1 : inner.result;
+}
+
+/* repeat(N, CALL, key=value, ...): N calls chained, named LOCAL.0 ...
+ * LOCAL.N-1; call k > 0 reads call k-1's result instead of CALL's source
+ * and takes the keyword arguments, which replace CALL's. */
+static int build_repeat(Sema *S, const Value *v, const char *local)
+{
+	const char *usage = "repeat(N, basic(x, 64), stride=1)";
+	const Value *count = NULL, *call = NULL;
+	Value *extra = ast_value(VAL_CALL, v->pos, NULL);
+	bool ok = true;
+	for (int i = 0; i < v->nargs; i++) {
+		const Arg *a = &v->args[i];
+		if (a->key)
+			ast_add_arg(extra, a->key, a->key_pos, a->val);
+		else if (!count)
+			count = a->val;
+		else if (!call)
+			call = a->val;
+		else {
+			diag_error(a->val->pos, "too many arguments to repeat (expected %s)", usage);
+			ok = false;
+		}
+	}
+	long n = 0;
+	if (!count || !call) {
+		diag_error(v->pos, "repeat needs a count and a call, as in %s", usage);
+		return -1;
+	}
+	ok = int_value(S, count, "the repeat count", 1, 1000, &n) && ok;
+	if (call->kind != VAL_CALL || !(find_op(call->text) || find_block(S, call->text))) {
+		if (call->kind == VAL_CALL)
+			diag_error(call->pos, "repeat needs a layer or block call, found unknown '%s'", call->text);
+		else
+			diag_error(call->pos, "repeat needs a layer or block call, found %s", describe(call));
+		return -1;
+	}
+	if (call->nargs == 0 || call->args[0].key) {
+		diag_error(call->pos, "repeat needs the call's source layer as its first argument, as in %s",
+		           usage);
+		return -1;
+	}
+	if (!ok)
+		return -1;
+	int out = -1;
+	for (long k = 0; k < n; k++) {
+		char idx[24];
+		snprintf(idx, sizeof idx, ".%ld", k);
+		const char *name = cat(local, idx);
+		const Value *c = call;
+		if (k > 0) {
+			Value *next = ast_value(VAL_CALL, call->pos, call->text);
+			char prev[24];
+			snprintf(prev, sizeof prev, ".%ld", k - 1);
+			ast_add_arg(next, NULL, call->args[0].key_pos,
+			            ast_value(VAL_NAME, call->args[0].val->pos, cat(local, prev)));
+			for (int i = 1; i < call->nargs; i++) {
+				const Arg *a = &call->args[i];
+				bool replaced = false;
+				for (int j = 0; a->key && j < extra->nargs; j++)
+					replaced |= !strcmp(a->key, extra->args[j].key);
+				if (!replaced)
+					ast_add_arg(next, a->key, a->key_pos, a->val);
+			}
+			for (int j = 0; j < extra->nargs; j++)
+				ast_add_arg(next, extra->args[j].key, extra->args[j].key_pos, extra->args[j].val);
+			c = next;
+		}
+		out = build(S, c, name, c->pos, NULL);
+		if (out < 0)
+			return -1;
+		if (find_path(S, cat(S->scope->prefix, name)) != out)
+			bind(S->scope, name, c->pos, out, NULL);
+	}
+	return out;
+}
+
+/* Builds what a call defines under the local name `local`: a layer, a
+ * block instance or a repeat. Returns the node of its result, -1 after
+ * errors. */
+static int build(Sema *S, const Value *v, const char *local, Pos name_pos, const char *self)
+{
+	const Value *c = subst(S, v);
+	const OpDef *op = find_op(c->text);
+	if (op)
+		return build_op(S, op, c, local, name_pos, self);
+	BlockDef *bd = find_block(S, c->text);
+	if (bd)
+		return instantiate(S, bd, c, local);
+	if (!strcmp(c->text, "repeat"))
+		return build_repeat(S, c, local);
+	const char *kinds[NOPS + 64];
+	int k = 0;
+	for (int i = 0; i < NOPS; i++)
+		kinds[k++] = op_defs[i].name;
+	for (int i = 0; i < S->nblocks && k < NOPS + 64; i++)
+		kinds[k++] = S->blocks[i].stmt->name;
+	const char *sg = suggest_from(c->text, kinds, k);
+	if (sg)
+		diag_error(c->pos, "unknown layer kind '%s' (did you mean '%s'?)", c->text, sg);
+	else
+		diag_error(c->pos, "unknown layer kind '%s' (expected a layer such as dense or conv2d, "
+		           "a block or repeat)", c->text);
+	return -1;
+}
+
+/* ---- statements ---- */
+
+static void check_input(Sema *S, Stmt *s)
+{
+	if (S->input) {
+		diag_error(s->pos, "a network has one input; '%s' is a second", s->name);
+		diag_note(S->input->pos, "the input '%s' is defined here", S->input->name);
 		return;
 	}
-	static const char *const params[] = {"output"};
-	const Arg *a;
-	char what[48], usage[48];
-	snprintf(what, sizeof what, "loss '%s'", v->text);
-	snprintf(usage, sizeof usage, "%s(out)", v->text);
-	if (!bind_args(v, params, 1, 1, what, usage, &a) || !a)
+	S->input = s;
+	bool fresh = valid_name(s->name, s->name_pos) && !name_taken(S, s->name, s->name_pos);
+	int me = fresh ? new_node(S, s->name, s->name_pos) : -1;
+	S->input_node = me;
+	const Value *v = s->val;
+	long dims[3] = {0, 1, 1};
+	bool ok = true;
+	Pos size_pos = v->pos;
+	if (v->nargs == 1) {
+		size_pos = v->args[0].val->pos;
+		ok = int_value(S, v->args[0].val, "the input size", 1, MAX_UNITS, &dims[0]);
+	} else if (v->nargs == 3) {
+		static const char *const what[] = {"the number of channels", "the height", "the width"};
+		for (int i = 0; i < 3; i++)
+			ok = int_value(S, v->args[i].val, what[i], 1, MAX_DIM, &dims[i]) && ok;
+		if (ok && dims[0] * dims[1] * dims[2] > MAX_ACTIVATION) {
+			diag_error(v->pos, "the input has %ld values per sample; the limit is %ld",
+			           dims[0] * dims[1] * dims[2], MAX_ACTIVATION);
+			ok = false;
+		}
+	} else {
+		diag_error(v->pos, "expected the input's size as [UNITS] or [CHANNELS, HEIGHT, WIDTH], "
+		           "found %d value%s", v->nargs, v->nargs == 1 ? "" : "s");
+		ok = false;
+	}
+	if (me < 0)
 		return;
-	S->loss_arg_pos = a->val->pos;
-	Node *n = resolve_node(S, a->val, NULL);
-	if (!n)
-		return;
-	if (n->layer < 0) {
-		diag_error(a->val->pos, "the loss needs a dense layer, not the input '%s'", n->name);
+	Node *n = &S->nodes[me];
+	n->broken = false;    /* an input with a bad size is still an input */
+	n->shape = ok ? (Shape){(int)dims[0], (int)dims[1], (int)dims[2]} : (Shape){0, 0, 0};
+	n->shape_pos = size_pos;
+}
+
+static void define_layer(Sema *S, Stmt *s)
+{
+	const Value *v = s->val;
+	bool fresh = valid_name(s->name, s->name_pos) && !name_taken(S, s->name, s->name_pos);
+	if (v->kind == VAL_NAME) {
+		/* an alias: `shortcut = x` */
+		int n = lookup_node(S, v, s->name);
+		if (fresh)
+			bind(S->scope, s->name, s->name_pos, n, NULL);
 		return;
 	}
-	S->loss_layer = n->layer;
+	if (v->kind != VAL_CALL) {
+		diag_error(v->pos, "expected a layer such as dense(x, 10), found %s", describe(v));
+		if (fresh)
+			bind(S->scope, s->name, s->name_pos, -1, NULL);
+		return;
+	}
+	const OpDef *op = find_op(v->text);
+	int n = build(S, v, fresh || !op ? s->name : nested_name(S, s->name, "dup"), s->name_pos,
+	              s->name);
+	/* a block call's or a repeat's name stands for its result */
+	if (fresh && !op)
+		bind(S->scope, s->name, s->name_pos, n, NULL);
+	else if (!fresh && op && n >= 0)
+		S->nodes[n].consumers++;   /* not also "feeds nothing" */
+}
+
+static void define_return(Sema *S, Stmt *s)
+{
+	Scope *sc = S->scope;
+	if (!sc->block) {
+		diag_error(s->pos, "'return' belongs in a block body");
+		return;
+	}
+	if (sc->return_stmt) {
+		diag_error(s->pos, "a block returns once");
+		diag_note(sc->return_stmt->pos, "it returns here");
+		return;
+	}
+	sc->return_stmt = s;
+	const Value *v = s->val;
+	int n;
+	if (v->kind == VAL_CALL)
+		n = build(S, v, nested_name(S, "", v->text), v->pos, NULL);
+	else
+		n = lookup_node(S, v, NULL);
+	if (n >= 0)
+		S->nodes[n].consumers++;
+	sc->result = n;
+}
+
+/* An `if` condition: 1 true, 0 false, -1 after an error. */
+static int eval_cond(Sema *S, const Value *v);
+
+static bool cond_operand(Sema *S, const Value *v, double *out)
+{
+	v = subst(S, v);
+	if (v->kind == VAL_CALL && (!strcmp(v->text, "channels") || !strcmp(v->text, "height") ||
+	                            !strcmp(v->text, "width"))) {
+		if (v->nargs != 1 || v->args[0].key) {
+			diag_error(v->pos, "%s takes one layer, as in %s(x)", v->text, v->text);
+			return false;
+		}
+		int n = lookup_node(S, v->args[0].val, NULL);
+		if (n < 0)
+			return false;
+		Shape s = S->nodes[n].shape;
+		*out = v->text[0] == 'c' ? s.c : v->text[0] == 'h' ? s.h : s.w;
+		return true;
+	}
+	return num_value(S, v, "a number, channels(x), height(x) or width(x)", out);
+}
+
+static int eval_cond(Sema *S, const Value *v)
+{
+	if (v->kind == VAL_OP) {
+		const char *o = v->text;
+		if (!strcmp(o, "not")) {
+			int a = eval_cond(S, v->args[0].val);
+			return a < 0 ? -1 : !a;
+		}
+		if (!strcmp(o, "and") || !strcmp(o, "or")) {
+			int a = eval_cond(S, v->args[0].val), b = eval_cond(S, v->args[1].val);
+			if (a < 0 || b < 0)
+				return -1;
+			return o[0] == 'a' ? a && b : a || b;
+		}
+		double x, y;
+		bool ok = cond_operand(S, v->args[0].val, &x);
+		ok = cond_operand(S, v->args[1].val, &y) && ok;
+		if (!ok)
+			return -1;
+		if (!strcmp(o, "==")) return x == y;
+		if (!strcmp(o, "!=")) return x != y;
+		if (!strcmp(o, "<")) return x < y;
+		if (!strcmp(o, "<=")) return x <= y;
+		if (!strcmp(o, ">")) return x > y;
+		return x >= y;
+	}
+	bool b;
+	if (!bool_value(subst(S, v), "the condition", &b))
+		return -1;
+	return b;
+}
+
+static void exec_stmt(Sema *S, Stmt *s)
+{
+	bool in_block = S->scope->block != NULL;
+	switch (s->kind) {
+	case ST_LET:
+		if (in_block)
+			diag_error(s->pos, "'let' belongs in the network or at the top level; "
+			           "a block takes parameters instead");
+		break;
+	case ST_INPUT:
+		if (in_block)
+			diag_error(s->pos, "'input' belongs in the network body; a block reads its parameters");
+		else
+			check_input(S, s);
+		break;
+	case ST_LAYER: define_layer(S, s); break;
+	case ST_RETURN: define_return(S, s); break;
+	case ST_IF: {
+		int c = eval_cond(S, s->val);
+		if (c >= 0)
+			exec_body(S, c ? s->body : s->else_body);
+		break;
+	}
+	case ST_LOSS:
+	case ST_FEEDBACK:
+		if (in_block) {
+			diag_error(s->pos, "'%s' belongs in the network body, not in a block",
+			           s->kind == ST_LOSS ? "loss" : "feedback");
+		} else if (s->kind == ST_LOSS) {
+			check_loss(S, s);
+		} else if (S->feedback) {
+			diag_error(s->pos, "duplicate feedback block");
+			diag_note(S->feedback->pos, "the first feedback block is here");
+		} else {
+			S->feedback = s;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void exec_body(Sema *S, Stmt *body)
+{
+	for (Stmt *s = body; s; s = s->next)
+		exec_stmt(S, s);
+}
+
+/* Block definitions: names, parameters. Bodies are checked when called. */
+static void collect_blocks(Sema *S, Stmt *items)
+{
+	for (Stmt *s = items; s; s = s->next) {
+		if (s->kind != ST_BLOCK)
+			continue;
+		BlockDef *prev = find_block(S, s->name);
+		if (prev) {
+			diag_error(s->name_pos, "duplicate block '%s'", s->name);
+			diag_note(prev->stmt->name_pos, "'%s' was first defined here", s->name);
+			continue;
+		}
+		if (find_op(s->name) || !strcmp(s->name, "repeat")) {
+			diag_error(s->name_pos, "'%s' is a built-in layer kind; a block needs another name", s->name);
+			continue;
+		}
+		bool ok = valid_name(s->name, s->name_pos);
+		const Value *h = s->val;
+		for (int i = 0; i < h->nargs; i++) {
+			const Arg *a = &h->args[i];
+			const char *name = a->key ? a->key : a->val->kind == VAL_NAME ? a->val->text : NULL;
+			if (!name || strchr(name, '.') || is_pattern(name)) {
+				diag_error(a->key ? a->key_pos : a->val->pos, "expected a parameter name, found %s",
+				           describe(a->val));
+				ok = false;
+				continue;
+			}
+			for (int j = 0; j < i; j++) {
+				const Arg *b = &h->args[j];
+				const char *other = b->key ? b->key : b->val->text;
+				if (!strcmp(other, name)) {
+					diag_error(a->key ? a->key_pos : a->val->pos,
+					           "duplicate parameter '%s' of block '%s'", name, s->name);
+					ok = false;
+				}
+			}
+		}
+		if (!ok)
+			continue;
+		S->blocks = grow(S->blocks, S->nblocks, sizeof *S->blocks);
+		S->blocks[S->nblocks++] = (BlockDef){s, false};
+	}
 }
 
 /* ---- feedback rules ---- */
@@ -651,6 +1424,61 @@ static bool check_rule(Sema *S, const Value *v, IRRule *out)
 
 /* One feedback entry (from the file or, with `override`, the command
  * line, where a later entry replaces an earlier one). */
+
+/* Glob match: '*' any run of characters (dots included), '?' one. */
+static bool glob_match(const char *pat, const char *s)
+{
+	const char *star = NULL, *resume = NULL;
+	while (*s) {
+		if (*pat == '*') {
+			star = pat++;
+			resume = s;
+		} else if (*pat == '?' || *pat == *s) {
+			pat++;
+			s++;
+		} else if (star) {
+			pat = star + 1;
+			s = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pat == '*')
+		pat++;
+	return !*pat;
+}
+
+static const char *kind_name(OpKind k)
+{
+	static const char *const names[] = {"dense", "conv2d", "batchnorm", "maxpool", "avgpool",
+	                                    "global_avgpool", "flatten", "add", "activation"};
+	return (unsigned)k < 9 ? names[k] : "?";
+}
+
+/* A feedback pattern: every layer with weights whose path matches. */
+static void feedback_pattern(Sema *S, Stmt *e)
+{
+	IRRule r = {0};
+	bool ok = check_rule(S, e->val, &r);
+	int matched = 0;
+	for (int i = 0; i < S->nnodes; i++) {
+		Node *n = &S->nodes[i];
+		if (n->layer < 0 || n->broken || !has_weights(S->layers[n->layer].kind) ||
+		    !glob_match(e->name, n->name))
+			continue;
+		matched++;
+		if (ok)
+			S->layers[n->layer].rule = r;
+		n->has_rule = true;
+	}
+	if (!matched)
+		diag_error(e->name_pos, "pattern '%s' matches no layer with weights (dense or conv2d)",
+		           e->name);
+}
+
+/* One feedback entry (from the file or, with `override`, the command
+ * line). Entries apply in order, so a later one wins over an earlier
+ * pattern; naming the same layer twice in the file is an error. */
 static void feedback_entry(Sema *S, Stmt *e, bool override)
 {
 	if (e->kind == ST_DEFAULT) {
@@ -663,36 +1491,60 @@ static void feedback_entry(Sema *S, Stmt *e, bool override)
 		S->default_entry = e;
 		return;
 	}
-	Node *n = find_node(S, e->name);
+	if (is_pattern(e->name)) {
+		feedback_pattern(S, e);
+		return;
+	}
+	int i = find_path(S, e->name);
+	Node *n = node_at(S, i);
 	if (n && n->broken) {
 		check_rule(S, e->val, &(IRRule){0});
 		return;
 	}
 	if (!n) {
-		diag_error(e->name_pos, "unknown layer '%s' in feedback%s", e->name,
-		           mean(e->name, S->all_names, S->nall));
+		if (index_of(e->name, S->instances, S->ninstances) >= 0) {
+			diag_error(e->name_pos, "'%s' is a block call, not a layer; '%s.*' names its layers",
+			           e->name, e->name);
+		} else {
+			const char **names = ast_alloc(sizeof *names * (size_t)(S->nnodes + 1));
+			for (int k = 0; k < S->nnodes; k++)
+				names[k] = S->nodes[k].name;
+			diag_error(e->name_pos, "unknown layer '%s' in feedback%s", e->name,
+			           mean(e->name, names, S->nnodes));
+		}
 		check_rule(S, e->val, &(IRRule){0});
 		return;
 	}
 	if (n->layer < 0) {
-		diag_error(e->name_pos, "'%s' has no weights; only dense layers take a feedback rule", e->name);
+		diag_error(e->name_pos, "'%s' has no weights; only dense and conv2d layers take a feedback rule",
+		           e->name);
 		return;
 	}
-	if (n->rule_entry && !override) {
+	OpKind kind = S->layers[n->layer].kind;
+	if (kind == OP_BATCHNORM) {
+		diag_error(e->name_pos, "'%s' is a batchnorm layer: batchnorm always learns by backprop "
+		           "and takes no feedback rule", e->name);
+		return;
+	}
+	if (!has_weights(kind)) {
+		diag_error(e->name_pos, "'%s' has no weights (it is a%s %s layer); only dense and conv2d "
+		           "layers take a feedback rule", e->name,
+		           strchr("aeiou", kind_name(kind)[0]) ? "n" : "", kind_name(kind));
+		return;
+	}
+	if (n->exact_entry && !override) {
 		diag_error(e->name_pos, "duplicate feedback entry for '%s'", e->name);
-		diag_note(n->rule_entry->name_pos, "'%s' is first given a rule here", e->name);
+		diag_note(n->exact_entry->name_pos, "'%s' is first given a rule here", e->name);
 		return;
 	}
 	check_rule(S, e->val, &S->layers[n->layer].rule);
-	n->rule_entry = e;
+	n->exact_entry = e;
+	n->has_rule = true;
 }
 
 static void check_feedback(Sema *S, const char *const *overrides, int noverrides)
 {
 	S->default_rule = (IRRule){.def = rule_lookup("bp")};
-	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++)
-		if (n->layer >= 0)
-			S->layers[n->layer].rule = S->default_rule;
 	if (S->feedback)
 		for (Stmt *e = S->feedback->body; e; e = e->next)
 			feedback_entry(S, e, false);
@@ -705,9 +1557,10 @@ static void check_feedback(Sema *S, const char *const *overrides, int noverrides
 		if (e)
 			feedback_entry(S, e, true);
 	}
-	/* Layers without an entry of their own follow the default. */
+	/* Layers with weights and no entry of their own follow the default;
+	 * the others (batchnorm, pools, ...) keep bp. */
 	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++)
-		if (n->layer >= 0 && !n->rule_entry)
+		if (n->layer >= 0 && !n->has_rule && has_weights(S->layers[n->layer].kind))
 			S->layers[n->layer].rule = S->default_rule;
 }
 
@@ -721,7 +1574,7 @@ static void check_chain(Sema *S, Stmt *net)
 		return;
 	}
 	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++) {
-		if (n->consumers > 0 || n->layer == S->nlayers - 1)
+		if (n->consumers > 0 || n->broken || n->layer == S->nlayers - 1)
 			continue;
 		if (n->layer < 0)
 			diag_error(n->pos, "input '%s' is not used by any layer", n->name);
@@ -749,14 +1602,71 @@ static void check_output(Sema *S, Stmt *net, bool layers_ok)
 	}
 }
 
+static const char *const loss_names[] = {"softmax_cross_entropy", "mse"};
+
+static void check_loss(Sema *S, Stmt *s)
+{
+	if (S->loss) {
+		diag_error(s->pos, "a network has one loss");
+		diag_note(S->loss->pos, "the loss is defined here");
+		return;
+	}
+	S->loss = s;
+	S->loss_layer = -1;
+	const Value *v = s->val;
+	if (v->kind != VAL_CALL && v->kind != VAL_NAME) {
+		diag_error(v->pos, "expected a loss such as softmax_cross_entropy(out), found %s", describe(v));
+		return;
+	}
+	if (index_of(v->text, loss_names, 2) < 0) {
+		const char *sg = suggest_from(v->text, loss_names, 2);
+		if (sg)
+			diag_error(v->pos, "unknown loss '%s' (did you mean '%s'?)", v->text, sg);
+		else
+			diag_error(v->pos, "unknown loss '%s' (expected softmax_cross_entropy or mse)", v->text);
+		return;
+	}
+	if (v->kind == VAL_NAME || v->nargs == 0) {
+		diag_error(v->pos, "the loss needs the network's output layer, as in %s(out)", v->text);
+		return;
+	}
+	static const char *const params[] = {"output"};
+	const Arg *a;
+	char what[48], usage[48];
+	snprintf(what, sizeof what, "loss '%s'", v->text);
+	snprintf(usage, sizeof usage, "%s(out)", v->text);
+	if (!bind_args(v, params, 1, 1, what, usage, &a) || !a)
+		return;
+	S->loss_arg_pos = a->val->pos;
+	int i = lookup_node(S, a->val, NULL);
+	if (i < 0)
+		return;
+	Node *n = &S->nodes[i];
+	if (n->layer < 0) {
+		diag_error(a->val->pos, "the loss needs a layer, not the input '%s'", n->name);
+		return;
+	}
+	if (!is_vector(n->shape)) {
+		diag_error(a->val->pos, "the loss needs a vector output, but '%s' is %s; flatten it first",
+		           n->name, shape_str(n->shape));
+		return;
+	}
+	S->loss_layer = n->layer;
+}
+
 /* ---- train ---- */
 
-typedef struct DataSet { const char *name; int inputs, classes; } DataSet;
+typedef struct DataSet { const char *name; Shape shape; int classes; } DataSet;
 static const DataSet data_sets[] = {
-	{"fashion_mnist", 784, 10}, {"mnist", 784, 10}, {"synthetic", 0, 0},
+	{"fashion_mnist", {1, 28, 28}, 10}, {"mnist", {1, 28, 28}, 10}, {"cifar10", {3, 32, 32}, 10},
+	{"synthetic", {0, 0, 0}, 0},
 };
+enum { NDATA = sizeof data_sets / sizeof data_sets[0] };
 
-static const char *const setting_names[] = {"data", "batch", "epochs", "seed", "optimizer", "schedule"};
+enum { SET_DATA, SET_BATCH, SET_EPOCHS, SET_SEED, SET_OPT, SET_SCHED, SET_MEAN, SET_STD, SET_CROP,
+       SET_FLIP, NSETTINGS };
+static const char *const setting_names[] = {"data", "batch", "epochs", "seed", "optimizer",
+                                            "schedule", "mean", "std", "crop", "flip"};
 
 static void check_data(Sema *S, const Value *v, TrainCfg *t)
 {
@@ -770,13 +1680,13 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 		diag_error(v->pos, "expected a data set name or a \"path\", found %s", describe(v));
 		return;
 	}
-	const char *names[] = {"fashion_mnist", "mnist", "synthetic"};
-	if (index_of(v->text, names, 3) < 0) {
-		const char *sg = suggest_from(v->text, names, 3);
+	const char *names[] = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
+	if (index_of(v->text, names, 4) < 0) {
+		const char *sg = suggest_from(v->text, names, 4);
 		if (sg)
 			diag_error(v->pos, "unknown data set '%s' (did you mean '%s'?)", v->text, sg);
 		else
-			diag_error(v->pos, "unknown data set '%s' (expected fashion_mnist, mnist, synthetic or a \"path\")",
+			diag_error(v->pos, "unknown data set '%s' (expected fashion_mnist, mnist, cifar10, synthetic or a \"path\")",
 			           v->text);
 		return;
 	}
@@ -886,20 +1796,73 @@ static TrainCfg default_train(void)
 	};
 }
 
+/* mean or std: a list of numbers, one per input channel. */
+static void check_norm_list(Sema *S, Stmt *s, double *out, int *count, bool positive)
+{
+	const Value *v = s->val;
+	if (v->kind != VAL_LIST) {
+		diag_error(v->pos, "expected a list of numbers, one per input channel, as in [0.5, 0.5, 0.5]; "
+		           "found %s", describe(v));
+		return;
+	}
+	Node *in = node_at(S, S->input_node);
+	if (!in || in->shape.c == 0)
+		return;
+	if (is_vector(in->shape)) {
+		diag_error(s->name_pos, "per-channel '%s' needs an image input such as input x[1, 28, 28]",
+		           s->name);
+		diag_note(in->shape_pos, "input '%s' is a vector of %d units", in->name, in->shape.c);
+		return;
+	}
+	if (v->nargs != in->shape.c) {
+		diag_error(v->pos, "'%s' has %d value%s, but input '%s' has %d channel%s", s->name, v->nargs,
+		           v->nargs == 1 ? "" : "s", in->name, in->shape.c, in->shape.c == 1 ? "" : "s");
+		diag_note(in->shape_pos, "the channels are set here");
+		return;
+	}
+	if (v->nargs > 4) {
+		diag_error(v->pos, "normalisation supports at most 4 channels, found %d", v->nargs);
+		return;
+	}
+	bool ok = true;
+	for (int i = 0; i < v->nargs; i++) {
+		char what[32];
+		snprintf(what, sizeof what, "'%s' value", s->name);
+		if (positive)
+			ok = real_value(S, v->args[i].val, what, 0, true, HUGE_VAL, false, "positive", &out[i]) && ok;
+		else
+			ok = num_value(S, v->args[i].val, "a number", &out[i]) && ok;
+	}
+	if (ok)
+		*count = v->nargs;
+}
+
+/* crop and flip move pixels: they need an image input. */
+static bool image_input(Sema *S, Stmt *s)
+{
+	Node *in = node_at(S, S->input_node);
+	if (!in || in->shape.c == 0 || !is_vector(in->shape))
+		return true;
+	diag_error(s->name_pos, "'%s' needs an image input such as input x[1, 28, 28]", s->name);
+	diag_note(in->shape_pos, "input '%s' is a vector of %d units", in->name, in->shape.c);
+	return false;
+}
+
 static void check_train(Sema *S, Stmt *train, TrainCfg *t)
 {
-	Stmt *seen[6] = {0};
+	Stmt *seen[NSETTINGS] = {0};
+	int nmean = 0, nstd = 0;
 	for (Stmt *s = train->body; s; s = s->next) {
 		if (s->kind == ST_LET)
 			continue;
-		int k = index_of(s->name, setting_names, 6);
+		int k = index_of(s->name, setting_names, NSETTINGS);
 		if (k < 0) {
-			const char *sg = suggest_from(s->name, setting_names, 6);
+			const char *sg = suggest_from(s->name, setting_names, NSETTINGS);
 			if (sg)
 				diag_error(s->name_pos, "unknown train setting '%s' (did you mean '%s'?)", s->name, sg);
 			else
-				diag_error(s->name_pos, "unknown train setting '%s' (expected data, batch, epochs, seed, optimizer or schedule)",
-				           s->name);
+				diag_error(s->name_pos, "unknown train setting '%s' (expected data, batch, epochs, seed, "
+				           "optimizer, schedule, mean, std, crop or flip)", s->name);
 			continue;
 		}
 		if (seen[k]) {
@@ -910,56 +1873,90 @@ static void check_train(Sema *S, Stmt *train, TrainCfg *t)
 		seen[k] = s;
 		long n;
 		switch (k) {
-		case 0:
+		case SET_DATA:
 			S->data_stmt = s;
 			check_data(S, s->val, t);
 			break;
-		case 1:
+		case SET_BATCH:
 			if (int_value(S, s->val, "the batch size", 1, 1 << 20, &n))
 				t->batch = (int)n;
 			break;
-		case 2:
+		case SET_EPOCHS:
 			if (int_value(S, s->val, "the number of epochs", 1, 1000000, &n))
 				t->epochs = (int)n;
 			break;
-		case 3:
+		case SET_SEED:
 			if (int_value(S, s->val, "the seed", 0, LONG_MAX / 2, &n))
 				t->seed = n;
 			break;
-		case 4:
+		case SET_OPT:
 			/* the optimiser sets its own default lr, so it must be read
 			 * before the schedule compares min_lr with lr */
 			check_optimizer(S, s->val, t);
 			break;
-		case 5:
+		case SET_SCHED:
 			check_schedule(S, s->val, t);
+			break;
+		case SET_MEAN:
+			check_norm_list(S, s, t->norm_mean, &nmean, false);
+			break;
+		case SET_STD:
+			check_norm_list(S, s, t->norm_std, &nstd, true);
+			break;
+		case SET_CROP: {
+			Node *in = node_at(S, S->input_node);
+			long max = in && in->shape.h > 0 ? (in->shape.h < in->shape.w ? in->shape.h : in->shape.w) : MAX_DIM;
+			if (image_input(S, s) && int_value(S, s->val, "the crop padding", 0, max, &n))
+				t->crop_pad = (int)n;
+			break;
+		}
+		case SET_FLIP:
+			if (image_input(S, s))
+				bool_value(s->val, "flip", &t->flip);
 			break;
 		}
 	}
-	if (t->sched == SCHED_COSINE && seen[5] && t->min_lr >= t->lr)
-		diag_warning(seen[5]->val->pos, "min_lr (%g) is not below the learning rate (%g)", t->min_lr, t->lr);
+	if (t->sched == SCHED_COSINE && seen[SET_SCHED] && t->min_lr >= t->lr)
+		diag_warning(seen[SET_SCHED]->val->pos, "min_lr (%g) is not below the learning rate (%g)",
+		             t->min_lr, t->lr);
+	if ((seen[SET_MEAN] != NULL) != (seen[SET_STD] != NULL)) {
+		Stmt *s = seen[SET_MEAN] ? seen[SET_MEAN] : seen[SET_STD];
+		diag_error(s->name_pos, "'%s' needs '%s' too (normalisation is (x - mean) / std per channel)",
+		           s->name, seen[SET_MEAN] ? "std" : "mean");
+	} else if (nmean && nstd) {
+		t->nnorm = nmean;
+	}
 }
 
 /* The data set fixes the input size and the number of classes. */
 static void check_data_shapes(Sema *S, const TrainCfg *t)
 {
 	const DataSet *d = NULL;
-	for (int i = 0; i < 3; i++)
-		if (!strcmp(data_sets[i].name, t->data) && data_sets[i].inputs > 0)
+	for (int i = 0; i < NDATA; i++)
+		if (!strcmp(data_sets[i].name, t->data) && data_sets[i].classes > 0)
 			d = &data_sets[i];
 	if (!d || !S->data_stmt)
 		return;
-	Node *in = S->input ? find_node(S, S->input->name) : NULL;
-	if (in && in->layer < 0 && in->units > 0 && in->units != d->inputs) {
-		diag_error(in->units_pos, "input '%s' has %d units, but %s examples have %d",
-		           in->name, in->units, d->name, d->inputs);
-		diag_note(S->data_stmt->val->pos, "the data set is chosen here");
+	Node *in = node_at(S, S->input_node);
+	Shape ds = d->shape;
+	int units = ds.c * ds.h * ds.w;
+	if (in && in->shape.c > 0) {
+		Shape s = in->shape;
+		if (is_vector(s) && s.c != units) {
+			diag_error(in->shape_pos, "input '%s' has %d units, but %s examples have %d",
+			           in->name, s.c, d->name, units);
+			diag_note(S->data_stmt->val->pos, "the data set is chosen here");
+		} else if (!is_vector(s) && (s.c != ds.c || s.h != ds.h || s.w != ds.w)) {
+			diag_error(in->shape_pos, "input '%s' is %s, but %s examples are %s",
+			           in->name, shape_str(s), d->name, shape_str(ds));
+			diag_note(S->data_stmt->val->pos, "the data set is chosen here");
+		}
 	}
 	if (S->nlayers > 0 && S->loss_layer == S->nlayers - 1) {
 		const IRLayer *out = &S->layers[S->nlayers - 1];
-		Node *n = find_node(S, out->name);
+		Node *n = node_at(S, find_path(S, out->name));
 		if (out->out > 0 && out->out != d->classes && n) {
-			diag_error(n->units_pos, "the output layer '%s' has %d units, but %s has %d classes",
+			diag_error(n->shape_pos, "the output layer '%s' has %d units, but %s has %d classes",
 			           out->name, out->out, d->name, d->classes);
 			diag_note(S->data_stmt->val->pos, "the data set is chosen here");
 		}
@@ -1014,13 +2011,16 @@ static Loss loss_kind(const Stmt *loss)
 	return loss && !strcmp(loss->val->text, "mse") ? LOSS_MSE : LOSS_SOFTMAX_CE;
 }
 
+
 IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides)
 {
 	int errors_before = diag_errors;
 	Sema *S = ast_alloc(sizeof *S);
 	S->file = p->file;
 	S->loss_layer = -1;
+	S->input_node = -1;
 	collect_consts(S, p->items);
+	collect_blocks(S, p->items);
 
 	Stmt *net = NULL, *train = NULL;
 	for (Stmt *s = p->items; s; s = s->next) {
@@ -1045,23 +2045,10 @@ IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides
 		return NULL;
 	}
 
-	collect_names(S, net);
-	for (Stmt *s = net->body; s; s = s->next) {
-		switch (s->kind) {
-		case ST_INPUT: check_input(S, s); break;
-		case ST_LAYER: check_layer(S, s); break;
-		case ST_LOSS: check_loss(S, s); break;
-		case ST_FEEDBACK:
-			if (S->feedback) {
-				diag_error(s->pos, "duplicate feedback block");
-				diag_note(S->feedback->pos, "the first feedback block is here");
-			} else {
-				S->feedback = s;
-			}
-			break;
-		default: break;
-		}
-	}
+	Scope root = {.prefix = "", .result = -1};
+	collect_names(&root, net->body);
+	S->scope = &root;
+	exec_body(S, net->body);
 	int errors_in_layers = diag_errors;
 	if (!S->input)
 		diag_error(net->name_pos, "network '%s' has no input (add e.g. 'input x[784]')", net->name);
@@ -1079,10 +2066,12 @@ IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides
 	if (diag_errors > errors_before)
 		return NULL;
 
+	Node *in = &S->nodes[S->input_node];
 	IRNetwork *ir = ast_alloc(sizeof *ir);
 	ir->name = net->name;
 	ir->input_name = S->input->name;
-	ir->in_units = find_node(S, S->input->name)->units;
+	ir->in_shape = in->shape;
+	ir->in_units = in->shape.c * in->shape.h * in->shape.w;
 	ir->x_slot = -1;
 	ir->layers = S->layers;
 	ir->nlayers = S->nlayers;

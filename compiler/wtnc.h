@@ -26,6 +26,11 @@ SrcFile *diag_read_file(const char *path);   /* NULL (and a message) on failure 
 void diag_error(Pos pos, const char *fmt, ...);
 void diag_warning(Pos pos, const char *fmt, ...);
 void diag_note(Pos pos, const char *fmt, ...);
+/* Context notes: while a block body is being instantiated, every error and
+ * warning is followed by "note: in block 'B' called here" for each open
+ * call, innermost first. */
+void diag_push_context(Pos pos, const char *fmt, ...);
+void diag_pop_context(void);
 /* The closest of names[0..n) to `name`, or NULL if none is close enough. */
 const char *diag_suggest(const char *name, const char *const *names, int n);
 
@@ -35,7 +40,10 @@ const char *diag_suggest(const char *name, const char *const *names, int n);
  * what each position accepts. That keeps the grammar small and lets sema
  * say "expected a layer name, found number '3'" instead of a bare syntax
  * error. Every node carries the Pos of its first token. */
-typedef enum { VAL_NUM, VAL_NAME, VAL_STR, VAL_CALL } ValKind;
+/* VAL_LIST: `[a, b]`, elements in args (no keys). VAL_OP: a condition of
+ * `if`: text is "==", "!=", "<", "<=", ">", ">=", "and", "or" or "not",
+ * operands in args. */
+typedef enum { VAL_NUM, VAL_NAME, VAL_STR, VAL_CALL, VAL_LIST, VAL_OP } ValKind;
 
 typedef struct Value Value;
 typedef struct Arg {
@@ -62,7 +70,10 @@ typedef enum {
 	ST_LOSS,                /* loss value */
 	ST_FEEDBACK,            /* feedback { body } */
 	ST_SETTING,             /* NAME value: a train setting or a feedback entry */
-	ST_DEFAULT              /* default value (feedback block) */
+	ST_DEFAULT,             /* default value (feedback block) */
+	ST_BLOCK,               /* block NAME(params) { body }: val is the header call */
+	ST_IF,                  /* if COND { body } else { else_body }: val is COND */
+	ST_RETURN               /* return value (block body) */
 } StmtKind;
 
 typedef struct Stmt Stmt;
@@ -73,6 +84,7 @@ struct Stmt {
 	Pos name_pos;
 	Value *val;
 	Stmt *body;             /* network, train, feedback: the block's statements */
+	Stmt *else_body;        /* if: the else branch (NULL if none) */
 	Pos close_pos;          /* the block's '}' */
 	Stmt *next;
 };
@@ -156,11 +168,26 @@ typedef struct IRRule {
 	Pos pos;
 } IRRule;
 
+/* Every node of the network graph is an IRLayer of some kind. Only dense
+ * and conv2d have a feedback path with a rule; batchnorm learns gamma and
+ * beta by backprop. */
+typedef enum {
+	OP_DENSE, OP_CONV2D, OP_BATCHNORM, OP_MAXPOOL, OP_AVGPOOL,
+	OP_GLOBAL_AVGPOOL, OP_FLATTEN, OP_ADD, OP_ACT
+} OpKind;
+
+typedef struct Shape { int c, h, w; } Shape;   /* a vector of n units: {n, 1, 1} */
+
 typedef struct IRLayer {
-	char *name;
+	char *name;             /* full path: "layer2.0.conv1" */
 	Pos pos;
+	OpKind kind;
 	int input;              /* index of the producing layer, -1 = network input */
-	int in, out;            /* units */
+	int input2;             /* add: the second operand; -1 otherwise */
+	int in, out;            /* units per sample: c*h*w of the shapes */
+	Shape in_shape, out_shape;
+	int kh, kw, stride, pad;  /* conv2d and the pools */
+	double bn_eps, bn_momentum;
 	Act act;
 	bool bias;
 	Init init;
@@ -171,6 +198,8 @@ typedef struct IRLayer {
 	int gW, gb;             /* gradients */
 	int mW, mb, mB;         /* optimiser state 1: momentum or adam m */
 	int vW, vb, vB;         /* adam v */
+	int rmean, rvar;        /* batchnorm running statistics (BUF_STAT) */
+	int aux, aux2;          /* per-kind scratch, see runtime/wtn_abi.h */
 	int y, d;               /* activations [n,out], error dL/da [n,out] */
 } IRLayer;
 
@@ -184,20 +213,26 @@ typedef struct TrainCfg {
 	Sched sched;
 	int step_every;         /* step: multiply lr by gamma every step_every epochs */
 	double gamma, min_lr;   /* cosine anneals lr to min_lr over the epochs */
+	int crop_pad;           /* random crop after padding by crop_pad pixels; 0: none */
+	bool flip;              /* random horizontal flip */
+	int nnorm;              /* per-channel normalisation: 0 (none) or C values */
+	double norm_mean[4], norm_std[4];
 } TrainCfg;
 
-typedef enum { BUF_PARAM, BUF_STATE, BUF_GRAD, BUF_BATCH } BufKind;
+typedef enum { BUF_PARAM, BUF_STAT, BUF_STATE, BUF_GRAD, BUF_BATCH, BUF_SCRATCH } BufKind;
 typedef struct IRBuf {
 	char *name;
 	BufKind kind;
 	long elems;             /* per sample for BUF_BATCH */
-	int rows, cols;         /* shape; rows = 1 for vectors */
+	int rows, cols;         /* 2-D view: rows = dims[0], cols = the rest */
+	int ndim, dims[4];      /* shape as checkpoints store it */
 } IRBuf;
 
 typedef struct IRNetwork {
 	char *name;
 	char *input_name;
 	int in_units;
+	Shape in_shape;
 	int x_slot;
 	IRLayer *layers;
 	int nlayers;
@@ -219,6 +254,21 @@ char *ir_spec_string(const IRNetwork *net);      /* same text, malloc'd */
 const char *act_name(Act a);
 const char *loss_name(Loss l);
 const char *init_name(Init i);
+const char *op_kind_name(OpKind k);
+/* The rule a layer learns by: its own for dense and conv2d, bp for the rest. */
+const RuleDef *ir_layer_rule(const IRLayer *l);
+/* conv2d lowering, shared by the plan and the backend: a 1x1 stride-1
+ * unpadded conv reads its input as the columns (no im2col); otherwise the
+ * columns of ir_conv_chunk samples at a time, ir_conv_patch = C*kh*kw
+ * floats per output pixel, go through the shared scratch in aux. */
+bool ir_conv_direct(const IRLayer *l);
+/* The columns hold a patch in (i, j, c) order, so im2col copies runs of C
+ * contiguous channels from the NHWC input; the products then use W
+ * permuted to [F, kh, kw, C] in scratch aux2 (which holds two such
+ * tensors). False where the orders coincide (C = 1 or a 1x1 kernel). */
+bool ir_conv_permuted(const IRLayer *l);
+long ir_conv_patch(const IRLayer *l);
+int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
 
 /* ---- codegen.c: the LLVM backend ---- */
 typedef struct CodegenOpts {

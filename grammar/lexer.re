@@ -137,7 +137,11 @@ int lex_token(YYSTYPE *v, Pos *loc, Lexer *lx)
 		digits = [0-9]+;
 		exponent = [eE] [+-]? digits;
 		number = (digits ("." [0-9]*)? | "." digits) exponent?;
-		ident = [A-Za-z_] [A-Za-z0-9_]*;
+		/* A name may be a dotted path (layer2.0.conv1) and may hold the glob
+		 * characters * and ? (feedback patterns); sema.c says where
+		 * those are allowed. */
+		namechar = [A-Za-z0-9_*?];
+		name = [A-Za-z_*?] namechar* ("." namechar+)*;
 		/* Anything number-like that is not a number: 12abc, 1e, 1.2.3, 3e+ */
 		malformed = ([0-9] | "." [0-9]) ([0-9A-Za-z_.] | [eE] [+-])*;
 
@@ -163,7 +167,14 @@ int lex_token(YYSTYPE *v, Pos *loc, Lexer *lx)
 		"loss"     { return LOSS; }
 		"feedback" { return FEEDBACK; }
 		"default"  { return DEFAULT; }
-		ident {
+		"block"    { return BLOCK; }
+		"if"       { return IF; }
+		"else"     { return ELSE; }
+		"return"   { return RETURN; }
+		"and"      { return AND; }
+		"or"       { return OR; }
+		"not"      { return NOT; }
+		name {
 			v->tok.text = ast_strdup(lx->tok, (size_t)(lx->cur - lx->tok));
 			return NAME;
 		}
@@ -191,7 +202,11 @@ int lex_token(YYSTYPE *v, Pos *loc, Lexer *lx)
 		"}" { pop_open(lx, '{'); return '}'; }
 		")" { pop_open(lx, '('); return ')'; }
 		"]" { pop_open(lx, '['); return ']'; }
-		[=,\-] { return (unsigned char)*lx->tok; }
+		"==" { return EQ; }
+		"!=" { return NE; }
+		"<=" { return LE; }
+		">=" { return GE; }
+		[=,<>\-] { return (unsigned char)*lx->tok; }
 		* { bad_chars(lx); continue; }
 		*/
 	}

@@ -1,6 +1,6 @@
 /* parser.y: the wtn grammar (Bison 3.8), building the AST of wtnc.h.
  *
- * Syntax choices of language version 1 (for the docs):
+ * Syntax choices of language version 2 (docs/language.md has the details):
  * - A file holds top-level `let` constants, one `network NAME { ... }` and
  *   at most one `train { ... }`, in any order.
  * - Statements end at a newline; several may share a line where that is
@@ -19,6 +19,11 @@
  * - train settings: `SETTING VALUE` lines (data, batch, epochs, seed,
  *   optimizer, schedule) and `let`.
  * - A --feedback override is `LAYER=RULE` or `default=RULE`.
+ * - Version 2: `input NAME[C, H, W]` (a list value `[a, b]`), `block
+ *   NAME(params) { ... return VALUE }` at the top level, `if COND { }
+ *   else { }` and `return` among the network statements (sema.c says where
+ *   each belongs), conditions with == != < <= > >= and or not. Names may
+ *   be dotted paths and, for feedback patterns, hold * and ?.
  * What each position accepts (a layer name, a positive integer, ...) is
  * checked by sema.c, which gives better messages than a syntax error can.
  */
@@ -98,6 +103,16 @@ static Stmt *block(StmtKind kind, Pos pos, char *name, Pos name_pos,
 	return s;
 }
 
+/* A condition node: operator `name` at pos, operands a and b (b NULL for not). */
+static Value *op(const char *name, Pos pos, Value *a, Value *b)
+{
+	Value *v = ast_value(VAL_OP, pos, (char *)name);
+	ast_add_arg(v, NULL, a->pos, a);
+	if (b)
+		ast_add_arg(v, NULL, b->pos, b);
+	return v;
+}
+
 static Value *negative(Pos pos, Tok t)
 {
 	size_t len = strlen(t.text);
@@ -120,10 +135,13 @@ static Value *negative(Pos pos, Tok t)
 %token <tok> NAME "name" NUM "number" STR "string"
 %token LET "'let'" NETWORK "'network'" TRAIN "'train'" INPUT "'input'"
 %token LOSS "'loss'" FEEDBACK "'feedback'" DEFAULT "'default'"
+%token BLOCK "'block'" IF "'if'" ELSE "'else'" RETURN "'return'"
+%token AND "'and'" OR "'or'" NOT "'not'"
+%token EQ "'=='" NE "'!='" LE "'<='" GE "'>='"
 %token NL "end of line"
 %token START_FILE START_OVERRIDE
-%type <val> value call
-%type <stmt> item let net_stmt train_stmt fb_stmt override
+%type <val> value call list elems cond cond_and cond_not cmp
+%type <stmt> item let net_stmt train_stmt fb_stmt override if_stmt else_part
 %type <list> items net_stmts train_stmts fb_stmts
 
 %%
@@ -156,6 +174,10 @@ item
 		{ $$ = block(ST_TRAIN, @1, NULL, @1, $4.head, @5); }
 	| TRAIN nls '{' train_stmts error '}'
 		{ $$ = block(ST_TRAIN, @1, NULL, @1, $4.head, @6); }
+	| BLOCK call nls '{' net_stmts '}'
+		{ $$ = block(ST_BLOCK, @1, $2->text, $2->pos, $5.head, @6); $$->val = $2; }
+	| BLOCK call nls '{' net_stmts error '}'
+		{ $$ = block(ST_BLOCK, @1, $2->text, $2->pos, $5.head, @7); $$->val = $2; }
 	;
 
 let
@@ -171,13 +193,56 @@ net_stmts
 
 net_stmt
 	: let
-	| INPUT NAME '[' value ']'      { $$ = ast_stmt(ST_INPUT, @1, $2.text, @2, $4); }
+	| INPUT NAME list               { $$ = ast_stmt(ST_INPUT, @1, $2.text, @2, $3); }
+	| RETURN value                  { $$ = ast_stmt(ST_RETURN, @1, NULL, @1, $2); }
+	| if_stmt
 	| NAME '=' value                { $$ = ast_stmt(ST_LAYER, @1, $1.text, @1, $3); }
 	| LOSS value                    { $$ = ast_stmt(ST_LOSS, @1, NULL, @1, $2); }
 	| FEEDBACK nls '{' fb_stmts '}'
 		{ $$ = block(ST_FEEDBACK, @1, NULL, @1, $4.head, @5); }
 	| FEEDBACK nls '{' fb_stmts error '}'
 		{ $$ = block(ST_FEEDBACK, @1, NULL, @1, $4.head, @6); }
+	;
+
+/* `} else {` must share a line, as in Go: a newline ends the statement. */
+if_stmt
+	: IF cond nls '{' net_stmts '}' else_part
+		{ $$ = block(ST_IF, @1, NULL, @1, $5.head, @6); $$->val = $2; $$->else_body = $7; }
+	| IF cond nls '{' net_stmts error '}' else_part
+		{ $$ = block(ST_IF, @1, NULL, @1, $5.head, @7); $$->val = $2; $$->else_body = $8; }
+	;
+
+else_part
+	: %empty                        { $$ = NULL; }
+	| ELSE nls '{' net_stmts '}'      { $$ = $4.head; }
+	| ELSE nls '{' net_stmts error '}' { $$ = $4.head; }
+	| ELSE if_stmt                  { $$ = $2; }
+	;
+
+cond
+	: cond_and
+	| cond OR nls cond_and          { $$ = op("or", @2, $1, $4); }
+	;
+
+cond_and
+	: cond_not
+	| cond_and AND nls cond_not     { $$ = op("and", @2, $1, $4); }
+	;
+
+cond_not
+	: cmp
+	| NOT cond_not                  { $$ = op("not", @1, $2, NULL); }
+	| '(' cond ')'                  { $$ = $2; }
+	;
+
+cmp
+	: value
+	| value EQ value                { $$ = op("==", @2, $1, $3); }
+	| value NE value                { $$ = op("!=", @2, $1, $3); }
+	| value '<' value               { $$ = op("<", @2, $1, $3); }
+	| value LE value                { $$ = op("<=", @2, $1, $3); }
+	| value '>' value               { $$ = op(">", @2, $1, $3); }
+	| value GE value                { $$ = op(">=", @2, $1, $3); }
 	;
 
 train_stmts
@@ -215,12 +280,24 @@ value
 	| NAME                          { $$ = ast_value(VAL_NAME, @1, $1.text); }
 	| STR                           { $$ = ast_value(VAL_STR, @1, $1.text); }
 	| call
+	| list
 	;
 
 call
 	: NAME '(' nls ')'              { $$ = ast_value(VAL_CALL, @1, $1.text); }
 	| NAME '(' nls args nls ')'     { $$ = $4; $$->text = $1.text; $$->pos = @1; }
 	| NAME '(' nls args ',' nls ')' { $$ = $4; $$->text = $1.text; $$->pos = @1; }
+	;
+
+list
+	: '[' nls ']'                 { $$ = ast_value(VAL_LIST, @1, "[]"); }
+	| '[' nls elems nls ']'         { $$ = $3; $$->pos = @1; }
+	| '[' nls elems ',' nls ']'     { $$ = $3; $$->pos = @1; }
+	;
+
+elems
+	: value                         { $$ = ast_value(VAL_LIST, @1, "[]"); ast_add_arg($$, NULL, @1, $1); }
+	| elems ',' nls value           { $$ = $1; ast_add_arg($$, NULL, @4, $4); }
 	;
 
 %type <val> args;

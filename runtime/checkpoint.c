@@ -29,25 +29,19 @@ static int ck_fail(const char *path, const char *fmt, ...)
 	return -1;
 }
 
-/* A layer's bias is a vector [n]; every other parameter is a matrix. */
-static bool is_vector_slot(const RtModel *m, int slot)
+/* Tensors a checkpoint holds: parameters and batchnorm running statistics. */
+static bool is_saved(const RtBuf *b)
 {
-	for (int i = 0; i < m->nlayers; i++)
-		if (m->layers[i].b == slot)
-			return true;
-	return false;
+	return b->kind == RT_BUF_PARAM || b->kind == RT_BUF_STAT;
 }
 
+/* The shape as PyTorch stores the tensor (the spec gives it). */
 static int expected_shape(const RtModel *m, int slot, long *dims)
 {
 	const RtBuf *b = &m->bufs[slot];
-	if (is_vector_slot(m, slot)) {
-		dims[0] = b->elems;
-		return 1;
-	}
-	dims[0] = b->rows;
-	dims[1] = b->cols;
-	return 2;
+	for (int i = 0; i < b->ndim; i++)
+		dims[i] = b->dims[i];
+	return b->ndim;
 }
 
 static void format_shape(char *out, size_t len, const long *dims, int nd)
@@ -96,17 +90,17 @@ static void text_add_json_string(Text *t, const char *s)
 static Text build_header(const RtModel *m, int epoch)
 {
 	Text t = {0};
-	long offset = 0, dims[2];
+	long offset = 0, dims[RT_MAX_DIMS];
 	text_add(&t, "{");
 	for (int i = 0; i < m->nbufs; i++) {
-		if (m->bufs[i].kind != RT_BUF_PARAM)
+		if (!is_saved(&m->bufs[i]))
 			continue;
 		int nd = expected_shape(m, i, dims);
 		long bytes = m->bufs[i].elems * 4;
 		text_add_json_string(&t, m->bufs[i].name);
 		text_add(&t, ":{\"dtype\":\"F32\",\"shape\":[%ld", dims[0]);
-		if (nd == 2)
-			text_add(&t, ",%ld", dims[1]);
+		for (int k = 1; k < nd; k++)
+			text_add(&t, ",%ld", dims[k]);
 		text_add(&t, "],\"data_offsets\":[%ld,%ld]},", offset, offset + bytes);
 		offset += bytes;
 	}
@@ -152,7 +146,7 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 		len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
 	int rc = write_all(fd, len8, 8) | write_all(fd, h.s, h.len);
 	for (int i = 0; i < m->nbufs && rc == 0; i++)
-		if (m->bufs[i].kind == RT_BUF_PARAM)
+		if (is_saved(&m->bufs[i]))
 			rc = write_all(fd, bufs[i], m->bufs[i].elems * sizeof(float));
 	free(h.s);
 	if (rc == 0)
@@ -208,7 +202,7 @@ static char *read_file(const char *path, long *size)
 static int param_slot(const RtModel *m, const char *name)
 {
 	for (int i = 0; i < m->nbufs; i++)
-		if (m->bufs[i].kind == RT_BUF_PARAM && strcmp(m->bufs[i].name, name) == 0)
+		if (is_saved(&m->bufs[i]) && strcmp(m->bufs[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -234,7 +228,7 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	const char *name = t->key;
 	*slot = param_slot(m, name);
 	if (*slot < 0)
-		return ck_fail(path, "unknown tensor %s (the network %s has no such parameter)",
+		return ck_fail(path, "unknown tensor %s (the network %s has no such parameter or statistic)",
 		               name, m->name);
 	if (t->type != RT_JSON_OBJECT)
 		return ck_fail(path, "%s: entry is not an object", name);
@@ -247,14 +241,17 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 		return ck_fail(path, "%s has dtype %s, expected F32", name, dtype->string);
 	if (!shape || shape->type != RT_JSON_ARRAY || shape->nitems > 8)
 		return ck_fail(path, "%s has no valid shape", name);
-	long dims[8], want[2];
+	long dims[8], want[RT_MAX_DIMS];
 	for (int i = 0; i < shape->nitems; i++) {
 		if (!json_is_count(&shape->items[i]))
 			return ck_fail(path, "%s has no valid shape", name);
 		dims[i] = (long)shape->items[i].number;
 	}
 	int nd = expected_shape(m, *slot, want);
-	if (shape->nitems != nd || dims[0] != want[0] || (nd == 2 && dims[1] != want[1])) {
+	bool same = shape->nitems == nd;
+	for (int i = 0; same && i < nd; i++)
+		same = dims[i] == want[i];
+	if (!same) {
 		char got[128], exp[64];
 		format_shape(got, sizeof got, dims, shape->nitems);
 		format_shape(exp, sizeof exp, want, nd);
@@ -289,7 +286,7 @@ static int load_tensors(const char *path, const RtModel *m, float **bufs, const 
 		n++;
 	}
 	for (int i = 0; i < m->nbufs && rc == 0; i++)
-		if (m->bufs[i].kind == RT_BUF_PARAM && !rt_json_get(hdr, m->bufs[i].name))
+		if (is_saved(&m->bufs[i]) && !rt_json_get(hdr, m->bufs[i].name))
 			rc = ck_fail(path, "missing tensor %s", m->bufs[i].name);
 	/* Copy before sorting: slots[k] pairs with ranges[k]. */
 	for (int k = 0; k < n && rc == 0; k++) {

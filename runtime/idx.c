@@ -94,16 +94,24 @@ static unsigned char *read_payload(gzFile f, const char *path, long n, const cha
 	return buf;
 }
 
-int rt_idx_load_images(const char *path, int expect_size, float **pixels, long *count)
+int rt_idx_load_images(const char *path, RtShape in, float **pixels, long *count)
 {
 	uint32_t dims[3];
 	gzFile f = open_idx(path, IDX_IMAGES, 3, dims);
 	if (!f)
 		return -1;
-	long n = dims[0], size = (long)dims[1] * dims[2];
-	if (size != expect_size) {
-		fprintf(stderr, "wtn: %s: images are %ux%u = %ld values, the network's input has %d units\n",
-		        path, dims[1], dims[2], size, expect_size);
+	long n = dims[0], size = (long)dims[1] * dims[2], units = (long)in.c * in.h * in.w;
+	/* A vector input takes the image flattened; an image input is 1xHxW. */
+	bool vector = in.h == 1 && in.w == 1;
+	if (vector && size != units) {
+		fprintf(stderr, "wtn: %s: images are %ux%u = %ld values, the network's input has %ld units\n",
+		        path, dims[1], dims[2], size, units);
+		gzclose(f);
+		return -1;
+	}
+	if (!vector && (in.c != 1 || (long)in.h != dims[1] || (long)in.w != dims[2])) {
+		fprintf(stderr, "wtn: %s: images are 1x%ux%u, the network's input is %dx%dx%d\n",
+		        path, dims[1], dims[2], in.c, in.h, in.w);
 		gzclose(f);
 		return -1;
 	}

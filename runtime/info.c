@@ -1,5 +1,6 @@
-/* info.c: the info command: the network's layers, their feedback rules,
- * parameter counts and forward cost. */
+/* info.c: the info command: the network's layers with their shapes,
+ * feedback rules, parameter counts and forward multiply-adds. */
+#include <string.h>
 #include "wtnrt.h"
 
 static const char *const act_label[] = {"identity", "relu", "tanh", "sigmoid"};
@@ -14,48 +15,131 @@ static void print_rule(FILE *out, const RtLayer *l)
 		fputc(')', out);
 }
 
-/* The tensors the rule keeps besides W, as [rows, cols]. */
-static void print_feedback_shapes(FILE *out, const RtLayer *l, int n_out)
+static void print_dims(FILE *out, const char *what, const RtBuf *b)
+{
+	fprintf(out, "  %s [", what);
+	for (int i = 0; i < b->ndim; i++)
+		fprintf(out, "%s%d", i ? ", " : "", b->dims[i]);
+	fputc(']', out);
+}
+
+/* The tensors the rule keeps besides W, as checkpoints store them. */
+static void print_feedback_shapes(FILE *out, const RtModel *m, const RtLayer *l)
 {
 	if (l->B >= 0)
-		fprintf(out, "  B [%d, %d]", l->out, l->in);
+		print_dims(out, "B", &m->bufs[l->B]);
 	if (l->M >= 0)
-		fprintf(out, "  M [%d, %d]", l->out, l->in);
+		print_dims(out, "M", &m->bufs[l->M]);
 	if (l->D >= 0)
-		fprintf(out, "  D [%d, %d]", n_out, l->out);
+		print_dims(out, "D", &m->bufs[l->D]);
+}
+
+/* A vector as its units, an image as CxHxW. */
+static void format_shape(char *out, size_t len, RtShape s)
+{
+	if (s.h == 1 && s.w == 1)
+		snprintf(out, len, "%d", s.c);
+	else
+		snprintf(out, len, "%dx%dx%d", s.c, s.h, s.w);
+}
+
+/* The kind, with the window of convs and pools: "conv2d 3x3/2". */
+static void format_kind(char *out, size_t len, const RtLayer *l)
+{
+	bool windowed = l->kind == RT_OP_CONV2D || l->kind == RT_OP_MAXPOOL ||
+	                l->kind == RT_OP_AVGPOOL;
+	if (!windowed)
+		snprintf(out, len, "%s", rt_op_name(l->kind));
+	else if (l->stride == 1)
+		snprintf(out, len, "%s %dx%d", rt_op_name(l->kind), l->kh, l->kw);
+	else
+		snprintf(out, len, "%s %dx%d/%d", rt_op_name(l->kind), l->kh, l->kw, l->stride);
+}
+
+/* Trained parameters: weights, biases, batchnorm's gamma and beta. */
+static long layer_params(const RtModel *m, const RtLayer *l)
+{
+	long p = 0;
+	if (l->W >= 0)
+		p += m->bufs[l->W].elems;
+	if (l->b >= 0)
+		p += m->bufs[l->b].elems;
+	return p;
+}
+
+/* Multiply-adds of one sample's forward pass through the layer's product. */
+static long layer_macs(const RtLayer *l)
+{
+	if (l->kind == RT_OP_DENSE)
+		return (long)l->in * l->out;
+	if (l->kind == RT_OP_CONV2D)
+		return (long)l->out * l->in_shape.c * l->kh * l->kw;
+	return 0;
+}
+
+static void print_count(FILE *out, long n)
+{
+	if (n >= 1000000000L)
+		fprintf(out, "%ld (%.2f G)", n, n / 1e9);
+	else if (n >= 1000000L)
+		fprintf(out, "%ld (%.2f M)", n, n / 1e6);
+	else
+		fprintf(out, "%ld", n);
 }
 
 int rt_cmd_info(const RtModel *m, FILE *out)
 {
-	long params = 0, feedback = 0, flops = 0;
-	int n_out = m->layers[m->nlayers - 1].out;
+	long params = 0, feedback = 0, stats = 0, macs = 0;
+	int width = 12;
+	for (int i = 0; i < m->nlayers; i++)
+		if ((int)strlen(m->layers[i].name) > width)
+			width = (int)strlen(m->layers[i].name);
+	char in[48];
+	format_shape(in, sizeof in, m->in_shape);
 	fprintf(out, "network %s\n", m->name);
-	fprintf(out, "input %s: %d units\n", m->input_name, m->in_units);
-	fprintf(out, "%-12s %-6s %-16s %-9s %10s  %s\n", "layer", "kind", "shape", "act",
-	        "params", "feedback rule");
+	fprintf(out, "input %s: %s (%d units)\n", m->input_name, in, m->in_units);
+	fprintf(out, "%-*s %-16s %-28s %-9s %10s %13s  %s\n", width, "layer", "kind", "shape",
+	        "act", "params", "multiply-adds", "feedback rule");
 	for (int i = 0; i < m->nlayers; i++) {
 		const RtLayer *l = &m->layers[i];
-		long p = (long)l->in * l->out + (l->bias ? l->out : 0);
-		char shape[48];
-		snprintf(shape, sizeof shape, "%d -> %d", l->in, l->out);
-		fprintf(out, "%-12s %-6s %-16s %-9s %10ld  ", l->name, "dense", shape,
-		        act_label[l->act], p);
-		print_rule(out, l);
-		print_feedback_shapes(out, l, n_out);
+		char kind[48], from[24], to[24], shape[80];
+		format_kind(kind, sizeof kind, l);
+		format_shape(from, sizeof from, l->in_shape);
+		format_shape(to, sizeof to, l->out_shape);
+		if (l->kind == RT_OP_ADD)
+			snprintf(shape, sizeof shape, "%s + %s -> %s", from, from, to);
+		else
+			snprintf(shape, sizeof shape, "%s -> %s", from, to);
+		long p = layer_params(m, l), mac = layer_macs(l);
+		fprintf(out, "%-*s %-16s %-28s %-9s %10ld %13ld  ", width, l->name, kind, shape,
+		        act_label[l->act], p, mac);
+		if (rt_layer_has_rule(l) || l->kind == RT_OP_BATCHNORM)
+			print_rule(out, l);
+		else
+			fputc('-', out);
+		print_feedback_shapes(out, m, l);
 		fputc('\n', out);
 		params += p;
-		flops += 2L * l->in * l->out;
+		macs += mac;
 		if (l->B >= 0)
-			feedback += (long)l->in * l->out;
+			feedback += m->bufs[l->B].elems;
 		if (l->D >= 0)
-			feedback += (long)n_out * l->out;
+			feedback += m->bufs[l->D].elems;
+		if (l->rmean >= 0)
+			stats += m->bufs[l->rmean].elems + m->bufs[l->rvar].elems;
 	}
 	fprintf(out, "loss %s\n", loss_label[m->loss]);
-	fprintf(out, "parameters: %ld trained (weights and biases)", params);
+	fprintf(out, "parameters: ");
+	print_count(out, params);
+	fprintf(out, " trained (weights, biases, batchnorm gamma and beta)");
 	if (feedback)
 		fprintf(out, ", plus %ld in feedback matrices", feedback);
+	if (stats)
+		fprintf(out, ", plus %ld batchnorm running statistics", stats);
 	fputc('\n', out);
-	fprintf(out, "forward FLOPs per sample: %ld (2 per multiply-add in dense layers; "
-	        "activations and loss not counted)\n", flops);
+	fprintf(out, "forward multiply-adds per sample: ");
+	print_count(out, macs);
+	fprintf(out, " (conv F*C*k*k*OH*OW, dense in*out; batchnorm, pools, activations and "
+	        "loss not counted)\n");
 	return 0;
 }

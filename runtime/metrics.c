@@ -51,7 +51,7 @@ void rt_layer_stats(const RtModel *m, float **bufs, RtLayerStat *out)
 		out[i].angle = out[i].norm_ratio = NAN;
 		if (l->B < 0)
 			continue;
-		long n = (long)l->out * l->in;
+		long n = m->bufs[l->W].elems;
 		out[i].angle = rt_angle_deg(bufs[l->B], bufs[l->W], n);
 		out[i].norm_ratio = rt_norm_ratio(bufs[l->B], bufs[l->W], n);
 	}
@@ -67,7 +67,7 @@ void rt_evaluate(const RtModel *m, float **bufs, const RtSet *set, int batch,
 		int n = set->n - start < batch ? (int)(set->n - start) : batch;
 		memcpy(bufs[m->x_slot], set->x + start * set->dim, (size_t)n * set->dim * sizeof(float));
 		memcpy(labels, set->y + start, n * sizeof *labels);
-		wtn_forward(bufs, n);
+		wtn_forward_eval(bufs, n);
 		sum += (double)wtn_loss(bufs, labels, n) * n;
 		const float *y = bufs[last->y];
 		for (int i = 0; i < n; i++)
@@ -98,6 +98,8 @@ void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s)
 	/* Delta angles, compactly: the error each layer gets against backprop's. */
 	fputs("  \u03b4", out);
 	for (int i = 0; i < m->nlayers; i++) {
+		if (!rt_layer_has_rule(&m->layers[i]))
+			continue;   /* pools, batchnorm and friends: only in the metrics file */
 		if (isfinite(s->layers[i].delta))
 			fprintf(out, " %s %.1f\u00b0", m->layers[i].name, s->layers[i].delta);
 		else

@@ -71,7 +71,7 @@ static void print_alignment(const RtModel *m, float **bufs, long step, long step
 		const RtLayer *l = &m->layers[i];
 		if (!is_mirror(l))
 			continue;
-		long n = (long)l->out * l->in;
+		long n = m->bufs[l->W].elems;
 		printf("  %s angle %.2f\u00b0 |B|/|W| %.3f", l->name,
 		       rt_angle_deg(bufs[l->B], bufs[l->W], n),
 		       rt_norm_ratio(bufs[l->B], bufs[l->W], n));

@@ -2,8 +2,11 @@
  * (the first test samples) the rule's backward pass runs, every layer's
  * error d is saved, then wtn_backward_bp sends the errors backprop would,
  * and the angle between the two is the layer's delta angle. Both passes
- * only write y, d and gradient slots, which the next training step
- * recomputes; parameters and optimiser state are never touched. */
+ * only write y, d, scratch and gradient slots, which the next training step
+ * recomputes; parameters and optimiser state are never touched. The
+ * forward passes run in training mode (batchnorm needs the batch's
+ * statistics, as in training), which moves batchnorm's running statistics:
+ * they are saved before and put back after. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,7 @@ struct RtProbe {
 	int n;                 /* probe batch */
 	float *saved;          /* every layer's d for the probe batch, back to back */
 	long *offset;          /* per layer, into saved */
+	float *stats;          /* the stat buffers (running statistics), back to back */
 };
 
 RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch)
@@ -26,14 +30,18 @@ RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch)
 	p->set = set;
 	p->n = set->n < batch ? (int)set->n : batch;
 	p->offset = calloc(m->nlayers, sizeof *p->offset);
-	long total = 0;
+	long total = 0, nstats = 0;
 	for (int i = 0; i < m->nlayers; i++) {
 		if (p->offset)
 			p->offset[i] = total;
 		total += (long)p->n * m->layers[i].out;
 	}
+	for (int i = 0; i < m->nbufs; i++)
+		if (m->bufs[i].kind == RT_BUF_STAT)
+			nstats += m->bufs[i].elems;
 	p->saved = malloc((total ? total : 1) * sizeof *p->saved);
-	if (!p->offset || !p->saved)
+	p->stats = malloc((nstats ? nstats : 1) * sizeof *p->stats);
+	if (!p->offset || !p->saved || !p->stats)
 		goto oom;
 	return p;
 oom:
@@ -48,7 +56,25 @@ void rt_probe_free(RtProbe *p)
 		return;
 	free(p->saved);
 	free(p->offset);
+	free(p->stats);
 	free(p);
+}
+
+/* Copies every stat buffer into p->stats (save) or back (restore). */
+static void probe_stats(RtProbe *p, float **bufs, bool save)
+{
+	const RtModel *m = p->m;
+	long at = 0;
+	for (int i = 0; i < m->nbufs; i++) {
+		if (m->bufs[i].kind != RT_BUF_STAT)
+			continue;
+		size_t bytes = m->bufs[i].elems * sizeof(float);
+		if (save)
+			memcpy(p->stats + at, bufs[i], bytes);
+		else
+			memcpy(bufs[i], p->stats + at, bytes);
+		at += m->bufs[i].elems;
+	}
 }
 
 /* Forward and loss on the probe batch: the backward passes start from the
@@ -69,6 +95,7 @@ void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stat
 		stats[i].delta = NAN;
 	if (p->n == 0)
 		return;
+	probe_stats(p, bufs, true);
 	probe_forward(p, bufs, labels);
 	wtn_backward(bufs, p->n);
 	for (int i = 0; i < m->nlayers; i++)
@@ -79,4 +106,5 @@ void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stat
 	for (int i = 0; i < m->nlayers; i++)
 		stats[i].delta = rt_angle_deg(p->saved + p->offset[i], bufs[m->layers[i].d],
 		                              (long)p->n * m->layers[i].out);
+	probe_stats(p, bufs, false);
 }

@@ -53,14 +53,21 @@ static int split_line(char *buf, Line *ln)
 }
 
 /* ---- typed fields of one record ---- */
-enum { F_INT, F_LONG, F_DOUBLE, F_STR, F_ENUM, F_SHAPE };
+enum { F_INT, F_LONG, F_DOUBLE, F_STR, F_ENUM, F_DIMS, F_PAIR, F_LIST };
 typedef struct Field {
 	const char *key;
 	int type;
 	void *ptr;
-	size_t size;                 /* F_STR: capacity */
+	size_t size;                 /* F_STR: capacity; F_LIST: capacity in doubles */
 	const char *const *names;    /* F_ENUM: NULL-terminated */
+	int *count;                  /* F_DIMS, F_LIST: how many values were read */
 } Field;
+
+/* Field initialisers: every other member stays zero. */
+#define FIELD(k, t, p) {.key = (k), .type = (t), .ptr = (p)}
+#define FSTR(k, p) {.key = (k), .type = F_STR, .ptr = (p), .size = sizeof(p)}
+#define FENUM(k, p, n) {.key = (k), .type = F_ENUM, .ptr = (p), .names = (n)}
+#define FMANY(k, t, p, cap, cnt) {.key = (k), .type = (t), .ptr = (p), .size = (cap), .count = (cnt)}
 
 static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid", NULL};
 static const char *const loss_names[] = {"softmax_cross_entropy", "mse", NULL};
@@ -71,7 +78,20 @@ static const char *const change_names[] = {"none", "as_w", "sign_w", "randmag_si
                                            "redraw_sign_w", "mirror", NULL};
 static const char *const opt_names[] = {"sgd", "adam", NULL};
 static const char *const sched_names[] = {"none", "step", "cosine", NULL};
-static const char *const buf_kind_names[] = {"param", "state", "grad", "batch", NULL};
+static const char *const buf_kind_names[] = {"param", "stat", "state", "grad", "batch",
+                                             "scratch", NULL};
+static const char *const op_names[] = {"dense", "conv2d", "batchnorm", "maxpool", "avgpool",
+                                       "global_avgpool", "flatten", "add", "act", NULL};
+
+const char *rt_op_name(int kind)
+{
+	return kind >= 0 && kind <= RT_OP_ACT ? op_names[kind] : "?";
+}
+
+bool rt_layer_has_rule(const RtLayer *l)
+{
+	return l->kind == RT_OP_DENSE || l->kind == RT_OP_CONV2D;
+}
 
 static int parse_long(const char *key, const char *s, long *out)
 {
@@ -106,34 +126,69 @@ static int parse_double(const char *key, const char *s, double *out)
 	return 0;
 }
 
-/* "AxB"; a bare "N" is taken as a vector 1xN. */
-static int parse_shape(const char *key, const char *s, int *rc)
+/* "AxBx..." of up to max whole numbers, each >= min (dims: 1; kernel: 0). */
+static int parse_dims(const char *key, const char *s, int *dims, int max, int min, int *count)
 {
-	char *end;
-	long a = strtol(s, &end, 10), b;
-	if (end == s || a <= 0 || a > 1L << 30)
-		return spec_error("%s=%s: not a shape AxB", key, s);
-	if (*end == '\0') {
-		rc[0] = 1, rc[1] = (int)a;
-		return 0;
+	int n = 0;
+	const char *p = s;
+	for (;;) {
+		char *end;
+		errno = 0;
+		long v = strtol(p, &end, 10);
+		if (end == p || *p == '-' || *p == '+' || errno || v < min || v > 1L << 30 || n == max)
+			return spec_error("%s=%s: not a shape of up to %d sizes AxB...", key, s, max);
+		dims[n++] = (int)v;
+		if (*end == '\0')
+			break;
+		if (*end != 'x')
+			return spec_error("%s=%s: not a shape of up to %d sizes AxB...", key, s, max);
+		p = end + 1;
 	}
-	const char *p = end + 1;
-	if (*end != 'x')
-		return spec_error("%s=%s: not a shape AxB", key, s);
-	b = strtol(p, &end, 10);
-	if (end == p || *end != '\0' || b <= 0 || b > 1L << 30)
-		return spec_error("%s=%s: not a shape AxB", key, s);
-	rc[0] = (int)a, rc[1] = (int)b;
+	*count = n;
+	return 0;
+}
+
+/* Comma-separated numbers; the empty string is an empty list. */
+static int parse_list(const Field *f, const char *s)
+{
+	double *out = f->ptr;
+	int n = 0;
+	char buf[64];
+	while (*s) {
+		const char *comma = strchr(s, ',');
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+		if (len == 0 || len >= sizeof buf)
+			return spec_error("%s: malformed list of numbers", f->key);
+		if ((size_t)n == f->size)
+			return spec_error("%s: more than %zu values", f->key, f->size);
+		memcpy(buf, s, len);
+		buf[len] = '\0';
+		if (parse_double(f->key, buf, &out[n]) < 0)
+			return -1;
+		n++;
+		s += len;
+		if (comma && *++s == '\0')
+			return spec_error("%s: malformed list of numbers", f->key);
+	}
+	*f->count = n;
 	return 0;
 }
 
 static int parse_field(const Field *f, const char *val)
 {
+	int n;
 	switch (f->type) {
 	case F_INT: return parse_int(f->key, val, f->ptr);
 	case F_LONG: return parse_long(f->key, val, f->ptr);
 	case F_DOUBLE: return parse_double(f->key, val, f->ptr);
-	case F_SHAPE: return parse_shape(f->key, val, f->ptr);
+	case F_DIMS: return parse_dims(f->key, val, f->ptr, (int)f->size, 1, f->count);
+	case F_PAIR:
+		if (parse_dims(f->key, val, f->ptr, 2, 0, &n) < 0)
+			return -1;
+		if (n != 2)
+			return spec_error("%s=%s: expected two sizes AxB", f->key, val);
+		return 0;
+	case F_LIST: return parse_list(f, val);
 	case F_STR:
 		if (strlen(val) >= f->size)
 			return spec_error("%s=%s: too long", f->key, val);
@@ -183,37 +238,59 @@ static int parse_exact(const Line *ln, const Field *fields, int nfields)
 
 #define NFIELDS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+static long shape_units(RtShape s)
+{
+	return (long)s.c * s.h * s.w;
+}
+
+/* A CxHxW field into an RtShape. */
+static int shape_from_dims(const char *key, const int *dims, int n, RtShape *s)
+{
+	if (n != 3)
+		return spec_error("%s: expected a shape CxHxW", key);
+	s->c = dims[0], s->h = dims[1], s->w = dims[2];
+	if (shape_units(*s) > 1L << 30)
+		return spec_error("%s: %dx%dx%d is too large", key, s->c, s->h, s->w);
+	return 0;
+}
+
 /* ---- records ---- */
 static int parse_network(const Line *ln, RtModel *m)
 {
-	Field f[] = {{"name", F_STR, m->name, sizeof m->name, NULL}};
+	Field f[] = {FSTR("name", m->name)};
 	return parse_exact(ln, f, NFIELDS(f));
 }
 
 static int parse_input(const Line *ln, RtModel *m)
 {
+	int dims[RT_MAX_DIMS], nd;
 	Field f[] = {
-		{"name", F_STR, m->input_name, sizeof m->input_name, NULL},
-		{"units", F_INT, &m->in_units, 0, NULL},
-		{"slot", F_INT, &m->x_slot, 0, NULL},
+		FSTR("name", m->input_name),
+		FIELD("units", F_INT, &m->in_units),
+		FMANY("shape", F_DIMS, dims, 3, &nd),
+		FIELD("slot", F_INT, &m->x_slot),
 	};
-	if (parse_exact(ln, f, NFIELDS(f)) < 0)
+	if (parse_exact(ln, f, NFIELDS(f)) < 0 ||
+	    shape_from_dims("input shape", dims, nd, &m->in_shape) < 0)
 		return -1;
 	if (m->in_units <= 0)
 		return spec_error("input units must be positive");
+	if (shape_units(m->in_shape) != m->in_units)
+		return spec_error("input shape %dx%dx%d does not hold %d units", m->in_shape.c,
+		                  m->in_shape.h, m->in_shape.w, m->in_units);
 	return 0;
 }
 
 static int parse_buf(const Line *ln, RtModel *m)
 {
 	RtBuf b = {0};
-	int slot, shape[2];
+	int slot;
 	Field f[] = {
-		{"slot", F_INT, &slot, 0, NULL},
-		{"name", F_STR, b.name, sizeof b.name, NULL},
-		{"kind", F_ENUM, &b.kind, 0, buf_kind_names},
-		{"elems", F_LONG, &b.elems, 0, NULL},
-		{"shape", F_SHAPE, shape, 0, NULL},
+		FIELD("slot", F_INT, &slot),
+		FSTR("name", b.name),
+		FENUM("kind", &b.kind, buf_kind_names),
+		FIELD("elems", F_LONG, &b.elems),
+		FMANY("shape", F_DIMS, b.dims, RT_MAX_DIMS, &b.ndim),
 	};
 	if (parse_exact(ln, f, NFIELDS(f)) < 0)
 		return -1;
@@ -221,10 +298,14 @@ static int parse_buf(const Line *ln, RtModel *m)
 		return spec_error("buf slot=%d out of order (expected %d)", slot, m->nbufs);
 	if (b.elems <= 0)
 		return spec_error("buf %s: elems must be positive", b.name);
-	b.rows = shape[0], b.cols = shape[1];
-	if (b.kind != RT_BUF_BATCH && (long)b.rows * b.cols != b.elems)
-		return spec_error("buf %s: shape %dx%d does not hold %ld elements",
-		                  b.name, b.rows, b.cols, b.elems);
+	long prod = 1;
+	for (int i = 0; i < b.ndim; i++)
+		prod *= b.dims[i];
+	if (prod != b.elems)
+		return spec_error("buf %s: shape %s does not hold %ld elements", b.name,
+		                  ln->word[5] + 6, b.elems);
+	b.rows = b.ndim == 1 ? 1 : b.dims[0];
+	b.cols = (int)(b.elems / b.rows);
 	m->bufs = realloc(m->bufs, (m->nbufs + 1) * sizeof *m->bufs);
 	m->bufs[m->nbufs++] = b;
 	return 0;
@@ -258,36 +339,43 @@ static int parse_rule_args(const Line *ln, int first, RtLayer *l)
 static int parse_layer(const Line *ln, RtModel *m)
 {
 	RtLayer l = {0};
-	char kind[16];
+	int ins[RT_MAX_DIMS], outs[RT_MAX_DIMS], nin, nout, kernel[2];
 	Field f[] = {
-		{"name", F_STR, l.name, sizeof l.name, NULL},
-		{"kind", F_STR, kind, sizeof kind, NULL},
-		{"input", F_INT, &l.input, 0, NULL},
-		{"in", F_INT, &l.in, 0, NULL},
-		{"out", F_INT, &l.out, 0, NULL},
-		{"act", F_ENUM, &l.act, 0, act_names},
-		{"bias", F_INT, &l.bias, 0, NULL},
-		{"init", F_ENUM, &l.init, 0, init_names},
-		{"init_arg", F_DOUBLE, &l.init_arg, 0, NULL},
-		{"rule", F_STR, l.rule, sizeof l.rule, NULL},
-		{"start", F_ENUM, &l.start, 0, start_names},
-		{"carry", F_ENUM, &l.carry, 0, carry_names},
-		{"change", F_ENUM, &l.change, 0, change_names},
-		{"mirror", F_INT, &l.mirror, 0, NULL},
-		{"W", F_INT, &l.W, 0, NULL}, {"b", F_INT, &l.b, 0, NULL},
-		{"B", F_INT, &l.B, 0, NULL}, {"D", F_INT, &l.D, 0, NULL},
-		{"M", F_INT, &l.M, 0, NULL},
-		{"gW", F_INT, &l.gW, 0, NULL}, {"gb", F_INT, &l.gb, 0, NULL},
-		{"mW", F_INT, &l.mW, 0, NULL}, {"mb", F_INT, &l.mb, 0, NULL},
-		{"mB", F_INT, &l.mB, 0, NULL}, {"vW", F_INT, &l.vW, 0, NULL},
-		{"vb", F_INT, &l.vb, 0, NULL}, {"vB", F_INT, &l.vB, 0, NULL},
-		{"y", F_INT, &l.y, 0, NULL}, {"d", F_INT, &l.d, 0, NULL},
+		FSTR("name", l.name),
+		FENUM("kind", &l.kind, op_names),
+		FIELD("input", F_INT, &l.input), FIELD("input2", F_INT, &l.input2),
+		FIELD("in", F_INT, &l.in), FIELD("out", F_INT, &l.out),
+		FMANY("in_shape", F_DIMS, ins, 3, &nin),
+		FMANY("out_shape", F_DIMS, outs, 3, &nout),
+		FIELD("kernel", F_PAIR, kernel),
+		FIELD("stride", F_INT, &l.stride), FIELD("pad", F_INT, &l.pad),
+		FENUM("act", &l.act, act_names),
+		FIELD("bias", F_INT, &l.bias),
+		FENUM("init", &l.init, init_names),
+		FIELD("init_arg", F_DOUBLE, &l.init_arg),
+		FIELD("eps", F_DOUBLE, &l.eps), FIELD("momentum", F_DOUBLE, &l.momentum),
+		FSTR("rule", l.rule),
+		FENUM("start", &l.start, start_names),
+		FENUM("carry", &l.carry, carry_names),
+		FENUM("change", &l.change, change_names),
+		FIELD("mirror", F_INT, &l.mirror),
+		FIELD("W", F_INT, &l.W), FIELD("b", F_INT, &l.b),
+		FIELD("B", F_INT, &l.B), FIELD("D", F_INT, &l.D),
+		FIELD("M", F_INT, &l.M),
+		FIELD("gW", F_INT, &l.gW), FIELD("gb", F_INT, &l.gb),
+		FIELD("mW", F_INT, &l.mW), FIELD("mb", F_INT, &l.mb),
+		FIELD("mB", F_INT, &l.mB), FIELD("vW", F_INT, &l.vW),
+		FIELD("vb", F_INT, &l.vb), FIELD("vB", F_INT, &l.vB),
+		FIELD("rmean", F_INT, &l.rmean), FIELD("rvar", F_INT, &l.rvar),
+		FIELD("aux", F_INT, &l.aux), FIELD("aux2", F_INT, &l.aux2),
+		FIELD("y", F_INT, &l.y), FIELD("d", F_INT, &l.d),
 	};
 	int next;
-	if (parse_fields(ln, f, NFIELDS(f), &next) < 0)
+	if (parse_fields(ln, f, NFIELDS(f), &next) < 0 ||
+	    shape_from_dims("in_shape", ins, nin, &l.in_shape) < 0 ||
+	    shape_from_dims("out_shape", outs, nout, &l.out_shape) < 0)
 		return -1;
-	if (strcmp(kind, "dense") != 0)
-		return spec_error("layer %s: unknown kind %s", l.name, kind);
+	l.kh = kernel[0], l.kw = kernel[1];
 	if (parse_rule_args(ln, next, &l) < 0)
 		return -1;
 	m->layers = realloc(m->layers, (m->nlayers + 1) * sizeof *m->layers);
@@ -297,41 +385,78 @@ static int parse_layer(const Line *ln, RtModel *m)
 
 static int parse_loss(const Line *ln, RtModel *m)
 {
-	Field f[] = {{"kind", F_ENUM, &m->loss, 0, loss_names}};
+	Field f[] = {FENUM("kind", &m->loss, loss_names)};
 	return parse_exact(ln, f, NFIELDS(f));
 }
 
 static int parse_train(const Line *ln, RtModel *m)
 {
 	RtTrain *t = &m->train;
+	int nstd;
 	Field f[] = {
-		{"data", F_STR, t->data, sizeof t->data, NULL},
-		{"batch", F_INT, &t->batch, 0, NULL},
-		{"epochs", F_INT, &t->epochs, 0, NULL},
-		{"seed", F_LONG, &t->seed, 0, NULL},
-		{"optimizer", F_ENUM, &t->optimizer, 0, opt_names},
-		{"lr", F_DOUBLE, &t->lr, 0, NULL},
-		{"momentum", F_DOUBLE, &t->momentum, 0, NULL},
-		{"nesterov", F_INT, &t->nesterov, 0, NULL},
-		{"weight_decay", F_DOUBLE, &t->weight_decay, 0, NULL},
-		{"beta1", F_DOUBLE, &t->beta1, 0, NULL},
-		{"beta2", F_DOUBLE, &t->beta2, 0, NULL},
-		{"eps", F_DOUBLE, &t->eps, 0, NULL},
-		{"schedule", F_ENUM, &t->schedule, 0, sched_names},
-		{"step_every", F_INT, &t->step_every, 0, NULL},
-		{"gamma", F_DOUBLE, &t->gamma, 0, NULL},
-		{"min_lr", F_DOUBLE, &t->min_lr, 0, NULL},
+		FSTR("data", t->data),
+		FIELD("batch", F_INT, &t->batch),
+		FIELD("epochs", F_INT, &t->epochs),
+		FIELD("seed", F_LONG, &t->seed),
+		FENUM("optimizer", &t->optimizer, opt_names),
+		FIELD("lr", F_DOUBLE, &t->lr),
+		FIELD("momentum", F_DOUBLE, &t->momentum),
+		FIELD("nesterov", F_INT, &t->nesterov),
+		FIELD("weight_decay", F_DOUBLE, &t->weight_decay),
+		FIELD("beta1", F_DOUBLE, &t->beta1),
+		FIELD("beta2", F_DOUBLE, &t->beta2),
+		FIELD("eps", F_DOUBLE, &t->eps),
+		FENUM("schedule", &t->schedule, sched_names),
+		FIELD("step_every", F_INT, &t->step_every),
+		FIELD("gamma", F_DOUBLE, &t->gamma),
+		FIELD("min_lr", F_DOUBLE, &t->min_lr),
+		FIELD("crop_pad", F_INT, &t->crop_pad),
+		FIELD("flip", F_INT, &t->flip),
+		FMANY("norm_mean", F_LIST, t->norm_mean, RT_MAX_NORM, &t->nnorm),
+		FMANY("norm_std", F_LIST, t->norm_std, RT_MAX_NORM, &nstd),
 	};
 	if (parse_exact(ln, f, NFIELDS(f)) < 0)
 		return -1;
 	if (t->batch <= 0 || t->epochs <= 0)
 		return spec_error("train: batch and epochs must be positive");
+	if (t->flip != 0 && t->flip != 1)
+		return spec_error("train: flip=%d must be 0 or 1", t->flip);
+	if (t->crop_pad < 0)
+		return spec_error("train: crop_pad=%d must not be negative", t->crop_pad);
+	if (nstd != t->nnorm)
+		return spec_error("train: %d norm_mean values but %d norm_std values", t->nnorm, nstd);
+	for (int c = 0; c < nstd; c++)
+		if (t->norm_std[c] <= 0)
+			return spec_error("train: norm_std %g must be positive", t->norm_std[c]);
 	return 0;
 }
 
 /* ---- consistency checks after the whole text is read ---- */
+/* Expected dims of a tensor: up to four sizes, unused ones 0. */
+typedef struct Dims { int n, d[RT_MAX_DIMS]; } Dims;
+static Dims dims1(int a) { return (Dims){1, {a}}; }
+static Dims dims2(int a, int b) { return (Dims){2, {a, b}}; }
+
+static void format_dims(char *out, size_t len, const int *d, int n)
+{
+	size_t k = 0;
+	out[0] = '\0';
+	for (int i = 0; i < n && k < len; i++)
+		k += snprintf(out + k, len - k, "%s%d", i ? "x" : "", d[i]);
+}
+
+static long dims_elems(Dims s)
+{
+	long n = 1;
+	for (int i = 0; i < s.n; i++)
+		n *= s.d[i];
+	return n;
+}
+
+/* A slot of the given kind. Param and stat tensors (the checkpoint's) must
+ * have exactly the expected shape; the others the expected element count. */
 static int check_slot(const RtModel *m, const RtLayer *l, const char *what, int slot,
-                      int kind, int rows, int cols, bool required)
+                      int kind, Dims want, bool required)
 {
 	if (slot == -1) {
 		if (required)
@@ -342,15 +467,31 @@ static int check_slot(const RtModel *m, const RtLayer *l, const char *what, int 
 		return spec_error("layer %s: %s slot %d out of range", l->name, what, slot);
 	const RtBuf *b = &m->bufs[slot];
 	if (b->kind != kind)
-		return spec_error("layer %s: %s slot %d (%s) has kind %s", l->name, what, slot,
-		                  b->name, buf_kind_names[b->kind]);
-	long want = (long)rows * cols;
-	if (b->elems != want)
-		return spec_error("layer %s: %s buffer %s has %ld elements, expected %ld",
-		                  l->name, what, b->name, b->elems, want);
-	if (kind != RT_BUF_BATCH && (b->rows != rows || b->cols != cols))
-		return spec_error("layer %s: %s buffer %s has shape %dx%d, expected %dx%d",
-		                  l->name, what, b->name, b->rows, b->cols, rows, cols);
+		return spec_error("layer %s: %s slot %d (%s) has kind %s, expected %s", l->name,
+		                  what, slot, b->name, buf_kind_names[b->kind], buf_kind_names[kind]);
+	char got[64], exp[64];
+	format_dims(exp, sizeof exp, want.d, want.n);
+	if (b->elems != dims_elems(want))
+		return spec_error("layer %s: %s buffer %s has %ld elements, expected %ld (%s)",
+		                  l->name, what, b->name, b->elems, dims_elems(want), exp);
+	if (kind == RT_BUF_PARAM || kind == RT_BUF_STAT) {
+		bool same = b->ndim == want.n;
+		for (int i = 0; same && i < want.n; i++)
+			same = b->dims[i] == want.d[i];
+		format_dims(got, sizeof got, b->dims, b->ndim);
+		if (!same)
+			return spec_error("layer %s: %s buffer %s has shape %s, expected %s",
+			                  l->name, what, b->name, got, exp);
+	}
+	return 0;
+}
+
+/* A slot that must be -1 for this kind of layer. */
+static int check_unused(const RtLayer *l, const char *what, int slot)
+{
+	if (slot != -1)
+		return spec_error("layer %s: a %s has no %s buffer (found slot %d)", l->name,
+		                  rt_op_name(l->kind), what, slot);
 	return 0;
 }
 
@@ -369,43 +510,141 @@ static int check_mirror_args(const RtLayer *l)
 	return 0;
 }
 
-static int check_layer(const RtModel *m, int i)
+static bool same_shape(RtShape a, RtShape b)
+{
+	return a.c == b.c && a.h == b.h && a.w == b.w;
+}
+
+static RtShape source_shape(const RtModel *m, int input)
+{
+	return input < 0 ? m->in_shape : m->layers[input].out_shape;
+}
+
+static int shape_error(const RtLayer *l, const char *what, RtShape got, RtShape want)
+{
+	return spec_error("layer %s: %s %dx%dx%d, expected %dx%dx%d", l->name, what,
+	                  got.c, got.h, got.w, want.c, want.h, want.w);
+}
+
+/* Output size of a window sliding over n positions. */
+static int window_out(int n, int k, int stride, int pad)
+{
+	int span = n + 2 * pad - k;
+	return span < 0 ? 0 : span / stride + 1;
+}
+
+/* Kernel, stride and pad of the kinds that have a window; zero elsewhere. */
+static int check_window(const RtLayer *l)
+{
+	bool windowed = l->kind == RT_OP_CONV2D || l->kind == RT_OP_MAXPOOL ||
+	                l->kind == RT_OP_AVGPOOL;
+	if (!windowed) {
+		if (l->kind != RT_OP_GLOBAL_AVGPOOL && (l->kh || l->kw || l->stride || l->pad))
+			return spec_error("layer %s: a %s has no kernel, stride or pad", l->name,
+			                  rt_op_name(l->kind));
+		return 0;
+	}
+	if (l->kh < 1 || l->kw < 1 || l->stride < 1 || l->pad < 0)
+		return spec_error("layer %s: kernel %dx%d stride %d pad %d: need a kernel and "
+		                  "stride of at least 1 and a pad of at least 0", l->name, l->kh,
+		                  l->kw, l->stride, l->pad);
+	if (l->kind != RT_OP_CONV2D && (2 * l->pad > l->kh || 2 * l->pad > l->kw))
+		return spec_error("layer %s: pad %d is more than half the kernel %dx%d", l->name,
+		                  l->pad, l->kh, l->kw);
+	RtShape want = {l->kind == RT_OP_CONV2D ? l->out_shape.c : l->in_shape.c,
+	                window_out(l->in_shape.h, l->kh, l->stride, l->pad),
+	                window_out(l->in_shape.w, l->kw, l->stride, l->pad)};
+	if (want.h < 1 || want.w < 1)
+		return spec_error("layer %s: kernel %dx%d does not fit the input %dx%d (pad %d)",
+		                  l->name, l->kh, l->kw, l->in_shape.h, l->in_shape.w, l->pad);
+	if (!same_shape(l->out_shape, want))
+		return shape_error(l, "out_shape", l->out_shape, want);
+	return 0;
+}
+
+/* Input shapes and the output shape each kind implies. */
+static int check_shapes(const RtModel *m, int i)
+{
+	const RtLayer *l = &m->layers[i];
+	if (l->input < -1 || l->input >= i)
+		return spec_error("layer %s: input %d is not an earlier layer", l->name, l->input);
+	if (!same_shape(l->in_shape, source_shape(m, l->input)))
+		return shape_error(l, "in_shape", l->in_shape, source_shape(m, l->input));
+	if (l->in != shape_units(l->in_shape) || l->out != shape_units(l->out_shape))
+		return spec_error("layer %s: in=%d out=%d disagree with its shapes", l->name,
+		                  l->in, l->out);
+	if (l->kind == RT_OP_ADD) {
+		if (l->input2 < -1 || l->input2 >= i)
+			return spec_error("layer %s: input2 %d is not an earlier layer", l->name,
+			                  l->input2);
+		if (!same_shape(source_shape(m, l->input2), l->in_shape))
+			return shape_error(l, "second operand's shape", source_shape(m, l->input2),
+			                   l->in_shape);
+	} else if (l->input2 != -1)
+		return spec_error("layer %s: input2=%d but only add has a second operand",
+		                  l->name, l->input2);
+	if (check_window(l) < 0)
+		return -1;
+	RtShape vec_in = {l->in, 1, 1}, vec_c = {l->in_shape.c, 1, 1};
+	switch (l->kind) {
+	case RT_OP_DENSE:
+		if (!same_shape(l->in_shape, vec_in))
+			return spec_error("layer %s: dense needs a vector input, not %dx%dx%d", l->name,
+			                  l->in_shape.c, l->in_shape.h, l->in_shape.w);
+		if (l->out_shape.h != 1 || l->out_shape.w != 1)
+			return spec_error("layer %s: a dense layer's output is a vector", l->name);
+		break;
+	case RT_OP_BATCHNORM:
+	case RT_OP_ADD:
+	case RT_OP_ACT:
+		if (!same_shape(l->out_shape, l->in_shape))
+			return shape_error(l, "out_shape", l->out_shape, l->in_shape);
+		break;
+	case RT_OP_GLOBAL_AVGPOOL:
+		if (!same_shape(l->out_shape, vec_c))
+			return shape_error(l, "out_shape", l->out_shape, vec_c);
+		break;
+	case RT_OP_FLATTEN:
+		if (!same_shape(l->out_shape, vec_in))
+			return shape_error(l, "out_shape", l->out_shape, vec_in);
+		break;
+	}
+	/* The pools and flatten have no fused activation. */
+	bool no_act = l->kind == RT_OP_FLATTEN || l->kind == RT_OP_MAXPOOL ||
+	              l->kind == RT_OP_AVGPOOL || l->kind == RT_OP_GLOBAL_AVGPOOL;
+	if (no_act && l->act != RT_ACT_IDENTITY)
+		return spec_error("layer %s: a %s has no activation", l->name, rt_op_name(l->kind));
+	return 0;
+}
+
+/* Dense and conv2d: W, bias, the rule's feedback tensors and their states. */
+static int check_weighted(const RtModel *m, int i)
 {
 	const RtLayer *l = &m->layers[i];
 	int n_out = m->layers[m->nlayers - 1].out;
-	if (l->in <= 0 || l->out <= 0)
-		return spec_error("layer %s: in and out must be positive", l->name);
-	if (l->input < -1 || l->input >= i)
-		return spec_error("layer %s: input %d is not an earlier layer", l->name, l->input);
-	int src = l->input < 0 ? m->in_units : m->layers[l->input].out;
-	if (l->in != src)
-		return spec_error("layer %s: in=%d but its input has %d units", l->name, l->in, src);
-	for (int j = 0; j < i; j++)
-		if (strcmp(m->layers[j].name, l->name) == 0)
-			return spec_error("duplicate layer name %s", l->name);
+	Dims w = l->kind == RT_OP_DENSE ? dims2(l->out, l->in)
+	         : (Dims){4, {l->out_shape.c, l->in_shape.c, l->kh, l->kw}};
+	Dims bias = dims1(l->out_shape.c);
 	/* Each feedback tensor exists exactly when the rule needs it: B for
 	 * carry=B, D for carry=D below the output (which uses its own error),
 	 * the magnitudes M for frsf. */
 	bool has_B = l->carry == RT_CARRY_B;
 	bool has_D = l->carry == RT_CARRY_D && i != m->nlayers - 1;
 	bool has_M = l->change == RT_CHANGE_RANDMAG_SIGN_W;
-	bool bias = l->bias != 0;
-	/* Slots: params, gradients, optimiser states, activations. */
-	if (check_slot(m, l, "W", l->W, RT_BUF_PARAM, l->out, l->in, true) < 0 ||
-	    check_slot(m, l, "b", l->b, RT_BUF_PARAM, 1, l->out, bias) < 0 ||
-	    check_slot(m, l, "B", l->B, RT_BUF_PARAM, l->out, l->in, has_B) < 0 ||
-	    check_slot(m, l, "D", l->D, RT_BUF_PARAM, n_out, l->out, has_D) < 0 ||
-	    check_slot(m, l, "M", l->M, RT_BUF_STATE, l->out, l->in, has_M) < 0 ||
-	    check_slot(m, l, "gW", l->gW, RT_BUF_GRAD, l->out, l->in, true) < 0 ||
-	    check_slot(m, l, "gb", l->gb, RT_BUF_GRAD, 1, l->out, bias) < 0 ||
-	    check_slot(m, l, "mW", l->mW, RT_BUF_STATE, l->out, l->in, false) < 0 ||
-	    check_slot(m, l, "mb", l->mb, RT_BUF_STATE, 1, l->out, false) < 0 ||
-	    check_slot(m, l, "mB", l->mB, RT_BUF_STATE, l->out, l->in, false) < 0 ||
-	    check_slot(m, l, "vW", l->vW, RT_BUF_STATE, l->out, l->in, false) < 0 ||
-	    check_slot(m, l, "vb", l->vb, RT_BUF_STATE, 1, l->out, false) < 0 ||
-	    check_slot(m, l, "vB", l->vB, RT_BUF_STATE, l->out, l->in, false) < 0 ||
-	    check_slot(m, l, "y", l->y, RT_BUF_BATCH, 1, l->out, true) < 0 ||
-	    check_slot(m, l, "d", l->d, RT_BUF_BATCH, 1, l->out, true) < 0)
+	bool has_bias = l->bias != 0;
+	if (check_slot(m, l, "W", l->W, RT_BUF_PARAM, w, true) < 0 ||
+	    check_slot(m, l, "b", l->b, RT_BUF_PARAM, bias, has_bias) < 0 ||
+	    check_slot(m, l, "B", l->B, RT_BUF_PARAM, w, has_B) < 0 ||
+	    check_slot(m, l, "D", l->D, RT_BUF_PARAM, dims2(n_out, l->out), has_D) < 0 ||
+	    check_slot(m, l, "M", l->M, RT_BUF_STATE, w, has_M) < 0 ||
+	    check_slot(m, l, "gW", l->gW, RT_BUF_GRAD, w, true) < 0 ||
+	    check_slot(m, l, "gb", l->gb, RT_BUF_GRAD, bias, has_bias) < 0 ||
+	    check_slot(m, l, "mW", l->mW, RT_BUF_STATE, w, false) < 0 ||
+	    check_slot(m, l, "mb", l->mb, RT_BUF_STATE, bias, false) < 0 ||
+	    check_slot(m, l, "mB", l->mB, RT_BUF_STATE, w, false) < 0 ||
+	    check_slot(m, l, "vW", l->vW, RT_BUF_STATE, w, false) < 0 ||
+	    check_slot(m, l, "vb", l->vb, RT_BUF_STATE, bias, false) < 0 ||
+	    check_slot(m, l, "vB", l->vB, RT_BUF_STATE, w, false) < 0)
 		return -1;
 	if (!has_B && l->B != -1)
 		return spec_error("layer %s: B buffer but carry is not B", l->name);
@@ -416,12 +655,113 @@ static int check_layer(const RtModel *m, int i)
 		return spec_error("layer %s: M buffer but change is not randmag_sign_w", l->name);
 	if (l->start == RT_START_NONE && has_B)
 		return spec_error("layer %s: carry=B but B has no start", l->name);
-	if (!bias && l->b != -1)
+	if (!has_bias && (l->b != -1 || l->gb != -1))
 		return spec_error("layer %s: bias buffer but bias=0", l->name);
 	if (l->mirror != (l->change == RT_CHANGE_MIRROR))
 		return spec_error("layer %s: mirror=%d disagrees with change", l->name, l->mirror);
 	if (l->change == RT_CHANGE_MIRROR && check_mirror_args(l) < 0)
 		return -1;
+	if (check_unused(l, "rmean", l->rmean) < 0 || check_unused(l, "rvar", l->rvar) < 0)
+		return -1;
+	/* Working memory the kernels plan (im2col columns, a weight copy): absent
+	 * or scratch of any size, since the plan may process chunks and share it. */
+	int aux[2] = {l->aux, l->aux2};
+	for (int k = 0; k < 2; k++)
+		if (aux[k] != -1 && (aux[k] < 0 || aux[k] >= m->nbufs ||
+		                     m->bufs[aux[k]].kind != RT_BUF_SCRATCH))
+			return spec_error("layer %s: %s slot %d is not a scratch buffer", l->name,
+			                  k ? "aux2" : "aux", aux[k]);
+	return 0;
+}
+
+/* Layers without a feedback rule: backprop through them, no B, D or M. */
+static int check_ruleless(const RtLayer *l)
+{
+	if (l->start != RT_START_NONE || l->carry != RT_CARRY_W || l->change != RT_CHANGE_NONE ||
+	    l->mirror || l->nargs)
+		return spec_error("layer %s: a %s has no feedback rule (expected start=none carry=W "
+		                  "change=none mirror=0 and no rule arguments)", l->name,
+		                  rt_op_name(l->kind));
+	if (l->kind == RT_OP_BATCHNORM && strcmp(l->rule, "bp") != 0)
+		return spec_error("layer %s: batchnorm always learns by bp, not %s", l->name, l->rule);
+	return check_unused(l, "B", l->B) < 0 || check_unused(l, "D", l->D) < 0 ||
+	       check_unused(l, "M", l->M) < 0 || check_unused(l, "mB", l->mB) < 0 ||
+	       check_unused(l, "vB", l->vB) < 0 ? -1 : 0;
+}
+
+static int check_batchnorm(const RtModel *m, const RtLayer *l)
+{
+	Dims c = dims1(l->in_shape.c);
+	if (!(l->eps > 0) || l->momentum < 0 || l->momentum > 1)
+		return spec_error("layer %s: batchnorm needs eps > 0 and momentum in [0, 1] "
+		                  "(found eps=%g momentum=%g)", l->name, l->eps, l->momentum);
+	if (!l->bias)
+		return spec_error("layer %s: batchnorm has a bias (beta): bias=1", l->name);
+	return check_slot(m, l, "W (gamma)", l->W, RT_BUF_PARAM, c, true) < 0 ||
+	       check_slot(m, l, "b (beta)", l->b, RT_BUF_PARAM, c, true) < 0 ||
+	       check_slot(m, l, "gW", l->gW, RT_BUF_GRAD, c, true) < 0 ||
+	       check_slot(m, l, "gb", l->gb, RT_BUF_GRAD, c, true) < 0 ||
+	       check_slot(m, l, "mW", l->mW, RT_BUF_STATE, c, false) < 0 ||
+	       check_slot(m, l, "mb", l->mb, RT_BUF_STATE, c, false) < 0 ||
+	       check_slot(m, l, "vW", l->vW, RT_BUF_STATE, c, false) < 0 ||
+	       check_slot(m, l, "vb", l->vb, RT_BUF_STATE, c, false) < 0 ||
+	       check_slot(m, l, "rmean", l->rmean, RT_BUF_STAT, c, true) < 0 ||
+	       check_slot(m, l, "rvar", l->rvar, RT_BUF_STAT, c, true) < 0 ||
+	       check_slot(m, l, "aux (batch mean)", l->aux, RT_BUF_SCRATCH, c, true) < 0 ||
+	       check_slot(m, l, "aux2 (batch 1/std)", l->aux2, RT_BUF_SCRATCH, c, true) < 0 ? -1 : 0;
+}
+
+/* The pools, flatten, add and act: no tensors of their own but maxpool's
+ * argmax. */
+static int check_plain(const RtModel *m, const RtLayer *l)
+{
+	static const char *const what[] = {"W", "b", "gW", "gb", "mW", "mb", "vW", "vb",
+	                                   "rmean", "rvar", "aux2"};
+	int slots[] = {l->W, l->b, l->gW, l->gb, l->mW, l->mb, l->vW, l->vb,
+	               l->rmean, l->rvar, l->aux2};
+	for (int k = 0; k < NFIELDS(slots); k++)
+		if (check_unused(l, what[k], slots[k]) < 0)
+			return -1;
+	if (l->kind == RT_OP_MAXPOOL)
+		return check_slot(m, l, "aux (argmax)", l->aux, RT_BUF_BATCH, dims1(l->out), true);
+	return check_unused(l, "aux", l->aux);
+}
+
+static int check_layer(const RtModel *m, int i)
+{
+	const RtLayer *l = &m->layers[i];
+	if (l->in <= 0 || l->out <= 0)
+		return spec_error("layer %s: in and out must be positive", l->name);
+	for (int j = 0; j < i; j++)
+		if (strcmp(m->layers[j].name, l->name) == 0)
+			return spec_error("duplicate layer name %s", l->name);
+	if (check_shapes(m, i) < 0)
+		return -1;
+	int rc;
+	if (rt_layer_has_rule(l))
+		rc = check_weighted(m, i);
+	else if ((rc = check_ruleless(l)) == 0)
+		rc = l->kind == RT_OP_BATCHNORM ? check_batchnorm(m, l) : check_plain(m, l);
+	if (rc < 0)
+		return -1;
+	return check_slot(m, l, "y", l->y, RT_BUF_BATCH, dims1(l->out), true) < 0 ||
+	       check_slot(m, l, "d", l->d, RT_BUF_BATCH, dims1(l->out), true) < 0 ? -1 : 0;
+}
+
+static int check_train(const RtModel *m)
+{
+	const RtTrain *t = &m->train;
+	RtShape s = m->in_shape;
+	bool image = s.h > 1 || s.w > 1;
+	if ((t->crop_pad || t->flip) && !image)
+		return spec_error("train: crop and flip need an image input, not %d units",
+		                  m->in_units);
+	if (t->crop_pad > s.h || t->crop_pad > s.w)
+		return spec_error("train: crop_pad=%d is larger than the %dx%d images", t->crop_pad,
+		                  s.h, s.w);
+	if (t->nnorm > 1 && t->nnorm != s.c)
+		return spec_error("train: %d normalisation values for %d input channels",
+		                  t->nnorm, s.c);
 	return 0;
 }
 
@@ -440,7 +780,11 @@ static int check_model(const RtModel *m)
 	for (int i = 0; i < m->nlayers; i++)
 		if (check_layer(m, i) < 0)
 			return -1;
-	return 0;
+	const RtLayer *last = &m->layers[m->nlayers - 1];
+	if (last->out_shape.h != 1 || last->out_shape.w != 1)
+		return spec_error("the output layer %s gives %dx%dx%d, not a vector of class scores",
+		                  last->name, last->out_shape.c, last->out_shape.h, last->out_shape.w);
+	return check_train(m);
 }
 
 /* ---- driver ---- */
@@ -453,9 +797,9 @@ static int dispatch(const Line *ln, int *state, RtModel *m)
 	int s = *state;
 	if (s == R_WTN) {
 		if (strcmp(kw, "wtn") != 0 || ln->nwords != 2)
-			return spec_error("expected 'wtn 1'");
-		if (strcmp(ln->word[1], "1") != 0)
-			return spec_error("unsupported spec version %s (this runtime reads 1)",
+			return spec_error("expected 'wtn 2'");
+		if (strcmp(ln->word[1], "2") != 0)
+			return spec_error("unsupported spec version %s (this runtime reads 2; recompile the network with this wtnc)",
 			                  ln->word[1]);
 		*state = R_NETWORK;
 		return 0;

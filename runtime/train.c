@@ -17,11 +17,6 @@ static double now_seconds(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int n_classes(const RtModel *m)
-{
-	return m->layers[m->nlayers - 1].out;
-}
-
 /* Everything one run holds; freed by run_close. */
 typedef struct Run {
 	RtModel *m;
@@ -54,8 +49,7 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 	const RtTrain *t = &m->train;
 	memset(r, 0, sizeof *r);
 	r->m = m;
-	if (rt_data_load(t->data, o->data, m->in_units, n_classes(m), (uint64_t)t->seed,
-	                 &r->data) < 0)
+	if (rt_data_load(m, o->data, &r->data) < 0)
 		return -1;
 	r->bufs = rt_alloc_buffers(m, rt_max_batch(m, o));
 	r->labels = calloc(rt_max_batch(m, o), sizeof *r->labels);
@@ -154,6 +148,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	openblas_set_num_threads(threads);
 	r.pool = rt_pool_start(threads);
 	rt_batcher_init(&r.batcher, &r.data.train, t->batch, !o->no_shuffle, (uint64_t)t->seed);
+	rt_batcher_augment(&r.batcher, m, (uint64_t)t->seed);
 	RtOptim opt;
 	rt_optim_init(&opt, t);
 	/* Starting from a checkpoint, B is already mirrored. */

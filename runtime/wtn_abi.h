@@ -5,9 +5,15 @@
  * slot, and calls the kernels with the array of buffer pointers. Every shape
  * is baked into the kernels except the batch size n (n <= the planned batch).
  *
- * Layouts (row-major, batch-major, PyTorch's):
- *   activations y[n, units]; weight W[out, in]; feedback B[out, in];
- *   bias b[out]; dfa matrix D[n_out, out].
+ * Layouts (row-major, batch-major):
+ *   vector activations y[n, units]; image activations NHWC y[n, h, w, c]
+ *   (channels fastest, so per-channel work vectorises and a convolution is
+ *   one matrix product over all n*h*w output pixels);
+ *   dense weight W[out, in]; conv weight W[F, C, kh, kw] (PyTorch's, so the
+ *   im2col patch order is (c, i, j)); feedback B in W's shape; bias b[out];
+ *   dfa matrix D[n_out, out_units]; batchnorm gamma (W), beta (b), running
+ *   mean and variance [C]. A flatten turns NHWC into PyTorch's (c, h, w)
+ *   order, so dense weights after it load from PyTorch checkpoints as is.
  */
 #ifndef WTN_ABI_H
 #define WTN_ABI_H
@@ -29,8 +35,12 @@ enum {
 };
 
 /* Kernels exported by every compiled network (C calling convention). */
-/* Forward pass: y of every layer from the input slot. */
+/* Forward pass: y of every layer from the input slot (training mode:
+ * batchnorm uses the batch's statistics and updates its running ones). */
 typedef void  wtn_forward_fn(float **bufs, int n);
+/* Forward pass for evaluation: batchnorm uses its running statistics and
+ * changes nothing. Same as wtn_forward for networks without batchnorm. */
+typedef void  wtn_forward_eval_fn(float **bufs, int n);
 /* Loss of the last layer's output against labels (class indices); returns
  * the mean loss over the n samples and writes the output layer's error d
  * (dL/da, already divided by the batch size). */
@@ -53,6 +63,7 @@ typedef void  wtn_backward_bp_fn(float **bufs, int n);
 typedef void  wtn_mirror_fn(float **bufs, int layer, int n);
 
 wtn_forward_fn  wtn_forward;
+wtn_forward_eval_fn wtn_forward_eval;
 wtn_loss_fn     wtn_loss;
 wtn_backward_fn wtn_backward;
 wtn_update_fn   wtn_update;
@@ -70,32 +81,62 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * seeded generator (called by wtn_mirror). */
 void wtn_noise(float *dst, long count, float std);
 
-/* Spec text, version 1. One record per line: a keyword, then key=value
- * words separated by single spaces. Numbers are printed with %.9g. Order:
+/* Spec text, version 2. One record per line: a keyword, then key=value
+ * words separated by single spaces. Numbers are printed with %.9g; lists of
+ * numbers are comma-separated without spaces. Order:
  *
- *   wtn 1
+ *   wtn 2
  *   network name=NAME
- *   input name=x units=784 slot=0
- *   buf slot=S name=NAME kind=param|state|grad|batch elems=E shape=AxB
- *       kind=batch buffers hold E elements per sample (planned batch times E).
- *       Param names are the checkpoint names: h1.weight, h1.bias,
- *       h1.feedback; other kinds are named like h1.weight.grad,
- *       h1.weight.m, h1.weight.v, h1.feedback.m, h1.y, h1.d.
- *   layer name=h1 kind=dense input=-1 in=784 out=1000 act=relu bias=1
- *       init=he init_arg=0 rule=fa start=like_w carry=B change=none mirror=0
- *       W=1 b=2 B=3 D=-1 M=-1 gW=4 gb=5 mW=6 mb=7 mB=-1 vW=-1 vb=-1 vB=-1 y=8 d=9
+ *   input name=x units=3072 shape=3x32x32 slot=0
+ *       shape is CxHxW (a vector input of n units is nx1x1).
+ *   buf slot=S name=NAME kind=param|stat|state|grad|batch|scratch elems=E shape=AxBx...
+ *       kind=batch buffers hold E elements per sample (planned batch times E);
+ *       shape then is the per-sample shape. scratch buffers (im2col columns,
+ *       batch statistics) hold E elements in all. stat buffers are batchnorm
+ *       running statistics: saved in checkpoints like params, never trained.
+ *       Param and stat names are the checkpoint names, PyTorch's:
+ *       h1.weight, h1.bias, h1.feedback, bn1.running_mean, bn1.running_var,
+ *       layer2.0.conv1.weight; others are named like h1.weight.grad,
+ *       h1.weight.m, h1.weight.v, h1.feedback.m, h1.y, h1.d, pool1.argmax.
+ *   layer name=h1 kind=dense input=-1 input2=-1 in=784 out=1000
+ *       in_shape=784x1x1 out_shape=1000x1x1 kernel=0x0 stride=0 pad=0
+ *       act=relu bias=1 init=he init_arg=0 eps=0 momentum=0
+ *       rule=fa start=like_w carry=B change=none mirror=0
+ *       W=1 b=2 B=3 D=-1 M=-1 gW=4 gb=5 mW=6 mb=7 mB=-1 vW=-1 vb=-1 vB=-1
+ *       rmean=-1 rvar=-1 aux=-1 aux2=-1 y=8 d=9
  *       [arg.NAME=VALUE ...]      (the rule's arguments, defaults filled in)
- *       M: the random magnitudes of frsf (B = |M| * sign(W)), [out,in].
- *       input is the index of the producing layer, -1 for the network input.
- *       act: identity relu tanh sigmoid. init: he xavier normal uniform.
+ *       kind: dense conv2d batchnorm maxpool avgpool global_avgpool flatten
+ *             add act. Only dense and conv2d have a feedback rule (batchnorm
+ *             is always bp: rule=bp start=none carry=W).
+ *       input, input2: indices of the producing layers (-1 = the network
+ *       input; input2 is add's second operand, else -1).
+ *       in, out: units per sample (c*h*w of in_shape, out_shape).
+ *       kernel=KHxKW stride pad: conv2d and the pools (0 elsewhere).
+ *       eps, momentum: batchnorm (PyTorch's defaults 1e-05 and 0.1).
+ *       rmean, rvar: batchnorm running statistics (stat bufs).
+ *       aux, aux2: per-kind scratch: maxpool argmax (batch buf of int32 per
+ *       output element in aux); batchnorm batch mean and 1/sqrt(var+eps)
+ *       (scratch [C] in aux and aux2); conv2d im2col columns (scratch in aux,
+ *       may be shared between layers).
+ *       M: the random magnitudes of frsf (B = |M| * sign(W)), in W's shape.
+ *       y: the layer's output (after its fused activation); d: dL/d(pre-
+ *       activation), where every consumer accumulates its error.
+ *       act: identity relu tanh sigmoid (fused into every kind but flatten
+ *       and the pools; kind=act is a standalone activation).
+ *       init: he xavier normal uniform (fan_in = in for dense, C*kh*kw for
+ *       conv2d).
  *       start: none like_w sign_w randmag_sign_w.  carry: W B D.
  *       change: none as_w sign_w randmag_sign_w redraw_sign_w mirror.
  *   loss kind=softmax_cross_entropy|mse
  *   train data=fashion_mnist batch=128 epochs=5 seed=1 optimizer=sgd|adam
  *       lr=0.01 momentum=0.9 nesterov=0 weight_decay=0.0001 beta1=0.9
  *       beta2=0.999 eps=1e-08 schedule=none|step|cosine step_every=0
- *       gamma=0.1 min_lr=0
+ *       gamma=0.1 min_lr=0 crop_pad=0 flip=0 norm_mean= norm_std=
+ *       crop_pad: random crop after zero padding by this many pixels (0: no
+ *       crop); flip: random horizontal flip; norm_mean/norm_std: per-channel
+ *       normalisation after scaling pixels to [0,1] (empty: none).
  *   end
  *
- * Layers appear in forward order; the last one is the network output. */
+ * Layers appear in forward order (every input before its consumers); the
+ * last one is the network output. */
 #endif

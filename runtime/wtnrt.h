@@ -20,27 +20,39 @@ enum { RT_CHANGE_NONE, RT_CHANGE_AS_W, RT_CHANGE_SIGN_W, RT_CHANGE_RANDMAG_SIGN_
        RT_CHANGE_REDRAW_SIGN_W, RT_CHANGE_MIRROR };
 enum { RT_OPT_SGD, RT_OPT_ADAM };
 enum { RT_SCHED_NONE, RT_SCHED_STEP, RT_SCHED_COSINE };
-enum { RT_BUF_PARAM, RT_BUF_STATE, RT_BUF_GRAD, RT_BUF_BATCH };
+enum { RT_BUF_PARAM, RT_BUF_STAT, RT_BUF_STATE, RT_BUF_GRAD, RT_BUF_BATCH, RT_BUF_SCRATCH };
+enum { RT_OP_DENSE, RT_OP_CONV2D, RT_OP_BATCHNORM, RT_OP_MAXPOOL, RT_OP_AVGPOOL,
+       RT_OP_GLOBAL_AVGPOOL, RT_OP_FLATTEN, RT_OP_ADD, RT_OP_ACT };
 
 #define RT_MAX_RULE_ARGS 6
+#define RT_MAX_DIMS 4
+#define RT_MAX_NORM 16
+typedef struct RtShape { int c, h, w; } RtShape;   /* a vector of n units: {n, 1, 1} */
+
 typedef struct RtBuf {
 	char name[96];
 	int kind;
 	long elems;            /* per sample for RT_BUF_BATCH */
-	int rows, cols;
+	int ndim, dims[RT_MAX_DIMS];  /* shape as checkpoints store it */
+	int rows, cols;        /* 2-D view: rows = dims[0] (1 for vectors), cols = the rest */
 } RtBuf;
 
 typedef struct RtLayer {
-	char name[64];
-	int input, in, out;
+	char name[96];
+	int kind;              /* RT_OP_* */
+	int input, input2;     /* producing layers, -1 = the network input; input2: add's */
+	int in, out;           /* units per sample */
+	RtShape in_shape, out_shape;
+	int kh, kw, stride, pad;
 	int act, bias, init;
 	double init_arg;
+	double eps, momentum;  /* batchnorm */
 	char rule[16];
 	int start, carry, change, mirror;
 	int nargs;
 	char arg_name[RT_MAX_RULE_ARGS][16];
 	double arg[RT_MAX_RULE_ARGS];
-	int W, b, B, D, M, gW, gb, mW, mb, mB, vW, vb, vB, y, d;
+	int W, b, B, D, M, gW, gb, mW, mb, mB, vW, vb, vB, rmean, rvar, aux, aux2, y, d;
 } RtLayer;
 
 typedef struct RtTrain {
@@ -52,12 +64,16 @@ typedef struct RtTrain {
 	int nesterov;
 	int schedule, step_every;
 	double gamma, min_lr;
+	int crop_pad, flip;    /* augmentation of training batches */
+	int nnorm;             /* 0: no normalisation; 1: one value for every channel; else C */
+	double norm_mean[RT_MAX_NORM], norm_std[RT_MAX_NORM];
 } RtTrain;
 
 typedef struct RtModel {
 	char name[64];
 	char input_name[64];
 	int in_units, x_slot;
+	RtShape in_shape;
 	RtLayer *layers;
 	int nlayers;
 	int loss;
@@ -71,11 +87,14 @@ int rt_spec_parse(const char *text, RtModel *m);
 void rt_spec_free(RtModel *m);
 /* Value of the layer's rule argument `name`, or def if absent. */
 double rt_rule_arg(const RtLayer *l, const char *name, double def);
-/* Allocates every buffer (batch buffers for max_batch samples), zeroed,
- * 64-byte aligned. Returns the array of slot pointers. */
+/* Whether the layer has a feedback path with a rule (dense and conv2d). */
+bool rt_layer_has_rule(const RtLayer *l);
+/* The name of a layer kind as the spec spells it. */
+const char *rt_op_name(int kind);
+/* Allocates every buffer (batch buffers for max_batch samples; scratch
+ * buffers once), zeroed, 64-byte aligned. Returns the array of slot pointers. */
 float **rt_alloc_buffers(const RtModel *m, int max_batch);
 void rt_free_buffers(const RtModel *m, float **bufs);
-
 /* ---- rng.c: seeded xoshiro256** (seeded through splitmix64) ---- */
 typedef struct RtRng { uint64_t s[4]; } RtRng;
 void rt_rng_seed(RtRng *r, uint64_t seed);
@@ -86,28 +105,43 @@ uint64_t rt_rng_below(RtRng *r, uint64_t n);/* uniform in [0, n) */
 uint64_t rt_mix64(uint64_t x);              /* splitmix64 finaliser: hashes seeds */
 
 /* ---- idx.c: IDX files, plain or gzip ----
- * Each loader prints one line "wtn: FILE: problem" and returns -1 on error. */
-int rt_idx_load_images(const char *path, int expect_size, float **pixels, long *count);
+ * Each loader prints one line "wtn: FILE: problem" and returns -1 on error.
+ * Images are 1xHxW: a vector input takes any HxW of its size (flattened),
+ * an image input needs exactly its shape. */
+int rt_idx_load_images(const char *path, RtShape in, float **pixels, long *count);
 int rt_idx_load_labels(const char *path, int nclasses, int32_t **labels, long *count);
 
-/* ---- data.c and synthetic.c: data sets and batches ---- */
+/* ---- data.c, cifar.c and synthetic.c: data sets and batches ---- */
 typedef struct RtSet {
 	long n;                /* samples */
 	int dim;               /* values per sample */
-	float *x;              /* [n, dim], in [0, 1] */
+	float *x;              /* [n, dim]: pixels in [0, 1] (NHWC), then normalised */
 	int32_t *y;            /* [n] class indices */
 } RtSet;
 typedef struct RtData {
 	char source[300];      /* what was loaded, for messages */
 	RtSet train, test;
 } RtData;
-/* name: fashion_mnist, mnist, synthetic, or a directory (contains '/');
- * dir, when not NULL, is the --data override (a name or a directory). */
-int rt_data_load(const char *name, const char *dir, int in_units, int nclasses,
-                 uint64_t seed, RtData *d);
+/* The spec's data (fashion_mnist, mnist, cifar10, synthetic, or a directory
+ * containing '/') or dir, the --data override (a name or a directory), sized
+ * to the model's input and classes, normalised as its train record says. */
+int rt_data_load(const RtModel *m, const char *dir, RtData *d);
 void rt_data_free(RtData *d);
-void rt_synthetic_make(int in_units, int nclasses, uint64_t seed, RtData *d);
+/* The CIFAR-10 binary files in dir (data_batch_1..5.bin, test_batch.bin). */
+int rt_cifar_load(const char *dir, RtShape in, int nclasses, RtData *d);
+void rt_synthetic_make(RtShape in, int nclasses, uint64_t seed, RtData *d);
 
+/* Random crop (after padding by crop_pad pixels) and horizontal flip of
+ * NHWC images, drawn per sample; pad holds each channel's value of a zero
+ * pixel after normalisation. */
+typedef struct RtAugment {
+	RtShape shape;
+	int crop_pad;
+	bool flip;
+	int npad;              /* 0: pad with 0; 1: pad[0] for every channel; else C */
+	float pad[RT_MAX_NORM];
+	RtRng rng;
+} RtAugment;
 typedef struct RtBatcher {
 	const RtSet *set;
 	long *order;           /* permutation of the samples this epoch */
@@ -115,9 +149,12 @@ typedef struct RtBatcher {
 	int batch;
 	bool shuffle;
 	RtRng rng;
+	RtAugment *augment;    /* NULL: copy samples as they are */
 } RtBatcher;
 void rt_batcher_init(RtBatcher *b, const RtSet *set, int batch, bool shuffle, uint64_t seed);
 void rt_batcher_free(RtBatcher *b);
+/* Turns on the model's augmentation (if its train record asks for any). */
+void rt_batcher_augment(RtBatcher *b, const RtModel *m, uint64_t seed);
 void rt_batcher_start_epoch(RtBatcher *b);  /* reshuffles unless shuffle is off */
 /* Copies the next batch into x [n, dim] and labels [n]; returns n (0 at the
  * end of the epoch). The last batch may be partial. */
@@ -180,8 +217,9 @@ typedef struct RtProbe RtProbe;
  * allocated here, once. NULL (after a message) when out of memory. */
 RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch);
 /* Runs the rule's backward and backprop's on the probe batch and sets
- * stats[i].delta. Leaves only y, d and gradient slots changed, which the
- * next step recomputes. */
+ * stats[i].delta. Leaves only y, d, scratch and gradient slots changed, which the
+ * next step recomputes; batchnorm running statistics, which its training-mode
+ * forward passes move, are put back. */
 void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stats);
 void rt_probe_free(RtProbe *p);
 

@@ -7,10 +7,16 @@
 # step of every layer; finite differences of the bp gradients; and
 # feedback-alignment properties. The rules' long-run properties are in
 # t_rules.sh.
-# Rerun one case: tests/t_reference.sh SEED   (keeps its files, prints paths)
+# Conv nets (gennet --conv: conv2d, pools, batchnorm, residual adds,
+# flatten, standalone acts, dense head, a random rule per conv and dense
+# layer) get the same checks plus the eval forward and batchnorm's
+# statistics, and finite differences through batchnorm and an add.
+# Rerun one case: tests/t_reference.sh SEED | cSEED (a conv net); keeps
+# its files, prints paths
 # WTNC and WTNLIB pick another compiler and runtime library.
 cd "$(dirname "$0")/.." || exit 1
 NETS=${WTN_REF_NETS:-60}
+CONV_NETS=${WTN_REF_CONV_NETS:-40}
 ONLY=$1
 WTNC=${WTNC:-build/wtnc}
 LIB=${WTNLIB:-build/libwtnrt.a}
@@ -76,12 +82,22 @@ check() {
 }
 
 # 1. random networks against the reference, two data seeds each
-if [ -n "$ONLY" ]; then seeds=$ONLY; else seeds=$(seq 1 "$NETS"); fi
+if [ -n "$ONLY" ]; then seeds=${ONLY#c}; else seeds=$(seq 1 "$NETS"); fi
+[ "$ONLY" != "${ONLY#c}" ] && seeds=
 for s in $seeds; do
 	"$T/gennet" "$s" --expect "$T/net$s.expect" >"$T/net$s.wtn"
 	build "net$s" "$T/net$s.wtn" || continue
 	check "net$s" "tests/t_reference.sh $s" --seed "$s" --expect "$T/net$s.expect"
 	check "net$s" "tests/t_reference.sh $s" --seed "$((s + 1000))"
+done
+
+# 1b. random conv networks, two data seeds each
+if [ -n "$ONLY" ]; then cseeds=${ONLY#c}; [ "$ONLY" = "$cseeds" ] && cseeds=; else cseeds=$(seq 1 "$CONV_NETS"); fi
+for s in $cseeds; do
+	"$T/gennet" "$s" --conv --expect "$T/conv$s.expect" >"$T/conv$s.wtn"
+	build "conv$s" "$T/conv$s.wtn" || continue
+	check "conv$s" "tests/t_reference.sh c$s" --seed "$s" --expect "$T/conv$s.expect"
+	check "conv$s" "tests/t_reference.sh c$s" --seed "$((s + 1000))"
 done
 [ -n "$ONLY" ] && { [ $failed = 0 ] && echo "seed $ONLY: ok"; [ $failed = 0 ]; exit; }
 
@@ -93,6 +109,15 @@ fi
 for s in 101 102 103 104 105 106; do
 	"$T/gennet" "$s" --smooth --bp-only >"$T/fd$s.wtn"
 	build "fd$s" "$T/fd$s.wtn" && check "fd$s" "gennet $s --smooth --bp-only" --fd --seed "$s"
+done
+# conv: batchnorm, a residual add, pools; and random smooth conv nets
+if build fd_conv $R/fd_conv.wtn; then
+	check fd_conv "tests/reference/fd_conv.wtn" --fd --seed 1
+	check fd_conv "tests/reference/fd_conv.wtn" --fd --seed 2
+fi
+for s in 201 202 203 204; do
+	"$T/gennet" "$s" --conv --smooth --bp-only >"$T/fdc$s.wtn"
+	build "fdc$s" "$T/fdc$s.wtn" && check "fdc$s" "gennet $s --conv --smooth --bp-only" --fd --seed "$s"
 done
 
 # 3. feedback alignment: B fixed, W moves, error not backprop's; and a twin
@@ -118,7 +143,7 @@ if build fa_net $R/fa_net.wtn && build bp_twin "$T/bp_twin.wtn"; then
 fi
 
 if [ $failed = 0 ]; then
-	echo "t_reference: $NETS random networks, finite differences and fa properties ok"
+	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences and fa properties ok"
 else
 	echo "t_reference: $failed failing case(s)"
 fi

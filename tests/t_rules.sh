@@ -154,6 +154,37 @@ if harness dfa $F/dfa.wtn; then
 	check "dfa: D fixed over 10 steps" dfa --rule-props 10 --seed 3
 fi
 
+
+# ---- the same properties on conv layers ----
+# usf's conv scale sqrt(2/(k k C_out)) (c1: sqrt(2/72) = 0.16667) or its
+# argument, frsf's M, brsf's signs and magnitudes, fa's fixed B, per step
+if harness conv_signs $F/conv_signs.wtn; then
+	check "sign-concordant rules on conv layers over 30 steps" conv_signs --rule-props 30 --seed 1
+	check "sign-concordant rules on conv layers, one step against the reference" conv_signs --seed 2
+fi
+# kp: |W - B| of conv layer c2 after 50 plain-SGD steps is 0.9975^50
+if harness conv_kp $F/conv_kp.wtn; then
+	check "kp on conv layers: (1 - lr decay)^t" conv_kp --rule-props 50 --seed 1
+	grep -q 'kp: c2 .*want 0.88235' "$T/conv_kp.out" ||
+		fail "kp: the harness did not check conv c2 with decay 0.05 ($(grep 'kp: c2' "$T/conv_kp.out"))"
+	check "kp on conv layers, one step against the reference" conv_kp --seed 2
+fi
+# wm: mirror steps alone turn a conv layer's B to its fixed point: c1
+# (pad 0) within 5 deg of W at 3.6 |W|, c2 (pad 1) within 5 deg of the
+# per-tap fixed point
+if harness conv_wm $F/conv_wm.wtn; then
+	check "wm mirror steps on conv layers" conv_wm --mirror-steps 1500 --seed 1
+	grep -q 'mirror: c1 .*want |B\*|/|W| = 3.6$' "$T/conv_wm.out" ||
+		fail "wm: the harness did not expect 3.6 for conv c1 ($(grep 'mirror: c1' "$T/conv_wm.out"))"
+	check "wm on conv layers, one step and one mirror step against the reference" conv_wm --seed 2
+fi
+# dfa: hidden conv and dense errors from the output error through D
+if harness conv_dfa $F/conv_dfa.wtn; then
+	check "dfa through conv layers" conv_dfa --seed 1
+	check "dfa through conv layers" conv_dfa --seed 2 --n 3
+	check "dfa on conv layers: D fixed over 10 steps" conv_dfa --rule-props 10 --seed 3
+fi
+
 # ---- delta angle: 0 under bp at every layer, nonzero below fa layers ----
 sed 's/default bp/default fa/' $F/bp.wtn >"$T/fa.wtn"
 if binary bp $F/bp.wtn && binary fa "$T/fa.wtn"; then
@@ -173,7 +204,7 @@ if binary bp $F/bp.wtn && binary fa "$T/fa.wtn"; then
 fi
 
 if [ $failed = 0 ]; then
-	echo "t_rules: usf frsf brsf kp wm dfa bp/fa properties ok"
+	echo "t_rules: usf frsf brsf kp wm dfa bp/fa properties ok (dense and conv)"
 else
 	echo "t_rules: $failed failing case(s)"
 fi

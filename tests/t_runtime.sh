@@ -2,7 +2,8 @@
 # t_runtime.sh: the runtime library seen through a compiled network: data
 # validation, checkpoint validation, a non-finite loss, save/eval round trip,
 # every learning rule, delta angles, weight-mirror scheduling and the mirror
-# command.
+# command; conv nets: CIFAR-10 files, batchnorm statistics in checkpoints,
+# input shapes against the data.
 cd "$(dirname "$0")/.." || exit 1
 WTNC=${WTNC:-build/wtnc}   # WTNC: another compiler, for runtime development
 T=$(mktemp -d /tmp/wtn_rt.XXXXXX) || exit 1
@@ -226,5 +227,82 @@ NET=tiny
 expect 1 "network tiny has no weight-mirror (wm) layer" "" -- mirror --steps 5
 expect 2 "mirror needs --steps N" "" -- mirror
 expect 2 "--steps is for the mirror command" "" -- --steps 5
+
+# ---- conv nets: CIFAR-10 files, batchnorm statistics in checkpoints ----
+if ! $WTNC tests/runtime/cnn.wtn -o "$T/cnn" >"$T/cc.out" 2>&1; then
+	echo "FAIL t_runtime: $WTNC cannot compile tests/runtime/cnn.wtn:"
+	head -5 "$T/cc.out"
+	exit 1
+fi
+NET=cnn
+# cifar FILE RECORDS [LABEL_OF_LAST]: CIFAR-10 binary records, labels cycling
+# through 0..9 (the last one's label overridable), each image a flat colour
+# per plane that depends on the label, so the set is learnable.
+cifar() {
+	: >"$1"
+	i=0
+	while [ $i -lt "$2" ]; do
+		label=$((i % 10))
+		[ $((i + 1)) = "$2" ] && [ -n "$3" ] && label=$3
+		byte $label >>"$1"
+		for plane in 0 1 2; do
+			v=$(((label * 25 + plane * 80) % 256))
+			head -c 1024 /dev/zero | tr '\0' "\\$(printf %03o $v)" >>"$1"
+		done
+		i=$((i + 1))
+	done
+}
+cifar_dir() {
+	mkdir -p "$1"
+	for k in 1 2 3 4 5; do cifar "$1/data_batch_$k.bin" 12; done
+	cifar "$1/test_batch.bin" 20
+}
+cifar_dir "$T/c10"
+expect 0 "" "" -- --data "$T/c10" --save "$T/cnn.st" --metrics "$T/cnn.jsonl"
+trained=$(grep '^epoch 1/1' "$T/out" | grep -o 'test loss [0-9.]* acc [0-9.]*%')
+[ -n "$trained" ] || bad "cnn: no epoch line: $(head -c 300 "$T/out")"
+grep -q '"name":"conv1","rule":"bp"' "$T/cnn.jsonl" || bad "cnn: no metrics for conv1: $(head -c 300 "$T/cnn.jsonl")"
+
+expect 1 "data cifar10: no directory given" "--data DIR" --
+cp -r "$T/c10" "$T/c10trunc" && head -c $((3073 * 12 - 5)) "$T/c10/data_batch_3.bin" >"$T/c10trunc/data_batch_3.bin"
+expect 1 "$T/c10trunc/data_batch_3.bin" "not a whole number of 3073-byte" -- --data "$T/c10trunc"
+cp -r "$T/c10" "$T/c10label" && cifar "$T/c10label/test_batch.bin" 20 10
+expect 1 "$T/c10label/test_batch.bin" "label 10 of record 19 is not below 10" -- --data "$T/c10label"
+cp -r "$T/c10" "$T/c10miss" && rm "$T/c10miss/test_batch.bin"
+expect 1 "$T/c10miss/test_batch.bin" "missing CIFAR-10 file" -- --data "$T/c10miss"
+
+# The input shape must match the data's images, both ways.
+expect 1 "$T/good/train-images-idx3-ubyte" "images are 1x4x4, the network's input is 3x32x32" -- --data "$T/good"
+NET=tiny
+expect 1 "$T/c10/data_batch_1.bin" "CIFAR-10 images are 3x32x32, the network's input is 16x1x1" -- --data "$T/c10"
+NET=cnn
+
+# Checkpoint: conv weights as PyTorch stores them, batchnorm running
+# statistics beside the parameters; eval (running statistics) reproduces
+# the test accuracy training reported.
+hlen=$(od -An -tu8 -N8 "$T/cnn.st" | tr -d ' ')
+tail -c +9 "$T/cnn.st" | head -c "$hlen" >"$T/cnn.hdr"
+for entry in '"conv1.weight":{"dtype":"F32","shape":[4,3,3,3]' '"bn1.weight":{"dtype":"F32","shape":[4]' \
+	'"bn1.running_mean":{"dtype":"F32","shape":[4]' '"bn1.running_var":{"dtype":"F32","shape":[4]' \
+	'"out.weight":{"dtype":"F32","shape":[10,256]'; do
+	grep -qF "$entry" "$T/cnn.hdr" || bad "cnn checkpoint lacks $entry: $(cat "$T/cnn.hdr")"
+done
+expect 0 "" "" -- eval --init "$T/cnn.st" --data "$T/c10"
+grep -qF "$trained" "$T/out" || bad "cnn: eval gives '$(cat "$T/out")', training reported '$trained'"
+# Running statistics put back to their start (mean 0) change the evaluation:
+# eval uses the saved ones.
+off=$(sed 's/.*"bn1.running_mean":{[^}]*"data_offsets":\[\([0-9]*\),.*/\1/' "$T/cnn.hdr")
+cp "$T/cnn.st" "$T/cnn0.st"
+head -c 16 /dev/zero | dd of="$T/cnn0.st" bs=1 seek=$((8 + hlen + off)) conv=notrunc 2>/dev/null
+expect 0 "" "" -- eval --init "$T/cnn0.st" --data "$T/c10"
+grep -qF "$(echo "$trained" | sed 's/ acc.*//')" "$T/out" && bad "cnn: eval ignores the saved running mean: $(cat "$T/out")"
+# Training on from the checkpoint keeps going.
+expect 0 "" "" -- --init "$T/cnn.st" --data "$T/c10"
+# Shape mismatches name every dimension.
+{ head -c 8 "$T/cnn.st"; sed "s/\[4,3,3,3\]/[4,3,5,5]/" "$T/cnn.hdr"; tail -c +$((9 + hlen)) "$T/cnn.st"; } >"$T/cnn5.st"
+expect 1 "$T/cnn5.st" "conv1.weight has shape [4, 3, 5, 5], the network expects [4, 3, 3, 3]" -- eval --init "$T/cnn5.st" --data "$T/c10"
+# A conv net's checkpoint does not fit the dense net.
+NET=tiny
+expect 1 "$T/cnn.st" "unknown tensor conv1.weight" -- eval --init "$T/cnn.st"
 
 exit $fail

@@ -681,12 +681,12 @@ static void format_tick(char *buf, size_t size, double v, double step)
 }
 
 enum {
-	PANEL_W = 320, PANEL_H = 280, MARGIN_L = 64, MARGIN_T = 56, MARGIN_B = 56,
+	PANEL_W = 320, PANEL_H = 280, MARGIN_L = 64, MARGIN_T = 66, MARGIN_B = 56,
 	PANEL_GAP = 56, LEGEND_W = 230, LEGEND_ROW = 18,
 };
 
 typedef struct {
-	const char *file, *title, *ylabel;
+	const char *file, *title, *subtitle, *ylabel;
 	Metric metric;
 	bool per_layer;      /* one panel per layer; else one panel */
 	bool y_from_zero;    /* angles: start the axis at 0 */
@@ -699,7 +699,7 @@ static double plot_value(const Config *c, const PlotSpec *ps, const char *layer,
 }
 
 static void draw_panel(FILE *f, const PlotSpec *ps, const char *layer, double x0, double y0,
-                       Axis xa, Axis ya)
+                       Axis xa, Axis ya, bool first)
 {
 	double w = PANEL_W, h = PANEL_H;
 #define PX(v) (x0 + ((v) - xa.lo) / (xa.hi - xa.lo) * w)
@@ -727,10 +727,12 @@ static void draw_panel(FILE *f, const PlotSpec *ps, const char *layer, double x0
 	}
 	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">epoch</text>\n", x0 + w / 2,
 	        y0 + h + 40);
-	fprintf(f, "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\">",
-	        x0 - 46, y0 + h / 2);
-	svg_text(f, ps->ylabel);
-	fputs("</text>\n", f);
+	if (first) {   /* the panels share the y axis: label it once */
+		fprintf(f, "<text transform=\"translate(%.1f,%.1f) rotate(-90)\" text-anchor=\"middle\">",
+		        x0 - 46, y0 + h / 2);
+		svg_text(f, ps->ylabel);
+		fputs("</text>\n", f);
+	}
 	if (layer) {
 		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-weight=\"bold\">layer ",
 		        x0 + w / 2, y0 - 8);
@@ -817,6 +819,11 @@ static void write_plot(const char *dir, const PlotSpec *ps)
 				}
 			}
 	bool empty = !(lo <= hi);
+	if (!empty) {   /* headroom, so that a line on the edge stays visible */
+		double pad = (hi > lo ? hi - lo : fabs(hi)) * 0.03;
+		lo -= pad;
+		hi += pad;
+	}
 	if (ps->y_from_zero && !empty)
 		lo = 0;
 
@@ -835,6 +842,9 @@ static void write_plot(const char *dir, const PlotSpec *ps)
 	fprintf(f, "<text x=\"%d\" y=\"22\" font-size=\"15\" font-weight=\"bold\">", MARGIN_L);
 	svg_text(f, ps->title);
 	fputs("</text>\n", f);
+	fprintf(f, "<text x=\"%d\" y=\"40\" fill=\"#555\">", MARGIN_L);
+	svg_text(f, ps->subtitle);
+	fputs("</text>\n", f);
 	if (empty) {
 		fprintf(f, "<text x=\"%d\" y=\"%d\">no data: no run reported this value "
 		        "(all null or missing)</text>\n", MARGIN_L, MARGIN_T + 20);
@@ -850,7 +860,7 @@ static void write_plot(const char *dir, const PlotSpec *ps)
 		}
 		for (int p = 0; p < npanels; p++)
 			draw_panel(f, ps, ps->per_layer ? all_layers[p] : NULL,
-			           MARGIN_L + p * (PANEL_W + PANEL_GAP), MARGIN_T, xa, ya);
+			           MARGIN_L + p * (PANEL_W + PANEL_GAP), MARGIN_T, xa, ya, p == 0);
 	}
 	draw_legend(f, MARGIN_L + npanels * PANEL_W + (npanels - 1) * PANEL_GAP + 30, MARGIN_T + 4);
 	fputs("</svg>\n", f);
@@ -951,7 +961,10 @@ static void md_config(FILE *out, const Config *c)
 		fputs(" No run finished.\n", out);
 	}
 	for (int i = 0; i < c->nerrors; i++) {
-		const RunError *e = &c->errors[i];
+		RunError *e = &c->errors[i];
+		for (char *p = e->message; *p; p++)
+			if (*p == '`')
+				*p = '\'';   /* it would end the code span */
 		if (strcmp(e->seed, "-") == 0)
 			fprintf(out, "\n**ERROR** (compile): `%s`\n", e->message);
 		else
@@ -971,12 +984,15 @@ int main(int argc, char **argv)
 		max_epoch = 1;
 
 	const PlotSpec plots[] = {
-		{ "accuracy.svg", "Fashion-MNIST test accuracy (mean over seeds)", "test accuracy (%)",
+		{ "accuracy.svg", "Fashion-MNIST test accuracy (mean over seeds)",
+	  "after each epoch, on the whole test set; dashed: per-layer mixes", "test accuracy (%)",
 		  M_TEST_ACC, false, false },
 		{ "angle.svg", "Angle between feedback B and forward W, per layer (mean over seeds)",
+	  "0 = B points like W; bp and dfa layers have no B, so no line; dashed: per-layer mixes",
 		  "angle(B, W) (degrees)", M_ANGLE, true, true },
 		{ "delta_angle.svg",
 		  "Delta angle: error sent to the layer vs backprop's, per layer (mean over seeds)",
+	  "on a fixed probe batch; 0 = the error backprop would send; dashed: per-layer mixes",
 		  "delta angle (degrees)", M_DELTA, true, true },
 	};
 	for (size_t i = 0; i < sizeof plots / sizeof plots[0]; i++)
@@ -994,7 +1010,11 @@ int main(int argc, char **argv)
 	      "|B|/|W|: their norm ratio; delta angle: on a fixed probe batch, between the error the "
 	      "rule sends to the layer and the error backprop would send. "
 	      "— : not reported (bp and dfa layers have no B; a value the build does not measure; "
-	      "NaN).\n",
+	      "NaN). "
+	      "A layer's delta angle is about the error it receives, which the rules of the layers "
+	      "above it carry down: the output layer's is 0, the first hidden layer's depends on the "
+	      "rules above it. The first layer sends no error further, so its own rule does not change "
+	      "training (its B is still measured).\n",
 	      stdout);
 	for (int ci = 0; ci < nconfigs; ci++)
 		md_config(stdout, &configs[ci]);

@@ -23,7 +23,6 @@ seeds=${REPRO_SEEDS:-3}
 epochs=${REPRO_EPOCHS:-5}
 out=${REPRO_OUT:-docs/results}
 net=${REPRO_NET:-examples/fashion_mlp.wtn}
-work=build/repro
 
 die() { echo "reproduce: $*" >&2; exit 1; }
 is_count() { case $1 in '' | *[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] 2>/dev/null ;; esac; }
@@ -73,7 +72,11 @@ minutes() { awk -v s="$1" 'BEGIN { printf "%dm%02ds", s / 60, s % 60 }'; }
 # The test accuracy of the last line of a metrics file.
 last_acc() { tail -n 1 "$1" | sed -n 's/.*"test_acc":\([-0-9.e+]*\).*/\1/p'; }
 
-mkdir -p "$work" "$out" || exit 1
+mkdir -p build "$out" || exit 1
+# Binaries, the manifest and the tables are temporary: two runs never share them.
+work=$(mktemp -d build/repro.XXXXXX) || die "cannot make a work directory under build/"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
 cc -std=gnu11 -O2 -Wall -Wextra -o "$work/plot" tools/plot.c -lm || die "tools/plot.c does not compile"
 
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n 1)
@@ -181,7 +184,7 @@ shape=$(awk '/^input / { for (i = 2; i <= NF; i++) if ($i ~ /^units=/) s = subst
 	/^loss / { for (i = 2; i <= NF; i++) if ($i ~ /^kind=/) l = substr($i, 6) }
 	END { print s ", loss " l }' "$ir")
 tables=$work/tables.md
-"$work/plot" "$out" <"$manifest" >"$tables" || die "tools/plot.c failed on the runs (manifest: $manifest)"
+"$work/plot" "$out" <"$manifest" >"$tables" || die "tools/plot.c failed on the runs"
 
 readme=$out/README.md
 {

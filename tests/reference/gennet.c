@@ -154,16 +154,286 @@ static Rule pick_rule(int batch)
 	return r;
 }
 
+/* ---- conv networks (--conv) ---- */
+typedef struct Node {
+	char name[16], kind[16], src[16], src2[16], act[12], rule_name[8];
+	int c, h, w, oc, oh, ow, k, stride, pad, bias;   /* k = 0: no kernel */
+	Rule rule;
+	int has_rule, entry;
+} Node;
+
+enum { MAX_NODES = 40 };
+static Node nodes[MAX_NODES];
+static int nnodes;
+static int smooth_acts_only, no_feedback, conv_batch;
+static const char *cur;           /* the layer the next one reads */
+static int cc, ch, cw;            /* its shape */
+
+static const char *random_act(int allow_empty)
+{
+	static const char *const acts[] = {"identity", "tanh", "sigmoid", "relu", "relu", ""};
+	int n = smooth_acts_only ? 3 : 5;
+	return acts[allow_empty && rnd(4) == 0 ? 5 : rnd(n)];
+}
+
+static Node *add_node(const char *prefix, const char *kind)
+{
+	Node *nd = &nodes[nnodes++];
+	memset(nd, 0, sizeof *nd);
+	snprintf(nd->name, sizeof nd->name, "%s%d", prefix, nnodes);
+	snprintf(nd->kind, sizeof nd->kind, "%s", kind);
+	snprintf(nd->src, sizeof nd->src, "%s", cur);
+	nd->c = cc, nd->h = ch, nd->w = cw;
+	nd->oc = cc, nd->oh = ch, nd->ow = cw;
+	nd->bias = -1;
+	return nd;
+}
+
+static void moved_to(Node *nd)
+{
+	cur = nd->name;
+	cc = nd->oc, ch = nd->oh, cw = nd->ow;
+}
+
+static int out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+
+static Node *conv(int filters, int k, int stride, int pad)
+{
+	Node *nd = add_node("conv", "conv2d");
+	nd->k = k, nd->stride = stride, nd->pad = pad;
+	nd->oc = filters, nd->oh = out_size(ch, k, stride, pad), nd->ow = out_size(cw, k, stride, pad);
+	snprintf(nd->act, sizeof nd->act, "%s", random_act(1));
+	nd->bias = rnd(3) != 0;
+	nd->has_rule = 1;
+	moved_to(nd);
+	return nd;
+}
+
+static int fits(int k, int pad) { return ch + 2 * pad >= k && cw + 2 * pad >= k; }
+
+static void random_conv(void)
+{
+	static const int ks[] = {1, 3, 5};
+	int k, pad, tries = 0;
+	do {
+		k = ks[rnd(3)], pad = rnd(3);
+	} while (!fits(k, pad) && ++tries < 20);
+	if (!fits(k, pad))
+		k = 1, pad = 0;
+	conv(1 + rnd(6), k, 1 + rnd(2), pad);
+}
+
+static void batchnorm(void)
+{
+	Node *nd = add_node("bn", "batchnorm");
+	snprintf(nd->act, sizeof nd->act, "%s", random_act(1));
+	moved_to(nd);
+}
+
+static void random_pool(void)
+{
+	int k = 2 + rnd(2), pad = rnd(k / 2 + 1);
+	if (!fits(k, pad))
+		return;
+	Node *nd = add_node("pool", rnd(2) ? "maxpool" : "avgpool");
+	int strides[] = {k, 1, 2};
+	nd->k = k, nd->pad = pad, nd->stride = strides[rnd(3)];
+	nd->oh = out_size(ch, k, nd->stride, pad), nd->ow = out_size(cw, k, nd->stride, pad);
+	moved_to(nd);
+}
+
+/* main path conv [bn] [conv [bn]], shortcut identity or a 1x1 stride-2
+ * projection when the main path halves the image; add with an act */
+static void residual(void)
+{
+	char skip[16];
+	int sc = cc, sh = ch, sw = cw;
+	snprintf(skip, sizeof skip, "%s", cur);
+	int down = ch >= 3 && cw >= 3 && rnd(3) == 0;
+	int filters = down ? 1 + (int)rnd(6) : cc;
+	if (down) {
+		conv(filters, 3, 2, 1);
+	} else {
+		int k = rnd(2) ? 3 : 1;
+		conv(filters, k, 1, k / 2);
+	}
+	if (rnd(2))
+		batchnorm();
+	if (rnd(2)) {
+		conv(filters, 3, 1, 1);
+		if (rnd(2))
+			batchnorm();
+	}
+	if (down) {   /* projection of the block's input */
+		int main_end = nnodes - 1, mc = cc, mh = ch, mw = cw;
+		for (int i = 0; i < nnodes; i++)
+			if (!strcmp(nodes[i].name, skip))
+				cur = nodes[i].name;
+		if (!strcmp(skip, "x"))
+			cur = "x";
+		cc = sc, ch = sh, cw = sw;
+		snprintf(skip, sizeof skip, "%s", conv(filters, 1, 2, 0)->name);
+		cur = nodes[main_end].name, cc = mc, ch = mh, cw = mw;
+	}
+	Node *a = add_node("add", "add");
+	snprintf(a->src2, sizeof a->src2, "%s", skip);
+	snprintf(a->act, sizeof a->act, "%s", random_act(1));
+	moved_to(a);
+}
+
+static void standalone_act(void)
+{
+	static const char *const acts[] = {"relu", "tanh", "sigmoid"};
+	const char *act = acts[smooth_acts_only ? 1 + rnd(2) : rnd(3)];
+	Node *nd = add_node(act, "act");
+	snprintf(nd->act, sizeof nd->act, "%s", act);
+	moved_to(nd);
+}
+
+static void dense(int units, int last)
+{
+	Node *nd = add_node(last ? "out" : "fc", "dense");
+	if (last)
+		snprintf(nd->name, sizeof nd->name, "out");
+	nd->oc = units, nd->oh = nd->ow = 1;
+	snprintf(nd->act, sizeof nd->act, "%s", random_act(1));
+	nd->bias = rnd(4) != 0;
+	nd->has_rule = 1;
+	moved_to(nd);
+}
+
+static void write_node(const Node *nd)
+{
+	printf("    %s = ", nd->name);
+	if (!strcmp(nd->kind, "conv2d"))
+		printf("conv2d(%s, %d, %d, stride=%d, pad=%d", nd->src, nd->oc, nd->k, nd->stride,
+		       nd->pad);
+	else if (!strcmp(nd->kind, "maxpool") || !strcmp(nd->kind, "avgpool"))
+		printf("%s(%s, %d, stride=%d, pad=%d", nd->kind, nd->src, nd->k, nd->stride, nd->pad);
+	else if (!strcmp(nd->kind, "dense"))
+		printf("dense(%s, %d", nd->src, nd->oc);
+	else if (!strcmp(nd->kind, "add"))
+		printf("add(%s, %s", nd->src, nd->src2);
+	else if (!strcmp(nd->kind, "act"))
+		printf("%s(%s", nd->act, nd->src);
+	else
+		printf("%s(%s", nd->kind, nd->src);
+	if (*nd->act && strcmp(nd->kind, "act"))
+		printf(", act=%s", nd->act);
+	if (nd->bias == 0)
+		printf(", bias=false");
+	printf(")\n");
+	char kernel[16] = "-", stride[8] = "-", pad[8] = "-";
+	if (nd->k) {
+		snprintf(kernel, sizeof kernel, "%dx%d", nd->k, nd->k);
+		snprintf(stride, sizeof stride, "%d", nd->stride);
+		snprintf(pad, sizeof pad, "%d", nd->pad);
+	}
+	const char *act = *nd->act ? nd->act : nd->has_rule || !strcmp(nd->kind, "batchnorm") ||
+	                  !strcmp(nd->kind, "add") ? "identity" : "-";
+	char bias[12] = "-";
+	if (nd->bias >= 0)
+		snprintf(bias, sizeof bias, "%d", nd->bias);
+	expect_line("node %s %s %dx%dx%d %dx%dx%d %s %s %s %s %s %s %s %s\n", nd->name, nd->kind,
+	            nd->c, nd->h, nd->w, nd->oc, nd->oh, nd->ow, kernel, stride, pad, act, bias,
+	            nd->has_rule ? nd->rule.name : "-", nd->src, *nd->src2 ? nd->src2 : "-");
+	if (nd->has_rule)
+		expect_args(nd->name, &nd->rule);
+}
+
+static int gen_conv(long seed, int smooth, int bp_only)
+{
+	smooth_acts_only = smooth;
+	no_feedback = bp_only;
+	int c = 1 + rnd(3), h = 4 + rnd(6), w = 4 + rnd(6);
+	cur = "x", cc = c, ch = h, cw = w;
+	conv_batch = 2 + rnd(5);
+	int blocks = 1 + rnd(3);
+	for (int b = 0; b < blocks && nnodes < MAX_NODES - 12; b++) {
+		switch (rnd(5)) {
+		case 0:
+			random_conv();
+			if (rnd(2))
+				batchnorm();
+			break;
+		case 1: random_pool(); break;
+		case 2: residual(); break;
+		case 3: standalone_act(); break;
+		default:
+			random_conv();
+			random_pool();
+			break;
+		}
+	}
+	if (nnodes == 0 || rnd(2))
+		random_conv();
+	if (ch * cw > 1 && rnd(3) == 0) {
+		Node *g = add_node("gap", "global_avgpool");
+		g->oh = g->ow = 1;
+		moved_to(g);
+	}
+	if (ch * cw > 1 || rnd(2)) {
+		Node *f = add_node("flat", "flatten");
+		f->oc = cc * ch * cw, f->oh = f->ow = 1;
+		moved_to(f);
+	}
+	if (rnd(2))
+		dense(1 + rnd(12), 0);
+	dense(1 + rnd(8), 1);
+
+	/* rules on the conv and dense layers */
+	int has_feedback = !bp_only && rnd(6) != 0;
+	Rule deflt = {"bp", ""};
+	if (has_feedback && rnd(3))
+		deflt = pick_rule(conv_batch);
+	for (int i = 0; i < nnodes; i++) {
+		Node *nd = &nodes[i];
+		if (!nd->has_rule)
+			continue;
+		nd->entry = has_feedback && rnd(2);
+		nd->rule = nd->entry ? pick_rule(conv_batch) : deflt;
+	}
+
+	printf("# generated by gennet %ld --conv%s%s\n", seed, smooth ? " --smooth" : "",
+	       bp_only ? " --bp-only" : "");
+	printf("network gen%ld {\n    input x[%d, %d, %d]\n\n", seed, c, h, w);
+	expect_line("input %d\ninput_shape %dx%dx%d\n", c * h * w, c, h, w);
+	for (int i = 0; i < nnodes; i++)
+		write_node(&nodes[i]);
+	int mse = rnd(3) == 0;
+	printf("\n    loss %s(out)\n", mse ? "mse" : "softmax_cross_entropy");
+	expect_line("loss %s\n", mse ? "mse" : "softmax_cross_entropy");
+	if (has_feedback) {
+		printf("\n    feedback {\n        default %s%s\n", deflt.name, deflt.args);
+		for (int i = 0; i < nnodes; i++)
+			if (nodes[i].entry)
+				printf("        %s %s%s\n", nodes[i].name, nodes[i].rule.name,
+				       nodes[i].rule.args);
+		printf("    }\n");
+	}
+	printf("}\n\ntrain {\n    data synthetic\n    batch %d\n    epochs 1\n", conv_batch);
+	expect_line("batch %d\n", conv_batch);
+	write_optimizer();
+	printf("    seed %ld\n}\n", seed);
+	if (expect && fclose(expect) != 0) {
+		perror("gennet: --expect");
+		return 2;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: gennet SEED [--smooth] [--bp-only] [--expect FILE]\n");
+		fprintf(stderr, "usage: gennet SEED [--conv] [--smooth] [--bp-only] [--expect FILE]\n");
 		return 2;
 	}
 	long seed = atol(argv[1]);
-	int smooth = 0, bp_only = 0;
+	int smooth = 0, bp_only = 0, conv_net = 0;
 	for (int i = 2; i < argc; i++) {
-		if (!strcmp(argv[i], "--smooth")) {
+		if (!strcmp(argv[i], "--conv")) {
+			conv_net = 1;
+		} else 		if (!strcmp(argv[i], "--smooth")) {
 			smooth = 1;
 		} else if (!strcmp(argv[i], "--bp-only")) {
 			bp_only = 1;
@@ -181,6 +451,8 @@ int main(int argc, char **argv)
 	state = (uint64_t)seed * 2654435761u + 12345;
 	for (int i = 0; i < 4; i++)
 		rnd(2);
+	if (conv_net)
+		return gen_conv(seed, smooth, bp_only);
 
 	static const char *const names[] = {"h1", "h2", "h3", "out"};
 	static const char *const acts[] = {"relu", "tanh", "sigmoid", "identity", ""};

@@ -1,11 +1,186 @@
 /* refmath.c: the reference math in double precision (see refmath.h).
- * Plain loops on purpose: nothing here shares code or tricks with the
- * compiler's kernels. */
+ * Plain loops on purpose (direct convolution, no im2col): nothing here
+ * shares code or tricks with the compiler's kernels. */
 #include "refmath.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- the spec's version-2 fields ---- */
+const char *const ref_kind_names[REF_NKINDS] = {"dense", "conv2d", "batchnorm", "maxpool",
+	"avgpool", "global_avgpool", "flatten", "add", "act"};
+static const char *const buf_kind_names[] = {"param", "stat", "state", "grad", "batch",
+	"scratch"};
+
+static RefOp *ops;
+static int nops;
+static int *buf_kinds;
+static int nbuf_kinds;
+static RefShape input_shape;
+
+const RefOp *ref_op(int l) { return &ops[l]; }
+int ref_buf_kind(int slot) { return slot >= 0 && slot < nbuf_kinds ? buf_kinds[slot] : -1; }
+RefShape ref_input_shape(void) { return input_shape; }
+
+/* Value of " key=" in one record, copied to out; 0 if absent. */
+static int field(const char *line, const char *key, char *out, size_t cap)
+{
+	char pat[40];
+	snprintf(pat, sizeof pat, " %s=", key);
+	const char *p = strstr(line, pat);
+	if (!p)
+		return 0;
+	p += strlen(pat);
+	size_t len = strcspn(p, " \n");
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return 1;
+}
+
+static int field_int(const char *line, const char *key, int def)
+{
+	char v[64];
+	return field(line, key, v, sizeof v) ? atoi(v) : def;
+}
+
+static double field_double(const char *line, const char *key, double def)
+{
+	char v[64];
+	return field(line, key, v, sizeof v) ? atof(v) : def;
+}
+
+static int field_shape(const char *line, const char *key, RefShape *s)
+{
+	char v[64];
+	return field(line, key, v, sizeof v) && sscanf(v, "%dx%dx%d", &s->c, &s->h, &s->w) == 3;
+}
+
+static int units(RefShape s) { return s.c * s.h * s.w; }
+
+static int load_layer(const RtModel *m, int l, const char *line)
+{
+	RefOp *o = &ops[l];
+	const RtLayer *L = &m->layers[l];
+	char kind[32] = "dense", v[64];
+	field(line, "kind", kind, sizeof kind);
+	o->kind = -1;
+	for (int k = 0; k < REF_NKINDS; k++)
+		if (!strcmp(kind, ref_kind_names[k]))
+			o->kind = k;
+	if (o->kind < 0) {
+		printf("refmath: layer %s: unknown kind %s\n", L->name, kind);
+		return -1;
+	}
+	o->input2 = field_int(line, "input2", -1);
+	if (!field_shape(line, "in_shape", &o->in))
+		o->in = (RefShape){L->in, 1, 1};
+	if (!field_shape(line, "out_shape", &o->out))
+		o->out = (RefShape){L->out, 1, 1};
+	o->kh = o->kw = 1;
+	if (field(line, "kernel", v, sizeof v))
+		sscanf(v, "%dx%d", &o->kh, &o->kw);
+	o->stride = field_int(line, "stride", 1);
+	o->pad = field_int(line, "pad", 0);
+	if (o->kind == REF_DENSE)   /* a 1x1 convolution of a 1x1 image */
+		o->kh = o->kw = o->stride = 1, o->pad = 0;
+	o->eps = field_double(line, "eps", 0);
+	o->momentum = field_double(line, "momentum", 0);
+	o->rmean = field_int(line, "rmean", -1);
+	o->rvar = field_int(line, "rvar", -1);
+	o->aux = field_int(line, "aux", -1);
+	o->aux2 = field_int(line, "aux2", -1);
+	if (units(o->in) != L->in || units(o->out) != L->out) {
+		printf("refmath: layer %s: in_shape %dx%dx%d, out_shape %dx%dx%d do not match "
+		       "in=%d out=%d\n", L->name, o->in.c, o->in.h, o->in.w, o->out.c, o->out.h,
+		       o->out.w, L->in, L->out);
+		return -1;
+	}
+	if (o->kind == REF_ADD && (o->input2 >= l || o->input2 < -1)) {
+		printf("refmath: layer %s: input2 %d is not an earlier layer\n", L->name, o->input2);
+		return -1;
+	}
+	return 0;
+}
+
+int ref_spec_load(const RtModel *m, const char *text)
+{
+	free(ops);
+	free(buf_kinds);
+	nops = m->nlayers;
+	ops = calloc(nops ? nops : 1, sizeof *ops);
+	nbuf_kinds = m->nbufs;
+	buf_kinds = calloc(nbuf_kinds ? nbuf_kinds : 1, sizeof *buf_kinds);
+	input_shape = (RefShape){m->in_units, 1, 1};
+	int layer = 0;
+	for (const char *p = text; *p;) {
+		size_t len = strcspn(p, "\n");
+		char line[4096];
+		snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), p);
+		p += len + (p[len] == '\n');
+		if (!strncmp(line, "input ", 6)) {
+			field_shape(line, "shape", &input_shape);
+		} else if (!strncmp(line, "buf ", 4)) {
+			int slot = field_int(line, "slot", -1);
+			char kind[32] = "";
+			field(line, "kind", kind, sizeof kind);
+			if (slot < 0 || slot >= nbuf_kinds) {
+				printf("refmath: buf record with slot %d of %d\n", slot, nbuf_kinds);
+				return -1;
+			}
+			buf_kinds[slot] = -1;
+			for (int k = 0; k < 6; k++)
+				if (!strcmp(kind, buf_kind_names[k]))
+					buf_kinds[slot] = k;
+			if (buf_kinds[slot] < 0) {
+				printf("refmath: buf slot %d: unknown kind %s\n", slot, kind);
+				return -1;
+			}
+		} else if (!strncmp(line, "layer ", 6)) {
+			if (layer >= nops || load_layer(m, layer, line) < 0)
+				return -1;
+			layer++;
+		}
+	}
+	if (units(input_shape) != m->in_units) {
+		printf("refmath: input shape %dx%dx%d is not %d units\n", input_shape.c,
+		       input_shape.h, input_shape.w, m->in_units);
+		return -1;
+	}
+	return layer == nops ? 0 : -1;
+}
+
+int ref_has_weights(const RtModel *m, int l)
+{
+	int k = ops[l].kind;
+	return (k == REF_DENSE || k == REF_CONV || k == REF_BN) && m->layers[l].W >= 0;
+}
+
+int ref_has_rule(const RtModel *m, int l)
+{
+	(void)m;
+	return ops[l].kind == REF_DENSE || ops[l].kind == REF_CONV;
+}
+
+long ref_weight_count(const RtModel *m, int l)
+{
+	const RefOp *o = &ops[l];
+	(void)m;
+	switch (o->kind) {
+	case REF_DENSE:
+	case REF_CONV: return (long)o->out.c * o->in.c * o->kh * o->kw;
+	case REF_BN: return o->in.c;
+	default: return 0;
+	}
+}
+
+int ref_fan_in(const RtModel *m, int l)
+{
+	(void)m;
+	return ops[l].in.c * ops[l].kh * ops[l].kw;
+}
 
 int ref_input_slot(const RtModel *m, int l)
 {
@@ -13,15 +188,23 @@ int ref_input_slot(const RtModel *m, int l)
 	return src < 0 ? m->x_slot : m->layers[src].y;
 }
 
+int ref_input2_slot(const RtModel *m, int l)
+{
+	int src = ops[l].input2;
+	if (ops[l].kind != REF_ADD)
+		return -1;
+	return src < 0 ? m->x_slot : m->layers[src].y;
+}
+
 long ref_buf_len(const RtModel *m, int slot, int n)
 {
 	const RtBuf *b = &m->bufs[slot];
-	return b->kind == RT_BUF_BATCH ? b->elems * n : b->elems;
+	return ref_buf_kind(slot) == REF_BUF_BATCH ? b->elems * n : b->elems;
 }
 
 int ref_takes_output_error(const RtModel *m, int l)
 {
-	return l < m->nlayers - 1 && m->layers[l].carry == RT_CARRY_D;
+	return l < m->nlayers - 1 && ref_has_rule(m, l) && m->layers[l].carry == RT_CARRY_D;
 }
 
 double ref_act(int act, double a)
@@ -44,19 +227,284 @@ double ref_act_grad_from_y(int act, double y)
 	}
 }
 
+/* ---- convolution (dense is the 1x1 case) ---- */
+static long at(RefShape s, int n, int h, int w, int c)
+{
+	return (((long)n * s.h + h) * s.w + w) * s.c + c;
+}
+
+static long w_at(const RefOp *o, int f, int c, int i, int j)
+{
+	return (((long)f * o->in.c + c) * o->kh + i) * o->kw + j;
+}
+
+/* Input row of output row oy, tap i (may fall into the padding). */
+static int tap(const RefOp *o, int oy, int i) { return oy * o->stride - o->pad + i; }
+
+static int inside(RefShape s, int h, int w) { return h >= 0 && h < s.h && w >= 0 && w < s.w; }
+
+/* a = sum over taps of x W (+ b), y = f(a) */
+static void conv_forward(const RefOp *o, const float *W, const float *b, int act,
+                         const double *x, int n, double *y)
+{
+	for (int s = 0; s < n; s++)
+		for (int oy = 0; oy < o->out.h; oy++)
+			for (int ox = 0; ox < o->out.w; ox++)
+				for (int f = 0; f < o->out.c; f++) {
+					double a = b ? b[f] : 0;
+					for (int c = 0; c < o->in.c; c++)
+						for (int i = 0; i < o->kh; i++)
+							for (int j = 0; j < o->kw; j++) {
+								int iy = tap(o, oy, i), ix = tap(o, ox, j);
+								if (inside(o->in, iy, ix))
+									a += x[at(o->in, s, iy, ix, c)] * W[w_at(o, f, c, i, j)];
+							}
+					y[at(o->out, s, oy, ox, f)] = ref_act(act, a);
+				}
+}
+
+/* dx += the transposed convolution of d with M (W, B) */
+static void conv_back_data(const RefOp *o, const float *M, const float *d, int n,
+                           double *dx)
+{
+	for (int s = 0; s < n; s++)
+		for (int oy = 0; oy < o->out.h; oy++)
+			for (int ox = 0; ox < o->out.w; ox++)
+				for (int f = 0; f < o->out.c; f++) {
+					double e = d[at(o->out, s, oy, ox, f)];
+					for (int c = 0; c < o->in.c; c++)
+						for (int i = 0; i < o->kh; i++)
+							for (int j = 0; j < o->kw; j++) {
+								int iy = tap(o, oy, i), ix = tap(o, ox, j);
+								if (inside(o->in, iy, ix))
+									dx[at(o->in, s, iy, ix, c)] += e * M[w_at(o, f, c, i, j)];
+							}
+				}
+}
+
+/* g[f,c,i,j] = sum over samples and pixels of d x; gb[f] = sum of d */
+static void conv_correlate(const RefOp *o, const double *d, const float *x, int n,
+                           double *g, double *gb)
+{
+	memset(g, 0, (long)o->out.c * o->in.c * o->kh * o->kw * sizeof *g);
+	if (gb)
+		memset(gb, 0, o->out.c * sizeof *gb);
+	for (int s = 0; s < n; s++)
+		for (int oy = 0; oy < o->out.h; oy++)
+			for (int ox = 0; ox < o->out.w; ox++)
+				for (int f = 0; f < o->out.c; f++) {
+					double e = d[at(o->out, s, oy, ox, f)];
+					if (gb)
+						gb[f] += e;
+					for (int c = 0; c < o->in.c; c++)
+						for (int i = 0; i < o->kh; i++)
+							for (int j = 0; j < o->kw; j++) {
+								int iy = tap(o, oy, i), ix = tap(o, ox, j);
+								if (inside(o->in, iy, ix))
+									g[w_at(o, f, c, i, j)] += e * x[at(o->in, s, iy, ix, c)];
+							}
+				}
+}
+
+/* ---- pools ---- */
+/* Flat input index of the window's maximum: padding is -inf, ties go to
+ * the first in scan order (rows, then columns). -1: all padding. */
+static long max_at(const RefOp *o, const double *x, int s, int oy, int ox, int c)
+{
+	long best = -1;
+	for (int i = 0; i < o->kh; i++)
+		for (int j = 0; j < o->kw; j++) {
+			int iy = tap(o, oy, i), ix = tap(o, ox, j);
+			if (!inside(o->in, iy, ix))
+				continue;
+			long k = at(o->in, s, iy, ix, c);
+			if (best < 0 || x[k] > x[best])
+				best = k;
+		}
+	return best;
+}
+
+static void pool_forward(const RefOp *o, const double *x, int n, double *y)
+{
+	for (int s = 0; s < n; s++)
+		for (int oy = 0; oy < o->out.h; oy++)
+			for (int ox = 0; ox < o->out.w; ox++)
+				for (int c = 0; c < o->out.c; c++) {
+					double v = 0;
+					if (o->kind == REF_MAXPOOL) {
+						long k = max_at(o, x, s, oy, ox, c);
+						v = k < 0 ? -INFINITY : x[k];
+					} else {   /* count_include_pad: always k*k */
+						for (int i = 0; i < o->kh; i++)
+							for (int j = 0; j < o->kw; j++) {
+								int iy = tap(o, oy, i), ix = tap(o, ox, j);
+								if (inside(o->in, iy, ix))
+									v += x[at(o->in, s, iy, ix, c)];
+							}
+						v /= o->kh * o->kw;
+					}
+					y[at(o->out, s, oy, ox, c)] = v;
+				}
+}
+
+static void pool_back(const RefOp *o, const float *xf, const float *d, int n, double *dx)
+{
+	long len = (long)n * units(o->in);
+	double *x = malloc(len * sizeof *x);
+	for (long i = 0; i < len; i++)
+		x[i] = xf[i];
+	for (int s = 0; s < n; s++)
+		for (int oy = 0; oy < o->out.h; oy++)
+			for (int ox = 0; ox < o->out.w; ox++)
+				for (int c = 0; c < o->out.c; c++) {
+					double e = d[at(o->out, s, oy, ox, c)];
+					if (o->kind == REF_MAXPOOL) {
+						long k = max_at(o, x, s, oy, ox, c);
+						if (k >= 0)
+							dx[k] += e;
+						continue;
+					}
+					for (int i = 0; i < o->kh; i++)
+						for (int j = 0; j < o->kw; j++) {
+							int iy = tap(o, oy, i), ix = tap(o, ox, j);
+							if (inside(o->in, iy, ix))
+								dx[at(o->in, s, iy, ix, c)] += e / (o->kh * o->kw);
+						}
+				}
+	free(x);
+}
+
+/* ---- batchnorm: per channel over n*h*w ---- */
+void ref_bn_batch_stats(const RtModel *m, int l, const double *in, int n, double *mean,
+                        double *var)
+{
+	const RefOp *o = &ops[l];
+	(void)m;
+	long pix = (long)n * o->in.h * o->in.w;
+	int C = o->in.c;
+	for (int c = 0; c < C; c++) {
+		double s = 0, q = 0;
+		for (long p = 0; p < pix; p++)
+			s += in[p * C + c];
+		mean[c] = s / pix;
+		for (long p = 0; p < pix; p++)
+			q += (in[p * C + c] - mean[c]) * (in[p * C + c] - mean[c]);
+		var[c] = q / pix;
+	}
+}
+
+static void bn_forward(const RtModel *m, float **bufs, int l, const double *in, int n,
+                       int eval, double *y)
+{
+	const RefOp *o = &ops[l];
+	const RtLayer *L = &m->layers[l];
+	int C = o->in.c;
+	long pix = (long)n * o->in.h * o->in.w;
+	double *mean = malloc(C * sizeof *mean), *var = malloc(C * sizeof *var);
+	if (eval)
+		for (int c = 0; c < C; c++)
+			mean[c] = bufs[o->rmean][c], var[c] = bufs[o->rvar][c];
+	else
+		ref_bn_batch_stats(m, l, in, n, mean, var);
+	for (long p = 0; p < pix; p++)
+		for (int c = 0; c < C; c++) {
+			double xhat = (in[p * C + c] - mean[c]) / sqrt(var[c] + o->eps);
+			double a = bufs[L->W][c] * xhat + (L->b >= 0 ? bufs[L->b][c] : 0);
+			y[p * C + c] = ref_act(L->act, a);
+		}
+	free(mean);
+	free(var);
+}
+
+/* xhat of the kernel's input, with the batch statistics; invstd [C] */
+static double *bn_xhat(const RtModel *m, float **bufs, int l, int n, double *invstd)
+{
+	const RefOp *o = &ops[l];
+	int C = o->in.c;
+	long len = (long)n * units(o->in);
+	const float *xf = bufs[ref_input_slot(m, l)];
+	double *x = malloc(len * sizeof *x), *mean = malloc(C * sizeof *mean);
+	for (long i = 0; i < len; i++)
+		x[i] = xf[i];
+	ref_bn_batch_stats(m, l, x, n, mean, invstd);
+	for (int c = 0; c < C; c++)
+		invstd[c] = 1 / sqrt(invstd[c] + o->eps);
+	for (long i = 0; i < len; i++)
+		x[i] = (x[i] - mean[i % C]) * invstd[i % C];
+	free(mean);
+	return x;
+}
+
+/* dx += gamma invstd / N (N g - sum g - xhat sum g xhat), g the bn's d */
+static void bn_back(const RtModel *m, float **bufs, int l, int n, double *dx)
+{
+	const RefOp *o = &ops[l];
+	int C = o->in.c;
+	long pix = (long)n * o->in.h * o->in.w;
+	const float *g = bufs[m->layers[l].d], *gamma = bufs[m->layers[l].W];
+	double *invstd = malloc(C * sizeof *invstd);
+	double *xhat = bn_xhat(m, bufs, l, n, invstd);
+	for (int c = 0; c < C; c++) {
+		double sg = 0, sgx = 0;
+		for (long p = 0; p < pix; p++) {
+			sg += g[p * C + c];
+			sgx += g[p * C + c] * xhat[p * C + c];
+		}
+		for (long p = 0; p < pix; p++)
+			dx[p * C + c] += gamma[c] * invstd[c] / pix *
+			                 (pix * (double)g[p * C + c] - sg - xhat[p * C + c] * sgx);
+	}
+	free(invstd);
+	free(xhat);
+}
+
+/* ---- forward of one layer ---- */
 void ref_layer_forward(const RtModel *m, float **bufs, int l, const double *in,
-                       int n, double *y)
+                       const double *in2, int n, int eval, double *y)
 {
 	const RtLayer *L = &m->layers[l];
-	const float *W = bufs[L->W];
-	const float *b = L->b >= 0 ? bufs[L->b] : NULL;
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < L->out; j++) {
-			double a = b ? b[j] : 0;
-			for (int k = 0; k < L->in; k++)
-				a += in[(long)i * L->in + k] * W[(long)j * L->in + k];
-			y[(long)i * L->out + j] = ref_act(L->act, a);
-		}
+	const RefOp *o = &ops[l];
+	long len = (long)n * L->out;
+	switch (o->kind) {
+	case REF_DENSE:
+	case REF_CONV:
+		conv_forward(o, bufs[L->W], L->b >= 0 ? bufs[L->b] : NULL, L->act, in, n, y);
+		break;
+	case REF_BN:
+		bn_forward(m, bufs, l, in, n, eval, y);
+		break;
+	case REF_MAXPOOL:
+	case REF_AVGPOOL:
+		pool_forward(o, in, n, y);
+		break;
+	case REF_GAP: {
+		int C = o->in.c, hw = o->in.h * o->in.w;
+		for (int s = 0; s < n; s++)
+			for (int c = 0; c < C; c++) {
+				double sum = 0;
+				for (int p = 0; p < hw; p++)
+					sum += in[((long)s * hw + p) * C + c];
+				y[(long)s * C + c] = ref_act(L->act, sum / hw);
+			}
+		break;
+	}
+	case REF_FLATTEN:   /* NHWC -> (c, h, w) */
+		for (int s = 0; s < n; s++)
+			for (int h = 0; h < o->in.h; h++)
+				for (int w = 0; w < o->in.w; w++)
+					for (int c = 0; c < o->in.c; c++)
+						y[(long)s * L->out + ((long)c * o->in.h + h) * o->in.w + w] =
+							in[at(o->in, s, h, w, c)];
+		break;
+	case REF_ADD:
+		for (long i = 0; i < len; i++)
+			y[i] = ref_act(L->act, in[i] + in2[i]);
+		break;
+	case REF_ACT:
+		for (long i = 0; i < len; i++)
+			y[i] = ref_act(L->act, in[i]);
+		break;
+	}
 }
 
 /* Loss and output error from the output activations y (double). */
@@ -107,7 +555,8 @@ double ref_loss(const RtModel *m, float **bufs, const int32_t *labels, int n,
 	return loss;
 }
 
-/* A dfa hidden layer: d = (d_out D) * f'(a), D [n_out, out]. */
+/* A dfa hidden layer: d = (d_out D) * f'(a), D [n_out, out] (out in the
+ * layer's NHWC order). */
 static void error_from_output(const RtModel *m, float **bufs, int p, int n, double *d)
 {
 	const RtLayer *P = &m->layers[p], *O = &m->layers[m->nlayers - 1];
@@ -120,11 +569,47 @@ static void error_from_output(const RtModel *m, float **bufs, int p, int n, doub
 		}
 }
 
-/* What consumer L sends down through (a dfa layer's own error comes from
- * D, so what it sends below is W^T d, as backprop). */
-static const float *carried_by(const RtLayer *L, float **bufs, int force_w)
+/* What consumer l sends down (dL/d its input) into dx (accumulating). A
+ * dense or conv layer carries W or B as its rule says (a dfa layer's own
+ * error comes from D, so what it sends below is W^T d, as backprop). */
+static void send_error(const RtModel *m, float **bufs, int l, int n, int force_w, double *dx)
 {
-	return bufs[force_w || L->carry != RT_CARRY_B ? L->W : L->B];
+	const RtLayer *L = &m->layers[l];
+	const RefOp *o = &ops[l];
+	const float *d = bufs[L->d];
+	long len = (long)n * L->in;
+	switch (o->kind) {
+	case REF_DENSE:
+	case REF_CONV:
+		conv_back_data(o, bufs[force_w || L->carry != RT_CARRY_B ? L->W : L->B], d, n, dx);
+		break;
+	case REF_BN:
+		bn_back(m, bufs, l, n, dx);
+		break;
+	case REF_MAXPOOL:
+	case REF_AVGPOOL:
+		pool_back(o, bufs[ref_input_slot(m, l)], d, n, dx);
+		break;
+	case REF_GAP: {
+		int C = o->in.c, hw = o->in.h * o->in.w;
+		for (long i = 0; i < len; i++)
+			dx[i] += (double)d[(i / ((long)hw * C)) * C + i % C] / hw;
+		break;
+	}
+	case REF_FLATTEN:
+		for (int s = 0; s < n; s++)
+			for (int h = 0; h < o->in.h; h++)
+				for (int w = 0; w < o->in.w; w++)
+					for (int c = 0; c < o->in.c; c++)
+						dx[at(o->in, s, h, w, c)] +=
+							d[(long)s * L->out + ((long)c * o->in.h + h) * o->in.w + w];
+		break;
+	case REF_ADD:
+	case REF_ACT:
+		for (long i = 0; i < len; i++)
+			dx[i] += d[i];
+		break;
+	}
 }
 
 int ref_layer_error(const RtModel *m, float **bufs, int p, int n, double *d,
@@ -137,17 +622,11 @@ int ref_layer_error(const RtModel *m, float **bufs, int p, int n, double *d,
 		error_from_output(m, bufs, p, n, d);
 	} else {
 		for (int l = p + 1; l < m->nlayers; l++) {
-			const RtLayer *L = &m->layers[l];
-			if (L->input != p)
-				continue;
-			const float *M = carried_by(L, bufs, force_w);
-			const float *dl = bufs[L->d];
-			for (int i = 0; i < n; i++)
-				for (int j = 0; j < L->out; j++) {
-					double e = dl[(long)i * L->out + j];
-					for (int k = 0; k < L->in; k++)
-						d[(long)i * P->out + k] += e * M[(long)j * L->in + k];
-				}
+			/* add(a, a) sends its error twice */
+			if (m->layers[l].input == p)
+				send_error(m, bufs, l, n, force_w, d);
+			if (ops[l].kind == REF_ADD && ops[l].input2 == p)
+				send_error(m, bufs, l, n, force_w, d);
 		}
 	}
 	const float *y = bufs[P->y];
@@ -160,19 +639,28 @@ void ref_layer_grads(const RtModel *m, float **bufs, int l, int n,
                      double *gW, double *gb)
 {
 	const RtLayer *L = &m->layers[l];
-	const float *d = bufs[L->d], *in = bufs[ref_input_slot(m, l)];
-	for (int j = 0; j < L->out; j++) {
-		for (int k = 0; k < L->in; k++) {
-			double s = 0;
-			for (int i = 0; i < n; i++)
-				s += (double)d[(long)i * L->out + j] * in[(long)i * L->in + k];
-			gW[(long)j * L->in + k] = s;
+	const RefOp *o = &ops[l];
+	long len = (long)n * L->out;
+	const float *df = bufs[L->d];
+	if (o->kind == REF_BN) {
+		int C = o->in.c;
+		double *invstd = malloc(C * sizeof *invstd);
+		double *xhat = bn_xhat(m, bufs, l, n, invstd);
+		for (int c = 0; c < C; c++)
+			gW[c] = gb[c] = 0;
+		for (long i = 0; i < len; i++) {
+			gW[i % C] += df[i] * xhat[i];
+			gb[i % C] += df[i];
 		}
-		double s = 0;
-		for (int i = 0; i < n; i++)
-			s += d[(long)i * L->out + j];
-		gb[j] = s;
+		free(invstd);
+		free(xhat);
+		return;
 	}
+	double *d = malloc(len * sizeof *d);
+	for (long i = 0; i < len; i++)
+		d[i] = df[i];
+	conv_correlate(o, d, bufs[ref_input_slot(m, l)], n, gW, gb);
+	free(d);
 }
 
 void ref_opt_step(const RtTrain *t, const float *hyper, long count,
@@ -207,8 +695,10 @@ double ref_chain_loss(const RtModel *m, float **bufs, const int32_t *labels, int
 		x[i] = bufs[m->x_slot][i];
 	for (int l = 0; l < m->nlayers; l++) {
 		const RtLayer *L = &m->layers[l];
+		int i2 = ops[l].input2;
 		ys[l] = malloc((long)n * L->out * sizeof **ys);
-		ref_layer_forward(m, bufs, l, L->input < 0 ? x : ys[L->input], n, ys[l]);
+		ref_layer_forward(m, bufs, l, L->input < 0 ? x : ys[L->input],
+		                  ops[l].kind != REF_ADD ? NULL : i2 < 0 ? x : ys[i2], n, 0, ys[l]);
 	}
 	double loss = loss_from_y(m, ys[m->nlayers - 1], labels, n, NULL);
 	for (int l = 0; l < m->nlayers; l++)
@@ -220,20 +710,28 @@ double ref_chain_loss(const RtModel *m, float **bufs, const int32_t *labels, int
 
 /* ---- the feedback rules ---- */
 
-double ref_init_std(const RtLayer *L)
+double ref_init_std(const RtModel *m, int l)
 {
+	const RtLayer *L = &m->layers[l];
+	const RefOp *o = &ops[l];
+	double fan_in = ref_fan_in(m, l), fan_out = (double)o->out.c * o->kh * o->kw;
 	switch (L->init) {
-	case RT_INIT_HE: return sqrt(2.0 / L->in);
-	case RT_INIT_XAVIER: return sqrt(2.0 / (L->in + L->out));  /* uniform a = sqrt(6/(in+out)) */
+	case RT_INIT_HE: return sqrt(2.0 / fan_in);
+	case RT_INIT_XAVIER: return sqrt(2.0 / (fan_in + fan_out)); /* uniform a = sqrt(6/(in+out)) */
 	case RT_INIT_NORMAL: return L->init_arg;
-	default: return L->init_arg / sqrt(3.0);                    /* uniform(-a, a) */
+	default: return L->init_arg / sqrt(3.0);                   /* uniform(-a, a) */
 	}
 }
 
-double ref_sign_scale(const RtLayer *L)
+double ref_sign_scale(const RtModel *m, int l)
 {
-	double s = rt_rule_arg(L, "scale", 0);
-	return s > 0 ? s : 1.0 / sqrt(L->in);
+	const RefOp *o = &ops[l];
+	double s = rt_rule_arg(&m->layers[l], "scale", 0);
+	if (s > 0)
+		return s;
+	if (o->kind == REF_CONV)
+		return sqrt(2.0 / ((double)o->kh * o->kw * o->out.c));
+	return 1.0 / sqrt(ref_fan_in(m, l));
 }
 
 double ref_weight_decay(const RtLayer *L, const float *hyper)
@@ -245,22 +743,39 @@ double ref_weight_decay(const RtLayer *L, const float *hyper)
 void ref_mirror(const RtModel *m, float **bufs, int l, int n, double *y, double *B)
 {
 	const RtLayer *L = &m->layers[l];
-	const float *x = bufs[ref_input_slot(m, l)], *W = bufs[L->W];
+	const RefOp *o = &ops[l];
+	const float *xf = bufs[ref_input_slot(m, l)];
 	double rate = rt_rule_arg(L, "rate", NAN), decay = rt_rule_arg(L, "decay", NAN);
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < L->out; j++) {
-			double s = 0;
-			for (int k = 0; k < L->in; k++)
-				s += (double)x[(long)i * L->in + k] * W[(long)j * L->in + k];
-			y[(long)i * L->out + j] = s;
-		}
-	for (int j = 0; j < L->out; j++)
-		for (int k = 0; k < L->in; k++) {
-			double s = 0;
-			for (int i = 0; i < n; i++)
-				s += y[(long)i * L->out + j] * x[(long)i * L->in + k];
-			long e = (long)j * L->in + k;
-			B[e] = (1 - decay) * B[e] + rate / n * s;
+	long nx = (long)n * L->in, nw = ref_weight_count(m, l);
+	double *x = malloc(nx * sizeof *x), *corr = malloc(nw * sizeof *corr);
+	for (long i = 0; i < nx; i++)
+		x[i] = xf[i];
+	conv_forward(o, bufs[L->W], NULL, RT_ACT_IDENTITY, x, n, y);
+	conv_correlate(o, y, xf, n, corr, NULL);
+	for (long e = 0; e < nw; e++)
+		B[e] = (1 - decay) * B[e] + rate / n * corr[e];
+	free(x);
+	free(corr);
+}
+
+/* Expected update E[y^T col(x)] / n for x ~ N(0, noise^2): the taps of one
+ * patch are distinct pixels, so each weight meets its own input once per
+ * output pixel where its tap is inside the image. */
+void ref_mirror_fixed_point(const RtModel *m, float **bufs, int l, double *B)
+{
+	const RtLayer *L = &m->layers[l];
+	const RefOp *o = &ops[l];
+	double noise = rt_rule_arg(L, "noise", NAN);
+	double k = rt_rule_arg(L, "rate", NAN) * noise * noise / rt_rule_arg(L, "decay", NAN);
+	for (int i = 0; i < o->kh; i++)
+		for (int j = 0; j < o->kw; j++) {
+			long cnt = 0;
+			for (int oy = 0; oy < o->out.h; oy++)
+				for (int ox = 0; ox < o->out.w; ox++)
+					cnt += inside(o->in, tap(o, oy, i), tap(o, ox, j));
+			for (int f = 0; f < o->out.c; f++)
+				for (int c = 0; c < o->in.c; c++)
+					B[w_at(o, f, c, i, j)] = k * cnt * bufs[L->W][w_at(o, f, c, i, j)];
 		}
 }
 
@@ -276,4 +791,40 @@ double ref_angle_deg(const double *a, const double *b, long count)
 		return NAN;
 	double c = ab / sqrt(aa * bb);
 	return acos(c > 1 ? 1 : c < -1 ? -1 : c) * 180 / M_PI;
+}
+
+/* The sums of absolute terms behind ref_layer_grads (|d| |x|, |d xhat|):
+ * how much float rounding the kernel's summation may leave in a gradient
+ * that cancels to nearly nothing (a conv feeding a batchnorm). */
+void ref_layer_grads_magnitude(const RtModel *m, float **bufs, int l, int n,
+                               double *gW, double *gb)
+{
+	const RtLayer *L = &m->layers[l];
+	const RefOp *o = &ops[l];
+	long len = (long)n * L->out, in_len = (long)n * L->in;
+	const float *df = bufs[L->d];
+	if (o->kind == REF_BN) {
+		int C = o->in.c;
+		double *invstd = malloc(C * sizeof *invstd);
+		double *xhat = bn_xhat(m, bufs, l, n, invstd);
+		for (int c = 0; c < C; c++)
+			gW[c] = gb[c] = 0;
+		for (long i = 0; i < len; i++) {
+			gW[i % C] += fabs(df[i] * xhat[i]);
+			gb[i % C] += fabs(df[i]);
+		}
+		free(invstd);
+		free(xhat);
+		return;
+	}
+	double *d = malloc(len * sizeof *d);
+	float *x = malloc(in_len * sizeof *x);
+	const float *xf = bufs[ref_input_slot(m, l)];
+	for (long i = 0; i < len; i++)
+		d[i] = fabs(df[i]);
+	for (long i = 0; i < in_len; i++)
+		x[i] = fabsf(xf[i]);
+	conv_correlate(o, d, x, n, gW, gb);
+	free(d);
+	free(x);
 }

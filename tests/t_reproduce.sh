@@ -1,0 +1,132 @@
+#!/bin/sh
+# tools/plot.c on fixed metrics files (means, spreads, nulls, errors, SVGs,
+# bad input) and tools/reproduce.sh end to end on the synthetic data set.
+cd "$(dirname "$0")/.." || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fx=tests/reproduce
+fails=0
+work_dirs=$(ls -d build/repro.* 2>/dev/null | wc -l)   # other runs' work directories
+fail() { echo "FAIL t_reproduce: $*"; fails=$((fails + 1)); }
+has() {   # FILE TEXT: the file contains the text (fixed string)
+	grep -qF -- "$2" "$1" || fail "$1 lacks: $2"
+}
+count() {   # FILE TEXT N: the text occurs N times
+	n=$(grep -oF -- "$2" "$1" | wc -l)
+	[ "$n" = "$3" ] || fail "$1: '$2' occurs $n times, want $3"
+}
+
+cc -std=gnu11 -O2 -Wall -Wextra -Werror -o "$tmp/plot" tools/plot.c -lm || { echo "FAIL t_reproduce: plot.c does not compile"; exit 1; }
+
+# ---- the summary of fixed runs ----
+mkdir -p "$tmp/out"
+T=$(printf '\t')
+cat >"$tmp/manifest" <<EOF
+config${T}bp${T}h1=bp h2=bp out=bp
+config${T}fa${T}h1=fa h2=fa out=fa
+config${T}mix-bp-kp-wm${T}h1=bp h2=kp out=wm
+config${T}dfa${T}h1=dfa h2=dfa out=dfa
+run${T}bp${T}1${T}4.5${T}$fx/bp_seed1.jsonl
+run${T}fa${T}1${T}5.0${T}$fx/fa_seed1.jsonl
+run${T}fa${T}2${T}7.0${T}$fx/fa_seed2.jsonl
+error${T}fa${T}3${T}train: wtn: non-finite loss at epoch 2 step 7; stopping
+run${T}mix-bp-kp-wm${T}1${T}6${T}$fx/mix_seed1.jsonl
+error${T}dfa${T}-${T}wtnc: --feedback:1:4: error: rule 'dfa' is not supported yet
+EOF
+if "$tmp/plot" "$tmp/out" <"$tmp/manifest" >"$tmp/tables.md" 2>"$tmp/err"; then
+	md=$tmp/tables.md
+	# fa: last-epoch test accuracies 82 and 84; sample std sqrt(2).
+	has "$md" "| [fa](#fa) | fa | fa | fa | 2 of 3 **ERROR** | 83.00 ± 1.41 | 82.00 – 84.00 | 83.50 |"
+	# bp: one seed, samples/s the mean of the non-null epochs.
+	has "$md" "| [bp](#bp) | bp | bp | bp | 1 of 1 | 86.00 | 86.00 – 86.00 | 86.00 | 15000 |"
+	has "$md" "| [dfa](#dfa) | dfa | dfa | dfa | 0 of 0 | **ERROR** (see below) |"
+	has "$md" "**ERROR** (compile): \`wtnc: --feedback:1:4: error: rule 'dfa' is not supported yet\`"
+	has "$md" "**ERROR** (seed 3): \`train: wtn: non-finite loss at epoch 2 step 7; stopping\`"
+	# fa out: angle 80/82 after epoch 1, 60/64 at the end; h1's delta is
+	# null or missing in seed 2, so only seed 1's counts.
+	has "$md" "| out | fa | 81.0 ± 1.4 | 62.0 ± 2.8 | 0.65 ± 0.00 | 0.0 ± 0.0 |"
+	has "$md" "| h1 | fa | 89.9 ± 0.0 | 89.7 ± 0.0 | 1.00 ± 0.00 | 77.0 |"
+	has "$md" "| h1 | bp | — | — | — | 45.0 |"
+	has "$md" "| h2 | kp | 89.0 | 70.0 | 1.00 | 20.0 |"
+	# bp wrote no layers: every cell is missing, none invented.
+	has "$md" "| out | bp | — | — | — | — |"
+	for f in accuracy angle delta_angle; do
+		svg=$tmp/out/$f.svg
+		[ -s "$svg" ] || { fail "$f.svg missing"; continue; }
+		head -c 4 "$svg" | grep -q '<svg' || fail "$f.svg does not start with <svg"
+		tail -n 1 "$svg" | grep -q '</svg>' || fail "$f.svg does not end with </svg>"
+		if command -v xmllint >/dev/null; then
+			xmllint --noout "$svg" || fail "$f.svg is not well-formed XML"
+		fi
+		has "$svg" "h1 bp, h2 kp, out wm"
+		has "$svg" "dfa (error: no data)"
+	done
+	# A line per configuration with data: bp, fa, mix in accuracy; fa in
+	# three panels and mix in two (its h1 has no B) for angles; delta: fa in
+	# three panels, mix in three.
+	count "$tmp/out/accuracy.svg" "<polyline" 3
+	count "$tmp/out/angle.svg" "<polyline" 5
+	count "$tmp/out/delta_angle.svg" "<polyline" 6
+	has "$tmp/out/angle.svg" "layer out"
+	has "$tmp/out/accuracy.svg" ">epoch</text>"
+else
+	fail "plot failed on the fixtures: $(cat "$tmp/err")"
+fi
+
+# ---- bad input: a clear message and status 1 (usage: 2) ----
+expect_fail() {   # MANIFEST-LINE MESSAGE
+	printf 'config\tx\th1=fa\n%s\n' "$1" >"$tmp/bad"
+	"$tmp/plot" "$tmp/out" <"$tmp/bad" >/dev/null 2>"$tmp/err"
+	st=$?
+	[ "$st" = 1 ] || fail "status $st, want 1, for: $1"
+	grep -qF -- "$2" "$tmp/err" || fail "message '$(cat "$tmp/err")' lacks '$2'"
+}
+expect_fail "run${T}x${T}1${T}1${T}$fx/truncated.jsonl" "truncated.jsonl:1: bad JSON"
+expect_fail "run${T}x${T}1${T}1${T}$fx/wrongtype.jsonl" "field \"test_acc\" is not a number"
+expect_fail "run${T}x${T}1${T}1${T}$tmp/none.jsonl" "none.jsonl: No such file"
+expect_fail "run${T}y${T}1${T}1${T}$fx/bp_seed1.jsonl" "unknown configuration y"
+expect_fail "run${T}x${T}1${T}soon${T}$fx/bp_seed1.jsonl" "bad seconds"
+expect_fail "bogus line" "expected config/run/error"
+"$tmp/plot" >/dev/null 2>&1 </dev/null
+[ $? = 2 ] || fail "plot without arguments: want status 2"
+
+# ---- reproduce.sh end to end, on synthetic data ----
+out=$tmp/repro
+if REPRO_DATA=synthetic REPRO_CONFIGS="bp fa" REPRO_SEEDS=2 REPRO_EPOCHS=2 REPRO_OUT=$out \
+	tools/reproduce.sh >"$tmp/log" 2>&1; then
+	has "$out/README.md" "| [bp](#bp) | bp | bp | bp | 2 of 2 |"
+	has "$out/README.md" "| [fa](#fa) | fa | fa | fa | 2 of 2 |"
+	has "$out/README.md" "REPRO_SEEDS=2 REPRO_EPOCHS=2"
+	has "$out/README.md" "784-1000 relu-1000 relu-10 identity"
+	has "$out/README.md" "CPUs (nproc)"
+	has "$tmp/log" "estimated total"
+	for s in 1 2; do
+		[ "$(wc -l <"$out/runs/fa/seed$s.jsonl")" = 2 ] || fail "runs/fa/seed$s.jsonl: want 2 lines"
+	done
+	[ -s "$out/angle.svg" ] || fail "reproduce.sh wrote no angle.svg"
+else
+	fail "reproduce.sh on synthetic data failed: $(tail -n 3 "$tmp/log")"
+fi
+
+# A network that does not compile: every configuration is an ERROR, the
+# README still says so, and the status is 1.
+out=$tmp/broken
+REPRO_NET=$fx/broken.wtn REPRO_CONFIGS="bp kp" REPRO_SEEDS=1 REPRO_EPOCHS=1 REPRO_OUT=$out \
+	tools/reproduce.sh >"$tmp/log" 2>&1
+st=$?
+[ "$st" = 1 ] || fail "reproduce.sh with a broken network: status $st, want 1"
+has "$tmp/log" "ERROR: bp (seed -): wtnc:"
+has "$tmp/log" "ERROR: kp (seed -): wtnc:"
+has "$out/README.md" "**2 ERROR(S)**"
+has "$out/README.md" "| [kp](#kp) | kp | kp | kp | 0 of 0 | **ERROR** (see below) |"
+
+for bad in "REPRO_SEEDS=0" "REPRO_EPOCHS=x" "REPRO_CONFIGS=nope" "REPRO_DATA=a b"; do
+	env "$bad" REPRO_OUT="$tmp/unused" tools/reproduce.sh >/dev/null 2>"$tmp/err"
+	st=$?
+	[ "$st" = 1 ] || fail "$bad: status $st, want 1"
+	grep -q "^reproduce: " "$tmp/err" || fail "$bad: no message"
+done
+[ -e "$tmp/unused/README.md" ] && fail "a bad setting still wrote results"
+
+[ "$(ls -d build/repro.* 2>/dev/null | wc -l)" = "$work_dirs" ] || fail "reproduce.sh left a work directory under build/"
+[ "$fails" = 0 ]
