@@ -33,7 +33,7 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
 	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
 	        "  --no-shuffle     keep the data order\n"
-	        "  --steps N        mirror steps for the mirror command\n"
+	        "  --steps N        train: stop after N training steps; mirror: run N steps\n"
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
 	        "  --metrics FILE   write one JSON object per epoch\n"
@@ -108,7 +108,7 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 		t->seed = v;
 	} else if (strcmp(name, "--steps") == 0) {
 		if (!parse_long_arg(val, 1, 1000000000, &v))
-			return usage_error("--steps %s: expected a whole number of mirror steps >= 1", val);
+			return usage_error("--steps %s: expected a whole number of steps >= 1", val);
 		o->steps = v;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))
@@ -181,8 +181,8 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 	bool mirror = strcmp(o->command, "mirror") == 0;
 	if (mirror && !o->steps)
 		return usage_error("mirror needs --steps N (how many mirror steps)");
-	if (!mirror && o->steps)
-		return usage_error("--steps is for the mirror command");
+	if (!mirror && o->steps && strcmp(o->command, "train") != 0)
+		return usage_error("--steps is for the train and mirror commands");
 	return -1;
 }
 

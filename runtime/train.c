@@ -97,7 +97,8 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	double last_draw = 0;
 	int step = 0, n;
 	rt_batcher_start_epoch(&r->batcher);
-	while ((n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
+	while ((!o->steps || opt->step < o->steps) &&
+	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
 		step++;
 		wtn_forward(r->bufs, n);
 		float loss = wtn_loss(r->bufs, r->labels, n);
@@ -157,7 +158,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
 	bool tty = isatty(STDOUT_FILENO);
-	for (int epoch = 0; epoch < t->epochs; epoch++) {
+	for (int epoch = 0; epoch < t->epochs && (!o->steps || opt.step < o->steps); epoch++) {
 		EpochTotals e = {0};
 		rt_optim_begin_epoch(&opt, epoch);
 		double t0 = now_seconds();

@@ -260,7 +260,7 @@ typedef struct RtOptions {
 	int threads;           /* 0: online CPUs */
 	int max_batch;         /* the compiled batch: buffers hold this many samples */
 	bool no_shuffle;
-	long steps;            /* mirror --steps */
+	long steps;            /* --steps: mirror steps, or a limit on training steps */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);

@@ -226,7 +226,10 @@ rnet wm "h=wm(rate=0.01, decay=0.01, warmup=50)" "out=wm(rate=0.01, decay=0.01, 
 NET=tiny
 expect 1 "network tiny has no weight-mirror (wm) layer" "" -- mirror --steps 5
 expect 2 "mirror needs --steps N" "" -- mirror
-expect 2 "--steps is for the mirror command" "" -- --steps 5
+expect 2 "--steps is for the train and mirror commands" "" -- eval --init x --steps 5
+# train --steps N stops after N steps, inside the first epoch here.
+expect 0 "" "" -- --epochs 3 --steps 2 --metrics "$T/steps.jsonl"
+[ "$(wc -l <"$T/steps.jsonl")" = 1 ] || bad "train --steps 2 ran more than one epoch"
 
 # ---- conv nets: CIFAR-10 files, batchnorm statistics in checkpoints ----
 if ! $WTNC tests/runtime/cnn.wtn -o "$T/cnn" >"$T/cc.out" 2>&1; then

@@ -89,10 +89,10 @@ echo "reproduce: $nconfigs configurations x $seeds seeds x $epochs epochs on $nc
 # Time estimate: one epoch of the all-bp network, measured now, times the
 # epochs to run, each weighted by its configuration's cost relative to bp.
 # Measured on 2 cores: a wm layer on a 1000-wide input (h1, h2) adds about
-# 0.75 (its mirror step after every training step, and the warmup); the
+# one epoch's cost per epoch (its mirror step after every training step, and the warmup); the
 # other rules cost about what bp does.
 cost_weights() {
-	echo "$configs" | awk '{ w = 1; for (i = 2; i <= NF; i++) if ($i ~ /=wm$/ && $i !~ /^out=/) w += 0.75; s += w } END { print s }'
+	echo "$configs" | awk '{ w = 1; for (i = 2; i <= NF; i++) if ($i ~ /=wm$/ && $i !~ /^out=/) w += 1; s += w } END { print s }'
 }
 estimate_secs=""
 t0=$(now)
@@ -101,7 +101,7 @@ if build/wtnc "$net" --feedback h1=bp --feedback h2=bp --feedback out=bp -o "$wo
 	"$work/calibrate" train --epochs 1 --seed 1 $threads_opt $data_opt </dev/null >/dev/null; then
 	epoch_secs=$(elapsed "$t0")
 	estimate_secs=$(awk -v e="$epoch_secs" -v w="$(cost_weights)" -v n="$((seeds * epochs))" 'BEGIN { print e * w * n }')
-	echo "reproduce: one all-bp epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate_secs") (wm configurations +0.75 of an epoch per epoch for each wm hidden layer)"
+	echo "reproduce: one all-bp epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate_secs") (wm configurations each wm hidden layer costs about one more epoch per epoch)"
 else
 	echo "reproduce: ERROR: the all-bp timing run failed; no time estimate (the runs below will show why)" >&2
 fi
