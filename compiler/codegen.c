@@ -1926,8 +1926,10 @@ static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
 
 /* One mirror step of layer l: noise x in its input slot ([n, in]; images
  * for conv), linear response y = x W^T (conv: y = conv(x), no bias) in its
- * y slot, then B = (1 - decay) B + (rate / n) y^T x (conv: y^T col(x),
- * summed chunk by chunk; in patch order, then folded into B). */
+ * y slot, then B = (1 - decay) B + (rate / n) y^T x (conv: y^T col(x)
+ * over all n*OH*OW output pixels, divided by n*OH*OW rather than n, so that
+ * the fixed point is rate * noise^2 / decay * W as for dense layers; summed
+ * chunk by chunk in patch order, then folded into B). */
 static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
 	const IRRule *r = &l->rule;
@@ -1938,7 +1940,9 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	                                     ci64(cg, l->in), "");
 	LLVMValueRef nargs[] = { x, count, cf32(cg, noise) };
 	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
-	LLVMValueRef alpha = fdiv(cg, cf32(cg, rate), LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
+	long pixels = l->kind == OP_CONV2D ? (long)l->out_shape.h * l->out_shape.w : 1;
+	LLVMValueRef alpha = fdiv(cg, cf32(cg, rate / (double)pixels),
+	                          LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
 	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
 	if (l->kind == OP_CONV2D) {
 		ConvScratch cs = conv_scratch(cg, bufs, l);

@@ -10,7 +10,7 @@
  *   (channels fastest, so per-channel work vectorises and a convolution is
  *   one matrix product over all n*h*w output pixels);
  *   dense weight W[out, in]; conv weight W[F, C, kh, kw] (PyTorch's, so the
- *   im2col patch order is (c, i, j)); feedback B in W's shape; bias b[out];
+ *   im2col columns are in (i, j, c) patch order, W is permuted to match);
  *   dfa matrix D[n_out, out_units]; batchnorm gamma (W), beta (b), running
  *   mean and variance [C]. A flatten turns NHWC into PyTorch's (c, h, w)
  *   order, so dense weights after it load from PyTorch checkpoints as is.
@@ -45,8 +45,11 @@ typedef void  wtn_forward_eval_fn(float **bufs, int n);
  * the mean loss over the n samples and writes the output layer's error d
  * (dL/da, already divided by the batch size). */
 typedef float wtn_loss_fn(float **bufs, const int32_t *labels, int n);
-/* Backward pass: errors d of every layer (through W, B or D as each layer's
- * rule says) and gradients gW, gb. */
+/* Backward pass: errors d (through W, B or D as each layer's rule says) and
+ * gradients gW, gb. A layer's d is written only where something needs it:
+ * the layer has parameters or feeds one whose error needs it (so a pool
+ * right after the input, or a layer feeding only a dfa layer, keeps
+ * whatever its d slot held). */
 typedef void  wtn_backward_fn(float **bufs, int n);
 /* Optimiser step on every parameter tensor, fused per tensor. Each tensor's
  * elements are split into nparts chunks; this call does chunk `part`, so the
@@ -117,7 +120,9 @@ void wtn_noise(float *dst, long count, float std);
  *       aux, aux2: per-kind scratch: maxpool argmax (batch buf of int32 per
  *       output element in aux); batchnorm batch mean and 1/sqrt(var+eps)
  *       (scratch [C] in aux and aux2); conv2d im2col columns (scratch in aux,
- *       may be shared between layers).
+ *       shared between layers) and W permuted to patch order [F, kh, kw, C]
+ *       (scratch in aux2, shared; -1 when C = 1 or k = 1, where the orders
+ *       agree).
  *       M: the random magnitudes of frsf (B = |M| * sign(W)), in W's shape.
  *       y: the layer's output (after its fused activation); d: dL/d(pre-
  *       activation), where every consumer accumulates its error.

@@ -816,7 +816,7 @@ static void check_mirror(Ctx *c, float **start)
 		int mirror = L->change == RT_CHANGE_MIRROR;
 		restore(c, start);
 		wtn_mirror(c->bufs, l, c->n);
-		char stage[96];
+		char stage[160];
 		snprintf(stage, sizeof stage, "mirror of %s%s", L->name,
 		         mirror ? "" : " (no mirror phase)");
 		for (int s = 0; s < c->m.nbufs; s++)

@@ -423,7 +423,7 @@ static double *bn_xhat(const RtModel *m, float **bufs, int l, int n, double *inv
 	int C = o->in.c;
 	long len = (long)n * units(o->in);
 	const float *xf = bufs[ref_input_slot(m, l)];
-	double *x = malloc(len * sizeof *x), *mean = malloc(C * sizeof *mean);
+	double *x = calloc(len ? len : 1, sizeof *x), *mean = malloc(C * sizeof *mean);
 	for (long i = 0; i < len; i++)
 		x[i] = xf[i];
 	ref_bn_batch_stats(m, l, x, n, mean, invstd);
@@ -752,15 +752,18 @@ void ref_mirror(const RtModel *m, float **bufs, int l, int n, double *y, double 
 		x[i] = xf[i];
 	conv_forward(o, bufs[L->W], NULL, RT_ACT_IDENTITY, x, n, y);
 	conv_correlate(o, y, xf, n, corr, NULL);
+	/* averaged over the n*OH*OW output pixels (dense: OH = OW = 1) */
+	double pixels = (double)o->out.h * o->out.w;
 	for (long e = 0; e < nw; e++)
-		B[e] = (1 - decay) * B[e] + rate / n * corr[e];
+		B[e] = (1 - decay) * B[e] + rate / (n * pixels) * corr[e];
 	free(x);
 	free(corr);
 }
 
-/* Expected update E[y^T col(x)] / n for x ~ N(0, noise^2): the taps of one
- * patch are distinct pixels, so each weight meets its own input once per
- * output pixel where its tap is inside the image. */
+/* Expected update E[y^T col(x)] / (n*OH*OW) for x ~ N(0, noise^2): the taps
+ * of one patch are distinct pixels, so each weight meets its own input once
+ * per output pixel where its tap is inside the image; the fixed point is
+ * rate * noise^2 / decay * W times the fraction of such pixels. */
 void ref_mirror_fixed_point(const RtModel *m, float **bufs, int l, double *B)
 {
 	const RtLayer *L = &m->layers[l];
@@ -775,7 +778,8 @@ void ref_mirror_fixed_point(const RtModel *m, float **bufs, int l, double *B)
 					cnt += inside(o->in, tap(o, oy, i), tap(o, ox, j));
 			for (int f = 0; f < o->out.c; f++)
 				for (int c = 0; c < o->in.c; c++)
-					B[w_at(o, f, c, i, j)] = k * cnt * bufs[L->W][w_at(o, f, c, i, j)];
+					B[w_at(o, f, c, i, j)] = k * cnt / ((double)o->out.h * o->out.w)
+					                         * bufs[L->W][w_at(o, f, c, i, j)];
 		}
 }
 
