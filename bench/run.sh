@@ -8,7 +8,7 @@
 # set the number of training steps of batch 128 timed in each run.
 set -e
 cd "$(dirname "$0")/.."
-tmp=$(mktemp -d)
+mkdir -p build && tmp=$(mktemp -d build/bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 mlp_steps=${BENCH_MLP_STEPS:-469}
 conv_steps=${BENCH_CONV_STEPS:-100}

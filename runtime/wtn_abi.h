@@ -9,8 +9,9 @@
  *   vector activations y[n, units]; image activations NHWC y[n, h, w, c]
  *   (channels fastest, so per-channel work vectorises and a convolution is
  *   one matrix product over all n*h*w output pixels);
- *   dense weight W[out, in]; conv weight W[F, C, kh, kw] (PyTorch's, so the
- *   im2col columns are in (i, j, c) patch order, W is permuted to match);
+ *   dense weight W[out, in]; conv weight W[F, C, kh, kw] (PyTorch's; im2col
+ *   columns are in (i, j, c) patch order and W is permuted to match);
+ *   feedback B in W's shape; bias b[out];
  *   dfa matrix D[n_out, out_units]; batchnorm gamma (W), beta (b), running
  *   mean and variance [C]. A flatten turns NHWC into PyTorch's (c, h, w)
  *   order, so dense weights after it load from PyTorch checkpoints as is.

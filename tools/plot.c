@@ -682,7 +682,7 @@ static void format_tick(char *buf, size_t size, double v, double step)
 
 enum {
 	PANEL_W = 320, PANEL_H = 280, MARGIN_L = 64, MARGIN_T = 66, MARGIN_B = 56,
-	PANEL_GAP = 56, LEGEND_W = 230, LEGEND_ROW = 18,
+	PANEL_GAP = 56, LEGEND_W = 280, LEGEND_ROW = 18,
 };
 
 typedef struct {
