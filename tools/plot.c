@@ -632,6 +632,7 @@ static void config_label(const Config *c, char *buf, size_t size)
 static const char *palette[] = {
 	"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 	"#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#000000", "#393b79",
+	"#e6ab02", "#a6761d", "#fb9a99", "#66a61e",
 };
 enum { NPALETTE = sizeof palette / sizeof palette[0] };
 

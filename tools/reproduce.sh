@@ -106,7 +106,7 @@ if build/wtnc "$net" --feedback h1=bp --feedback h2=bp --feedback out=bp -o "$wo
 	"$work/calibrate" train --epochs 1 --seed 1 $threads_opt $data_opt </dev/null >/dev/null; then
 	epoch_secs=$(elapsed "$t0")
 	estimate_secs=$(awk -v e="$epoch_secs" -v w="$(cost_weights)" -v n="$((seeds * epochs))" 'BEGIN { print e * w * n }')
-	echo "reproduce: one all-bp epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate_secs") (wm configurations each wm hidden layer costs about one more epoch per epoch)"
+	echo "reproduce: one all-bp epoch takes ${epoch_secs}s; estimated total $(minutes "$estimate_secs") (each wm hidden layer counted as one more epoch per epoch)"
 else
 	echo "reproduce: ERROR: the all-bp timing run failed; no time estimate (the runs below will show why)" >&2
 fi
