@@ -272,6 +272,22 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	return 0;
 }
 
+/* PyTorch's state_dict keeps an int64 counter NAME.num_batches_tracked per
+ * batchnorm layer; it only matters for momentum=None, which wtn does not
+ * have, so such entries are accepted and ignored. */
+static bool is_batch_counter(const RtModel *m, const char *key)
+{
+	static const char suffix[] = ".num_batches_tracked";
+	size_t n = strlen(key), ns = sizeof suffix - 1;
+	if (n <= ns || strcmp(key + n - ns, suffix) != 0)
+		return false;
+	for (int i = 0; i < m->nlayers; i++)
+		if (m->layers[i].kind == RT_OP_BATCHNORM && strlen(m->layers[i].name) == n - ns &&
+		    strncmp(m->layers[i].name, key, n - ns) == 0)
+			return true;
+	return false;
+}
+
 static int load_tensors(const char *path, const RtModel *m, float **bufs, const RtJson *hdr,
                         const char *data, long datalen)
 {
@@ -280,7 +296,7 @@ static int load_tensors(const char *path, const RtModel *m, float **bufs, const 
 	int *slots = calloc(hdr->nitems + 1, sizeof *slots);
 	for (int i = 0; i < hdr->nitems && rc == 0; i++) {
 		const RtJson *t = &hdr->items[i];
-		if (strcmp(t->key, "__metadata__") == 0)
+		if (strcmp(t->key, "__metadata__") == 0 || is_batch_counter(m, t->key))
 			continue;
 		rc = check_tensor(path, m, t, datalen, &slots[n], &ranges[n]);
 		n++;

@@ -304,6 +304,16 @@ expect 0 "" "" -- --init "$T/cnn.st" --data "$T/c10"
 # Shape mismatches name every dimension.
 { head -c 8 "$T/cnn.st"; sed "s/\[4,3,3,3\]/[4,3,5,5]/" "$T/cnn.hdr"; tail -c +$((9 + hlen)) "$T/cnn.st"; } >"$T/cnn5.st"
 expect 1 "$T/cnn5.st" "conv1.weight has shape [4, 3, 5, 5], the network expects [4, 3, 3, 3]" -- eval --init "$T/cnn5.st" --data "$T/c10"
+# PyTorch's state_dict adds an int64 num_batches_tracked per batchnorm:
+# accepted and ignored; on a layer that is not a batchnorm it is unknown.
+dlen=$(($(wc -c <"$T/cnn.st") - 8 - hlen))
+counter() { hdr=$(sed 's/} *$//' "$T/cnn.hdr")",\"$1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[$dlen,$((dlen + 8))]}}"
+	{ le64 ${#hdr}; printf '%s' "$hdr"; tail -c +$((9 + hlen)) "$T/cnn.st"; head -c 8 /dev/zero; } >"$2"; }
+counter bn1 "$T/torch.st"
+expect 0 "" "" -- eval --init "$T/torch.st" --data "$T/c10"
+grep -qF "$trained" "$T/out" || bad "cnn: eval of a checkpoint with num_batches_tracked gives '$(cat "$T/out")'"
+counter conv1 "$T/torch2.st"
+expect 1 "$T/torch2.st" "unknown tensor conv1.num_batches_tracked" -- eval --init "$T/torch2.st" --data "$T/c10"
 # A conv net's checkpoint does not fit the dense net.
 NET=tiny
 expect 1 "$T/cnn.st" "unknown tensor conv1.weight" -- eval --init "$T/cnn.st"
