@@ -1673,6 +1673,10 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 	if (v->kind == VAL_STR) {
 		if (!v->text[0])
 			diag_error(v->pos, "the data path is empty");
+		else if (strpbrk(v->text, " \t="))
+			/* the spec the binary reads is made of space-separated words */
+			diag_error(v->pos, "a data path cannot hold spaces, tabs or '=' (use --data DIR"
+			           " when running the binary)");
 		t->data = v->text;
 		return;
 	}
@@ -1680,9 +1684,11 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 		diag_error(v->pos, "expected a data set name or a \"path\", found %s", describe(v));
 		return;
 	}
-	const char *names[] = {"fashion_mnist", "mnist", "cifar10", "synthetic"};
-	if (index_of(v->text, names, 4) < 0) {
-		const char *sg = suggest_from(v->text, names, 4);
+	const char *names[NDATA];
+	for (int i = 0; i < NDATA; i++)
+		names[i] = data_sets[i].name;
+	if (index_of(v->text, names, NDATA) < 0) {
+		const char *sg = suggest_from(v->text, names, NDATA);
 		if (sg)
 			diag_error(v->pos, "unknown data set '%s' (did you mean '%s'?)", v->text, sg);
 		else
@@ -1942,7 +1948,14 @@ static void check_data_shapes(Sema *S, const TrainCfg *t)
 	int units = ds.c * ds.h * ds.w;
 	if (in && in->shape.c > 0) {
 		Shape s = in->shape;
-		if (is_vector(s) && s.c != units) {
+		if (is_vector(s) && ds.c > 1) {
+			/* the loaders keep colour images channels-last; a flat input
+			 * would silently see another pixel order than PyTorch's */
+			diag_error(in->shape_pos, "input '%s' is a vector, but %s examples are %s images"
+			           " (declare it as %s[%d, %d, %d])", in->name, d->name, shape_str(ds),
+			           in->name, ds.c, ds.h, ds.w);
+			diag_note(S->data_stmt->val->pos, "the data set is chosen here");
+		} else if (is_vector(s) && s.c != units) {
 			diag_error(in->shape_pos, "input '%s' has %d units, but %s examples have %d",
 			           in->name, s.c, d->name, units);
 			diag_note(S->data_stmt->val->pos, "the data set is chosen here");
