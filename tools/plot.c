@@ -7,6 +7,10 @@
  *   config  NAME  SPEC               SPEC: "h1=bp h2=kp out=wm"
  *   run     NAME  SEED  SECONDS  FILE   FILE: the run's --metrics JSON lines
  *   error   NAME  SEED  MESSAGE      SEED "-": the configuration did not compile
+ *   published  NAME  ERROR       a published test error % for NAME (optional)
+ *
+ * and OUTDIR may be followed by a LABEL (the network and data set, e.g.
+ * "LeNet, Fashion-MNIST") that starts the plots' titles.
  *
  * It writes OUTDIR/accuracy.svg (test accuracy per epoch), OUTDIR/angle.svg
  * and OUTDIR/delta_angle.svg (one panel per layer), each line the mean over
@@ -326,6 +330,7 @@ typedef struct {
 	char **layer_names, **layer_rules;   /* parsed from spec, in order */
 	int nspec;
 	bool mixed;                          /* rules differ between layers */
+	double published;                    /* published test error %, or NaN */
 	Run *runs;
 	int nruns;
 	RunError *errors;
@@ -477,15 +482,25 @@ static void read_manifest(FILE *in)
 		if (strcmp(f[0], "config") == 0 && n == 3) {
 			if (find_config(f[1]))
 				fail("manifest line %d: configuration %s given twice", lineno, f[1]);
-			Config c = { .name = xstrdup(f[1]), .spec = xstrdup(f[2]) };
+			Config c = { .name = xstrdup(f[1]), .spec = xstrdup(f[2]), .published = NAN };
 			PUSH(configs, nconfigs, c);
 			parse_spec(&configs[nconfigs - 1]);
+			continue;
+		}
+		if (strcmp(f[0], "published") == 0 && n == 3) {
+			Config *c = find_config(f[1]);
+			if (!c)
+				fail("manifest line %d: unknown configuration %s", lineno, f[1]);
+			char *end;
+			c->published = strtod(f[2], &end);
+			if (end == f[2] || *end || !(c->published >= 0 && c->published <= 100))
+				fail("manifest line %d: bad published error '%s' (want a percentage)", lineno, f[2]);
 			continue;
 		}
 		bool is_run = strcmp(f[0], "run") == 0 && n == 5;
 		bool is_error = strcmp(f[0], "error") == 0 && n == 4;
 		if (!is_run && !is_error)
-			fail("manifest line %d: expected config/run/error with tab-separated fields", lineno);
+			fail("manifest line %d: expected config/run/error/published with tab-separated fields", lineno);
 		Config *c = find_config(f[1]);
 		if (!c)
 			fail("manifest line %d: unknown configuration %s", lineno, f[1]);
@@ -973,10 +988,118 @@ static void md_config(FILE *out, const Config *c)
 	}
 }
 
+/* Our test error (100 - accuracy) beside a published one, for the
+ * configurations that have one, each as a gap to the configuration "bp". */
+static bool any_published(void)
+{
+	for (int ci = 0; ci < nconfigs; ci++)
+		if (!isnan(configs[ci].published))
+			return true;
+	return false;
+}
+
+static void md_gap(char *buf, size_t size, double v, double bp)
+{
+	if (isfinite(v) && isfinite(bp))
+		snprintf(buf, size, "%+.2f", v - bp);
+	else
+		snprintf(buf, size, "—");
+}
+
+/* "bp 9.20 < usf 9.69 < ...": the configurations with a published error,
+ * ordered by one of the two errors (ours: mean over seeds). */
+static int rank_by_ours;   /* qsort has no context argument */
+
+static double rank_error(const Config *c)
+{
+	if (!rank_by_ours)
+		return c->published;
+	Stats acc = config_stats(c, M_TEST_ACC, NULL, 0);
+	return acc.n ? 100 - acc.mean : NAN;
+}
+
+static int by_error(const void *a, const void *b)
+{
+	double x = rank_error(*(const Config *const *)a), y = rank_error(*(const Config *const *)b);
+	if (isnan(x) || isnan(y))
+		return isnan(x) - isnan(y);   /* missing last */
+	return (x > y) - (x < y);
+}
+
+static void md_ranking(FILE *out, bool ours)
+{
+	const Config **order = xrealloc(NULL, nconfigs * sizeof *order);
+	int n = 0;
+	rank_by_ours = ours;   /* rank_error reads it */
+	for (int ci = 0; ci < nconfigs; ci++)
+		if (!isnan(configs[ci].published) && !isnan(rank_error(&configs[ci])))
+			order[n++] = &configs[ci];
+	qsort(order, n, sizeof *order, by_error);
+	fputs(ours ? "- ours: " : "- published: ", out);
+	for (int i = 0; i < n; i++) {
+		char label[256], v[32];
+		config_label(order[i], label, sizeof label);
+		md_number(v, sizeof v, rank_error(order[i]), 2);
+		fprintf(out, "%s%s %s", i ? " < " : "", label, v);
+	}
+	if (n == 0)
+		fputs("(no run finished)", out);
+	fputc('\n', out);
+	free(order);
+}
+
+static void md_comparison(FILE *out)
+{
+	const Config *bp = find_config("bp");
+	double our_bp = NAN;
+	if (bp && bp->nruns)
+		our_bp = 100 - config_stats(bp, M_TEST_ACC, NULL, 0).mean;
+	fputs("## Comparison with the published errors\n\n"
+	      "Test error % = 100 − test accuracy after the last epoch: ours is the mean ± sample std "
+	      "over the seeds that finished. Gap: the error minus bp's error in the same column, in "
+	      "points (positive: worse than bp). Per layer: angle(B,W) ° / delta angle ° after the "
+	      "last epoch, mean over seeds (— : not reported; bp and dfa layers have no B).\n\n"
+	      "| rule | seeds ok | test error % (ours) | test error % (published) | gap to bp (ours) "
+	      "| gap to bp (published) |",
+	      out);
+	for (int i = 0; i < nall_layers; i++)
+		fprintf(out, " %s angle / δ |", all_layers[i]);
+	fputs("\n|---|---|---|---|---|---|", out);
+	for (int i = 0; i < nall_layers; i++)
+		fputs("---|", out);
+	fputc('\n', out);
+	for (int ci = 0; ci < nconfigs; ci++) {
+		const Config *c = &configs[ci];
+		char label[256], err[64], pub[32], gap[32], pub_gap[32];
+		config_label(c, label, sizeof label);
+		Stats acc = config_stats(c, M_TEST_ACC, NULL, 0);
+		Stats e = acc;
+		e.mean = 100 - acc.mean;   /* the spread of 100 - x is that of x */
+		md_mean_spread(err, sizeof err, e, 2);
+		md_number(pub, sizeof pub, c->published, 2);
+		md_gap(gap, sizeof gap, acc.n ? e.mean : NAN, our_bp);
+		md_gap(pub_gap, sizeof pub_gap, c->published, bp ? bp->published : NAN);
+		fprintf(out, "| [%s](#%s) | %d of %d%s | %s | %s | %s | %s |", label, c->name, c->nruns,
+		        config_attempts(c), c->nerrors ? " **ERROR**" : "", c->nruns ? err : "**ERROR**",
+		        pub, gap, pub_gap);
+		for (int i = 0; i < nall_layers; i++) {
+			char a[32], d[32];
+			md_number(a, sizeof a, config_stats(c, M_ANGLE, all_layers[i], 0).mean, 1);
+			md_number(d, sizeof d, config_stats(c, M_DELTA, all_layers[i], 0).mean, 1);
+			fprintf(out, " %s / %s |", a, d);
+		}
+		fputc('\n', out);
+	}
+	fputs("\nRules with a published error, from the lowest error to the highest:\n\n", out);
+	md_ranking(out, true);
+	md_ranking(out, false);
+	fputc('\n', out);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-') {
-		fprintf(stderr, "usage: plot OUTDIR < MANIFEST\n"
+	if (argc < 2 || argc > 3 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: plot OUTDIR [LABEL] < MANIFEST\n"
 		        "writes OUTDIR/accuracy.svg, angle.svg, delta_angle.svg; prints Markdown tables\n");
 		return 2;
 	}
@@ -984,20 +1107,31 @@ int main(int argc, char **argv)
 	if (max_epoch == 0)
 		max_epoch = 1;
 
+	/* With a label, every title names the network and the data. */
+	const char *label = argc == 3 ? argv[2] : NULL;
+	char acc_title[512], angle_title[512], delta_title[512];
+	snprintf(acc_title, sizeof acc_title, "%s%stest accuracy (mean over seeds)",
+	         label ? label : "Fashion-MNIST", label ? ": " : " ");
+	snprintf(angle_title, sizeof angle_title, "%s%sAngle between feedback B and forward W, per layer "
+	         "(mean over seeds)", label ? label : "", label ? ": " : "");
+	snprintf(delta_title, sizeof delta_title, "%s%sDelta angle: error sent to the layer vs backprop's, "
+	         "per layer (mean over seeds)", label ? label : "", label ? ": " : "");
 	const PlotSpec plots[] = {
-		{ "accuracy.svg", "Fashion-MNIST test accuracy (mean over seeds)",
+		{ "accuracy.svg", acc_title,
 	  "after each epoch, on the whole test set; dashed: per-layer mixes", "test accuracy (%)",
 		  M_TEST_ACC, false, false },
-		{ "angle.svg", "Angle between feedback B and forward W, per layer (mean over seeds)",
+		{ "angle.svg", angle_title,
 	  "0 = B points like W; bp and dfa layers have no B, so no line; dashed: per-layer mixes",
 		  "angle(B, W) (degrees)", M_ANGLE, true, true },
-		{ "delta_angle.svg",
-		  "Delta angle: error sent to the layer vs backprop's, per layer (mean over seeds)",
+		{ "delta_angle.svg", delta_title,
 	  "on a fixed probe batch; 0 = the error backprop would send; dashed: per-layer mixes",
 		  "delta angle (degrees)", M_DELTA, true, true },
 	};
 	for (size_t i = 0; i < sizeof plots / sizeof plots[0]; i++)
 		write_plot(argv[1], &plots[i]);
+
+	if (any_published())
+		md_comparison(stdout);
 
 	fputs("## Summary\n\n"
 	      "Test accuracy after the last epoch: mean ± sample standard deviation (n − 1) over the "
