@@ -418,8 +418,10 @@ momentum 0.9, weight decay 1e-3, batch 64; their learning rate and schedule
 are not in our reference). Network: biotorch's LeNet for MNIST takes 32x32
 images, has a third conv (5x5, 120 filters) where we have fc1 (the same map
 from the 16x5x5 features, also with ReLU) and no ReLU between its two dense
-layers where our fc2 has one; their benchmark configurations ask for Xavier
-initialisation, ours is He's. Our errors after $lenet_epochs epochs are therefore
+layers where our fc2 has one; both initialise weights as Xavier does. At a
+learning rate of 0.005, fa and wm diverged within two epochs for some seeds
+(and so did a PyTorch LeNet with fa on its dense layers), so ours is 0.002.
+Our errors after $lenet_epochs epochs are therefore
 higher than errors after 100, and our gaps between rules are those of early
 training, which can differ from the gaps at the end (a rule that aligns
 slowly lags more early on). kp is not in biotorch's table; with our weight
