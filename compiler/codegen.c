@@ -18,8 +18,8 @@ typedef struct Cg {
 	LLVMModuleRef mod;
 	LLVMBuilderRef b;
 	LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_pf32, t_ppf32, t_pi32;
-	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty;
-	LLVMValueRef sgemm, noise, f_expf, f_logf, f_sqrt;
+	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty, range_ty, pfor_ty;
+	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_sqrt;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
 	char helper_name[64];      /* name of the helper being built (helper()) */
@@ -589,16 +589,18 @@ static ConvScratch conv_scratch(Cg *cg, LLVMValueRef bufs, const IRLayer *l)
 	return cs;
 }
 
-/* Chunks of samples: for (s0 = 0; s0 < n; s0 += chunk) with cnt samples. */
+/* Chunks of samples: for (s0 = lo; s0 < hi; s0 += chunk) with cnt samples
+ * (lo, hi: i64). */
 typedef struct Chunks { Loop lp; LLVMValueRef s0, cnt, first; } Chunks;
 
-static void chunks_begin(Cg *cg, Chunks *ck, LLVMValueRef n, int chunk)
+static void chunks_begin(Cg *cg, Chunks *ck, LLVMValueRef lo, LLVMValueRef hi, int chunk)
 {
-	LLVMValueRef nn = n64(cg, n);
+	LLVMValueRef nn = LLVMBuildSub(cg->b, hi, lo, "");
 	LLVMValueRef count = LLVMBuildSDiv(cg->b, iadd(cg, nn, ci64(cg, chunk - 1)), ci64(cg, chunk), "");
 	LLVMValueRef k = loop_begin(cg, &ck->lp, ci64(cg, 0), count);
-	ck->s0 = imul(cg, k, chunk);
-	LLVMValueRef left = LLVMBuildSub(cg->b, nn, ck->s0, "");
+	LLVMValueRef off = imul(cg, k, chunk);
+	ck->s0 = iadd(cg, lo, off);
+	LLVMValueRef left = LLVMBuildSub(cg->b, nn, off, "");
 	ck->cnt = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, left, ci64(cg, chunk), ""),
 	                          left, ci64(cg, chunk), "");
 	ck->first = LLVMBuildICmp(cg->b, LLVMIntEQ, k, ci64(cg, 0), "");
@@ -644,7 +646,7 @@ static void emit_conv_response(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const 
 	}
 	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, n, ir_conv_chunk(cg->net, l));
+	chunks_begin(cg, &ck, ci64(cg, 0), n64(cg, n), ir_conv_chunk(cg->net, l));
 	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
 	call_fn(cg, im2col, args, 3);
 	LLVMValueRef rows = imul(cg, ck.cnt, pix);
@@ -662,11 +664,77 @@ static void conv_bias_act_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int 
 	emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), rows);
 }
 
+/* ---- parallel loops over samples (wtn_parallel_for) ---- */
+
+/* parts = wtn_parallel_for(body, bufs, n, IR_MAX_PARTS) */
+static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n)
+{
+	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
+	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, bufs, t_pi8, ""), n64(cg, n),
+	                        ci32(cg, IR_MAX_PARTS) };
+	return LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
+}
+
+/* A range body named cg->helper_name: (ctx = bufs, lo, hi, part). */
+typedef struct Range { LLVMValueRef bufs, lo, hi, part; } Range;
+
+static Range begin_range_body(Cg *cg)
+{
+	LLVMTypeRef ps[4];
+	LLVMGetParamTypes(cg->range_ty, ps);
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	Range r = { LLVMBuildBitCast(cg->b, LLVMGetParam(f, 0), cg->t_ppf32, ""),
+	            LLVMGetParam(f, 1), LLVMGetParam(f, 2), n64(cg, LLVMGetParam(f, 3)) };
+	return r;
+}
+
+/* This part's columns in the shared scratch. */
+static LLVMValueRef part_columns(Cg *cg, const ConvScratch *cs, LLVMValueRef part)
+{
+	return elem_ptr(cg, cs->col, imul(cg, part, ir_col_part_elems(cg->net)));
+}
+
+/* Forward of an im2col conv over samples [lo, hi): per chunk, columns,
+ * one product, bias and activation while y is in cache. W is already in
+ * patch order (wp) where it needs to be. */
+static LLVMValueRef build_conv_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
+	long pix = pixels(l->out_shape);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef w = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, l->W);
+	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b);
+	LLVMValueRef col = part_columns(cg, &cs, r.part);
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	Chunks ck;
+	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	call_fn(cg, im2col, args, 3);
+	LLVMValueRef rows = imul(cg, ck.cnt, pix);
+	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
+	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, patch), col, patch,
+	           w, patch, 0.0, yc, F);
+	emit_bias_act(cg, l, li, yc, b, rows);
+	chunks_end(cg, &ck);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
-	emit_conv_response(cg, bufs, n, l, li, layer_input_ptr(cg, bufs, l),
-	                   slot_ptr(cg, bufs, l->W), slot_ptr(cg, bufs, l->y),
-	                   conv_bias_act_tail, NULL);
+	if (ir_conv_direct(l)) {
+		emit_conv_response(cg, bufs, n, l, li, layer_input_ptr(cg, bufs, l),
+		                   slot_ptr(cg, bufs, l->W), slot_ptr(cg, bufs, l->y),
+		                   conv_bias_act_tail, NULL);
+		return;
+	}
+	ConvScratch cs = conv_scratch(cg, bufs, l);
+	if (cs.wp)
+		emit_permute(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W), NULL);
+	emit_parallel(cg, helper(cg, build_conv_fwd_body, "conv_fwd", l, li, 0), bufs, n);
 }
 
 /* ---- batchnorm ---- */
@@ -1078,6 +1146,35 @@ static LLVMValueRef build_eltwise(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* A pool over samples [lo, hi) (wtn_parallel_for): variant 0 forward
+ * (x, y, argmax); POOL_BACK: the error into the input's, which starts at 0
+ * unless POOL_ACCUMULATE. */
+enum { POOL_BACK = 1, POOL_ACCUMULATE = 2 };
+static LLVMValueRef build_pool_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef cnt = to_i32(cg, LLVMBuildSub(cg->b, r.hi, r.lo, ""));
+	LLVMValueRef at_in = imul(cg, r.lo, l->in), at_out = imul(cg, r.lo, l->out);
+	LLVMValueRef aux = l->aux >= 0 ? elem_ptr(cg, slot_ptr(cg, r.bufs, l->aux), at_out) : null_f32(cg);
+	if (!(variant & POOL_BACK)) {
+		LLVMValueRef args[] = { elem_ptr(cg, layer_input_ptr(cg, r.bufs, l), at_in),
+		                        elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at_out), aux, cnt };
+		call_fn(cg, helper(cg, build_pool, "pool", l, li, 0), args, 4);
+	} else {
+		LLVMValueRef dx = elem_ptr(cg, slot_ptr(cg, r.bufs, cg->net->layers[l->input].d), at_in);
+		if (!(variant & POOL_ACCUMULATE))
+			emit_zero(cg, dx, imul(cg, n64(cg, cnt), l->in));
+		LLVMValueRef args[] = { elem_ptr(cg, slot_ptr(cg, r.bufs, l->d), at_out), dx, aux, cnt };
+		if (l->kind == OP_MAXPOOL)
+			call_fn(cg, helper(cg, build_maxpool_back, "maxpool_back", l, li, 0), args, 4);
+		else
+			call_fn(cg, helper(cg, build_pool, "pool", l, li, 1), args, 4);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void forward_layer(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
                           int li, bool eval)
 {
@@ -1094,8 +1191,7 @@ static void forward_layer(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLay
 		return;
 	case OP_MAXPOOL:
 	case OP_AVGPOOL: {
-		LLVMValueRef args[] = { x, y, opt_slot_ptr(cg, bufs, l->aux), n };
-		call_fn(cg, helper(cg, build_pool, "pool", l, li, 0), args, 4);
+		emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
 		break;
 	}
 	case OP_GLOBAL_AVGPOOL:
@@ -1371,17 +1467,125 @@ static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, LLVMValueRef d)
 		           acc ? 1.0 : 0.0, dx, l->in);
 }
 
+/* Variant bits of a conv's backward body beyond the FIN_ ones. */
+enum { CB_SEND = 8, CB_ACCUMULATE = 16, CB_CARRY_B = 32 };
+
+/* Backward of an im2col conv over samples [lo, hi), into this part's
+ * gradient partials: finish the error (FIN_ bits; the bias sum goes to the
+ * partials), then per chunk the columns, G_part (+)= d^T col and, if the
+ * input needs it, dcol = d M and col2im into the input's error (the
+ * samples of different parts never overlap). M is in patch order (wp)
+ * where it needs to be. */
+static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	const IRNetwork *net = cg->net;
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
+	bool send = variant & CB_SEND;
+	long pix = pixels(l->out_shape);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
+	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
+	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef col = part_columns(cg, &cs, r.part);
+	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, G, ci64(cg, (long)F * patch)), to_i32(cg, cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	LLVMValueRef dx = NULL, M = NULL, col2im = NULL;
+	if (send) {
+		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
+		M = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, (variant & CB_CARRY_B) ? l->B : l->W);
+		col2im = helper(cg, build_col2im, "col2im", l, li, 0);
+		if (!(variant & CB_ACCUMULATE))
+			emit_zero(cg, elem_ptr(cg, dx, imul(cg, r.lo, l->in)), imul(cg, cnt, l->in));
+	}
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	Chunks ck;
+	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(net, l));
+	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	call_fn(cg, im2col, args, 3);
+	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
+	LLVMValueRef dc = elem_ptr(cg, d, imul(cg, ck.s0, l->out));
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
+	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), dc, F,
+	             col, patch, beta, G, patch);
+	if (send) {
+		emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), dc, F, M, patch, 0.0,
+		           col, patch);
+		LLVMValueRef cargs[] = { elem_ptr(cg, dx, imul(cg, ck.s0, l->in)), col, ck.cnt };
+		call_fn(cg, col2im, cargs, 3);
+	}
+	chunks_end(cg, &ck);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* gW and gb from the parts' partials: sums over the parts that ran, W's
+ * gradient from patch order [F, kh, kw, C] to PyTorch's [F, C, kh, kw].
+ * Params (gW, gb, partials, parts); variant 1: the layer has a bias. */
+static LLVMValueRef build_conv_reduce(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
+	long stride = ir_partials_stride(cg->net), wsize = (long)F * C * Q;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef gW = LLVMGetParam(f, 0), gb = LLVMGetParam(f, 1), P = LLVMGetParam(f, 2);
+	LLVMValueRef parts = n64(cg, LLVMGetParam(f, 3));
+	Loop lf, lq, lc, lp;
+	/* reads run along the partials; W is small, the scattered stores are cheap */
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, Q));
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef src = iadd(cg, imul(cg, fi, (long)Q * C), iadd(cg, imul(cg, q, C), c));
+	LLVMValueRef dst = iadd(cg, imul(cg, fi, (long)C * Q), iadd(cg, imul(cg, c, Q), q));
+	LLVMValueRef sum = entry_var(cg, cg->t_f32, load_f32(cg, P, src));
+	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 1), parts);
+	LLVMValueRef v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), src));
+	LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), v), sum);
+	loop_end(cg, &lp);
+	store_f32(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), gW, dst);
+	loop_end(cg, &lc);
+	loop_end(cg, &lq);
+	loop_end(cg, &lf);
+	if (variant) {
+		LLVMValueRef j = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+		LLVMValueRef at = iadd(cg, j, ci64(cg, wsize));
+		LLVMValueRef bsum = entry_var(cg, cg->t_f32, load_f32(cg, P, at));
+		p = loop_begin(cg, &lp, ci64(cg, 1), parts);
+		v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), at));
+		LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, bsum, ""), v), bsum);
+		loop_end(cg, &lp);
+		store_f32(cg, LLVMBuildLoad2(cg->b, cg->t_f32, bsum, ""), gb, j);
+		loop_end(cg, &lf);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* gW = d^T col(x) and, if the input needs it, dcol = d M then col2im into
- * the input's error, chunk by chunk through the columns scratch. */
-static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d)
+ * the input's error: samples split between parts (wtn_parallel_for), each
+ * chunk by chunk through its own columns; fin: the FIN_ bits of the
+ * error's finishing pass, done per part. 1x1 convs: two whole products. */
+static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
 {
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
 	long pix = pixels(l->out_shape);
 	LLVMValueRef x = layer_input_ptr(cg, bw->bufs, l), dx = NULL;
 	LLVMValueRef gW = slot_ptr(cg, bw->bufs, l->gW);
-	LLVMValueRef M = slot_ptr(cg, bw->bufs, carry_matrix(l, bw->all_bp));
+	int carry = carry_matrix(l, bw->all_bp);
+	LLVMValueRef M = slot_ptr(cg, bw->bufs, carry);
 	bool acc = false, send = send_to(cg, bw, l->input, &dx, &acc);
 	if (ir_conv_direct(l)) {
+		if (fin) {
+			LLVMValueRef args[] = { d, slot_ptr(cg, bw->bufs, l->y),
+			                        opt_slot_ptr(cg, bw->bufs, l->gb), bw->n };
+			call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+		}
 		LLVMValueRef rows = to_i32(cg, imul(cg, n64(cg, bw->n), pix));
 		emit_sgemm(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, d, F, x, patch, 0.0, gW, patch);
 		if (send)
@@ -1390,33 +1594,16 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 		return;
 	}
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
-	LLVMValueRef G = cs.wp2 ? cs.wp2 : gW;
-	if (send && cs.wp) {
+	if (send && cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
-		M = cs.wp;
-	}
-	if (send && !acc)
-		emit_zero(cg, dx, imul(cg, n64(cg, bw->n), l->in));
-	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
-	LLVMValueRef col2im = send ? helper(cg, build_col2im, "col2im", l, li, 0) : NULL;
-	Chunks ck;
-	chunks_begin(cg, &ck, bw->n, ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
-	call_fn(cg, im2col, args, 3);
-	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
-	LLVMValueRef dc = elem_ptr(cg, d, imul(cg, ck.s0, l->out));
-	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
-	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), dc, F,
-	             cs.col, patch, beta, G, patch);
-	if (send) {
-		emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), dc, F, M, patch, 0.0,
-		           cs.col, patch);
-		LLVMValueRef cargs[] = { elem_ptr(cg, dx, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
-		call_fn(cg, col2im, cargs, 3);
-	}
-	chunks_end(cg, &ck);
-	if (cs.wp2)
-		emit_permute(cg, l, li, 1, gW, G, NULL);
+	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
+	            | (carry == l->B ? CB_CARRY_B : 0);
+	LLVMValueRef body = helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
+	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
+	LLVMValueRef args[] = { gW, opt_slot_ptr(cg, bw->bufs, l->gb),
+	                        slot_ptr(cg, bw->bufs, ir_partials_slot(cg->net)), parts };
+	call_fn(cg, helper(cg, build_conv_reduce, "conv_reduce", l, li, (fin & FIN_BIAS) ? 1 : 0),
+	        args, 4);
 }
 
 /* Batchnorm's exact backward in two passes over d, with xhat recomputed
@@ -1537,13 +1724,8 @@ static void backward_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 		return;
 	}
 	/* the pools scatter into the input's error, so it starts at 0 */
-	if (!acc)
-		emit_zero(cg, dx, imul(cg, n64(cg, bw->n), l->in));
-	LLVMValueRef args[] = { d, dx, opt_slot_ptr(cg, bw->bufs, l->aux), bw->n };
-	if (l->kind == OP_MAXPOOL)
-		call_fn(cg, helper(cg, build_maxpool_back, "maxpool_back", l, li, 0), args, 4);
-	else
-		call_fn(cg, helper(cg, build_pool, "pool", l, li, 1), args, 4);
+	int variant = POOL_BACK | (acc ? POOL_ACCUMULATE : 0);
+	emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, variant), bw->bufs, bw->n);
 }
 
 static void backward_layer(Cg *cg, Bwd *bw, int li)
@@ -1569,6 +1751,10 @@ static void backward_layer(Cg *cg, Bwd *bw, int li)
 	}
 	bool bias = (l->kind == OP_DENSE || l->kind == OP_CONV2D) && l->bias;
 	int variant = (deriv ? FIN_DERIV : 0) | (zero ? FIN_ZERO : 0) | (bias ? FIN_BIAS : 0);
+	if (l->kind == OP_CONV2D) {   /* finishes its error itself, in parallel */
+		backward_conv(cg, bw, l, li, d, variant);
+		return;
+	}
 	if (variant) {
 		LLVMValueRef args[] = { d, slot_ptr(cg, bw->bufs, l->y),
 		                        opt_slot_ptr(cg, bw->bufs, l->gb), bw->n };
@@ -1577,8 +1763,6 @@ static void backward_layer(Cg *cg, Bwd *bw, int li)
 	}
 	if (l->kind == OP_DENSE)
 		backward_dense(cg, bw, l, d);
-	else if (l->kind == OP_CONV2D)
-		backward_conv(cg, bw, l, li, d);
 	else
 		backward_plain(cg, bw, l, li, d);
 }
@@ -2002,6 +2186,13 @@ static void declare_externals(Cg *cg)
 	LLVMTypeRef nz[] = { cg->t_pf32, cg->t_i64, cg->t_f32 };
 	cg->noise_ty = LLVMFunctionType(cg->t_void, nz, 3, 0);
 	cg->noise = LLVMAddFunction(cg->mod, "wtn_noise", cg->noise_ty);
+	/* void body(i8 *ctx, i64 lo, i64 hi, i32 part) and wtn_parallel_for */
+	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
+	LLVMTypeRef rg[] = { t_pi8, cg->t_i64, cg->t_i64, cg->t_i32 };
+	cg->range_ty = LLVMFunctionType(cg->t_void, rg, 4, 0);
+	LLVMTypeRef pf[] = { LLVMPointerType(cg->range_ty, 0), t_pi8, cg->t_i64, cg->t_i32 };
+	cg->pfor_ty = LLVMFunctionType(cg->t_i32, pf, 4, 0);
+	cg->pfor = LLVMAddFunction(cg->mod, "wtn_parallel_for", cg->pfor_ty);
 	cg->f32_fn_ty = LLVMFunctionType(cg->t_f32, &cg->t_f32, 1, 0);
 	cg->f_expf = LLVMAddFunction(cg->mod, "expf", cg->f32_fn_ty);
 	cg->f_logf = LLVMAddFunction(cg->mod, "logf", cg->f32_fn_ty);

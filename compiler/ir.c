@@ -282,6 +282,46 @@ static void plan_layer(IRNetwork *net, IRLayer *l, int n_out, bool is_output)
 	l->d = add_act_buf(net, l->name, ".d", l->out_shape);
 }
 
+/* Columns of one part: the largest chunk of any im2col conv. */
+long ir_col_part_elems(const IRNetwork *net)
+{
+	long cols = 0;
+	for (int i = 0; i < net->nlayers; i++) {
+		const IRLayer *l = &net->layers[i];
+		if (l->kind != OP_CONV2D || ir_conv_direct(l))
+			continue;
+		long need = (long)ir_conv_chunk(net, l) * l->out_shape.h * l->out_shape.w
+		            * ir_conv_patch(l);
+		if (need > cols)
+			cols = need;
+	}
+	return cols;
+}
+
+/* A part's gradient partials: W's gradient (patch order) then the bias's,
+ * rounded to whole cache lines so parts never share one. */
+long ir_partials_stride(const IRNetwork *net)
+{
+	long most = 0;
+	for (int i = 0; i < net->nlayers; i++) {
+		const IRLayer *l = &net->layers[i];
+		if (l->kind != OP_CONV2D || ir_conv_direct(l))
+			continue;
+		long need = (long)l->out_shape.c * ir_conv_patch(l) + l->out_shape.c;
+		if (need > most)
+			most = need;
+	}
+	return (most + 15) / 16 * 16;
+}
+
+int ir_partials_slot(const IRNetwork *net)
+{
+	for (int i = 0; i < net->nbufs; i++)
+		if (net->bufs[i].kind == BUF_SCRATCH && strcmp(net->bufs[i].name, "conv.partials") == 0)
+			return i;
+	return -1;
+}
+
 void ir_plan_buffers(IRNetwork *net)
 {
 	net->bufs = NULL;
@@ -291,24 +331,21 @@ void ir_plan_buffers(IRNetwork *net)
 	const char *xname = net->input_name ? net->input_name : "x";
 	net->x_slot = add_act_buf(net, xname, "", net->in_shape);
 	int n_out = net->nlayers > 0 ? net->layers[net->nlayers - 1].out : 0;
-	long cols = 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		IRLayer *l = &net->layers[i];
 		normalise_layer(l);
 		plan_layer(net, l, n_out, i == net->nlayers - 1);
-		if (l->kind == OP_CONV2D && !ir_conv_direct(l)) {
-			long need = (long)ir_conv_chunk(net, l) * l->out_shape.h * l->out_shape.w
-			            * ir_conv_patch(l);
-			if (need > cols)
-				cols = need;
-		}
 	}
-	/* one im2col buffer, shared by every conv layer, sized for the largest */
+	/* one im2col buffer, shared by every conv layer, with room for the
+	 * columns of every part that may run at once (wtn_parallel_for) */
+	long cols = ir_col_part_elems(net);
 	if (cols > 0) {
-		int slot = add_vec(net, "im2col", "", BUF_SCRATCH, cols);
+		int slot = add_vec(net, "im2col", "", BUF_SCRATCH, cols * IR_MAX_PARTS);
 		for (int i = 0; i < net->nlayers; i++)
 			if (net->layers[i].kind == OP_CONV2D && !ir_conv_direct(&net->layers[i]))
 				net->layers[i].aux = slot;
+		/* and each part's sums of the weight and bias gradients */
+		add_vec(net, "conv.partials", "", BUF_SCRATCH, ir_partials_stride(net) * IR_MAX_PARTS);
 	}
 	/* and room for two weight tensors in patch order (see ir_conv_permuted) */
 	long wp = 0;

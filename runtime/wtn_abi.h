@@ -85,6 +85,16 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * seeded generator (called by wtn_mirror). */
 void wtn_noise(float *dst, long count, float std);
 
+/* Parallel loop the kernels call for their per-sample work (im2col, the
+ * products of sample chunks, col2im, pools): runs body(ctx, lo, hi, part)
+ * over disjoint ranges [lo, hi) that cover [0, count), one per part, at most
+ * max_parts parts (part < max_parts indexes per-part scratch), on the
+ * runtime's threads, and waits. Returns the number of parts used (1 when the
+ * runtime has no threads: then body(ctx, 0, count, 0)). OpenBLAS runs
+ * single-threaded inside, since the parts already occupy the cores. */
+typedef void wtn_range_fn(void *ctx, long lo, long hi, int part);
+int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts);
+
 /* Spec text, version 2. One record per line: a keyword, then key=value
  * words separated by single spaces. Numbers are printed with %.9g; lists of
  * numbers are comma-separated without spaces. Order:
