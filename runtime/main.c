@@ -190,6 +190,7 @@ int main(int argc, char **argv)
 {
 	RtModel m;
 	RtOptions o = {0};
+	rt_blas_setup(argv);
 	if (argc > 0 && argv[0][0])
 		prog = basename(argv[0]);
 	if (rt_spec_parse(wtn_spec, &m) < 0)

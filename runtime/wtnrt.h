@@ -273,4 +273,9 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o);
 /* The buffers' batch capacity: compiled batch, train batch, mirror batches. */
 int rt_max_batch(const RtModel *m, const RtOptions *o);
 
+/* ---- blas.c: OpenBLAS's kernels and idle policy ---- */
+/* Picks OpenBLAS's AVX-512 kernels where it misses them and a short idle
+ * spin, re-executing the binary once (WTN_OPENBLAS=keep: leave it). */
+void rt_blas_setup(char **argv);
+
 #endif
