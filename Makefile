@@ -57,6 +57,7 @@ demo: deps all
 	$(B)/fashion_mlp train
 
 bench: all
+	@tools/install-deps.sh bench
 	bench/run.sh
 
 reproduce: all
