@@ -52,12 +52,16 @@ $(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h
 test: all
 	tests/run.sh
 
-demo: deps all
+# deps first, then a fresh make: the LLVM flags above are read when make
+# starts, which on a new machine is before llvm-dev is installed.
+demo: deps
+	$(MAKE) all
 	$(B)/wtnc examples/fashion_mlp.wtn -o $(B)/fashion_mlp
 	$(B)/fashion_mlp train
 
-bench: all
+bench:
 	@tools/install-deps.sh bench
+	$(MAKE) all
 	bench/run.sh
 
 reproduce: all
