@@ -18,18 +18,8 @@ cd "$(dirname "$0")/.." || exit 1
 NETS=${WTN_REF_NETS:-60}
 CONV_NETS=${WTN_REF_CONV_NETS:-40}
 ONLY=$1
-WTNC=${WTNC:-build/wtnc}
-LIB=${WTNLIB:-build/libwtnrt.a}
-CC=${CC:-cc}
-CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
-LIBS="-lopenblas -lz -lm -lpthread"
-
-for f in "$WTNC" "$LIB"; do
-	if [ ! -e "$f" ]; then
-		echo "t_reference: $f is missing (run make all)"
-		exit 1
-	fi
-done
+. tests/reference/env.sh
+harness_env t_reference "$WTNC" "$LIB"
 
 T=$(mktemp -d) || exit 1
 if [ -n "$ONLY" ]; then
@@ -38,11 +28,9 @@ else
 	trap 'rm -rf "$T"' EXIT INT TERM
 fi
 
-R=tests/reference
 $CC $CFLAGS -o "$T/gennet" $R/gennet.c &&
-$CC $CFLAGS -o "$T/dumpcmp" $R/dumpcmp.c -lm &&
-$CC $CFLAGS -c -o "$T/refcheck.o" $R/refcheck.c &&
-$CC $CFLAGS -c -o "$T/refmath.o" $R/refmath.c || { echo "t_reference: building the harness failed"; exit 1; }
+$CC $CFLAGS -o "$T/dumpcmp" $R/dumpcmp.c -lm || { echo "t_reference: building the harness failed"; exit 1; }
+harness_objects t_reference "$T"
 
 failed=0
 fail() {

@@ -4,21 +4,13 @@
 # compiled binaries (metrics JSON, the mirror command) for what a user sees.
 # Fixtures in tests/rules/. WTNC and WTNLIB pick another compiler/runtime.
 cd "$(dirname "$0")/.." || exit 1
-WTNC=${WTNC:-build/wtnc}
-LIB=${WTNLIB:-build/libwtnrt.a}
+. tests/reference/env.sh
 MAIN=${WTNMAIN:-build/wtn_main.o}
-CC=${CC:-cc}
-CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
-LIBS="-lopenblas -lz -lm -lpthread"
-R=tests/reference F=tests/rules
-
-for f in "$WTNC" "$LIB" "$MAIN"; do
-	[ -e "$f" ] || { echo "t_rules: $f is missing (run make all)"; exit 1; }
-done
+F=tests/rules
+harness_env t_rules "$WTNC" "$LIB" "$MAIN"
 T=$(mktemp -d /tmp/wtn_rules.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT INT TERM
-$CC $CFLAGS -c -o "$T/refcheck.o" $R/refcheck.c &&
-$CC $CFLAGS -c -o "$T/refmath.o" $R/refmath.c || { echo "t_rules: building the harness failed"; exit 1; }
+harness_objects t_rules "$T"
 
 failed=0
 fail() {
