@@ -41,7 +41,7 @@ $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/wtnc: $(COMPILER_OBJ)
-	$(CC) -o $@ $^ $(LLVM_LIBS)
+	$(CC) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^

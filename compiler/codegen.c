@@ -836,7 +836,7 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 		P[k] = LLVMGetParam(f, (unsigned)k);
 	LLVMValueRef rows = imul(cg, n64(cg, P[8]), pixels(l->out_shape));
 	LLVMValueRef scale = frame_array(cg, cg->t_f32, C), shift = frame_array(cg, cg->t_f32, C);
-	LLVMValueRef eps = cf64(cg, l->bn_eps);
+	LLVMValueRef eps = cf64(cg, l->eps);
 	Loop lc;
 	LLVMValueRef c;
 	if (variant == 0) {
@@ -851,7 +851,7 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 		LLVMValueRef unb = LLVMBuildFDiv(cg->b, cnt, LLVMBuildFSub(cg->b, cnt, cf64(cg, 1), ""), "");
 		unb = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, cnt, cf64(cg, 1), ""),
 		                      unb, cf64(cg, 1), "");
-		LLVMValueRef m = cf64(cg, l->bn_momentum), keep = cf64(cg, 1 - l->bn_momentum);
+		LLVMValueRef m = cf64(cg, l->momentum), keep = cf64(cg, 1 - l->momentum);
 		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 		LLVMValueRef mean = load_t(cg, cg->t_f64, sum, c);
 		LLVMValueRef var = LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sq, c), cnt, "");
@@ -1828,7 +1828,7 @@ static LLVMValueRef emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef wd,
 	LLVMValueRef w = load_f32(cg, p, i);
 	LLVMValueRef g = fadd(cg, g_raw, fmul(cg, wd, w));
 	LLVMValueRef step, w1;
-	if (t->opt == OPT_ADAM) {
+	if (t->optimizer == OPT_ADAM) {
 		LLVMValueRef m1 = fadd(cg, fmul(cg, h->b1, load_f32(cg, m, i)), fmul(cg, h->one_b1, g));
 		LLVMValueRef v1 = fadd(cg, fmul(cg, h->b2, load_f32(cg, v, i)),
 		                       fmul(cg, h->one_b2, fmul(cg, g, g)));
@@ -1854,25 +1854,12 @@ static LLVMValueRef emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef wd,
 /* How B follows W inside W's update loop, from the layer's rule. */
 typedef struct FbUpdate {
 	FbChange change;    /* FB_CHANGE_NONE: B is not touched by this loop */
-	/* Constants as num / sqrt(root), so the square root is LLVM's (folded
-	 * in double precision) and the compiler needs no libm. */
-	double scale_num, scale_root;  /* usf: B = sign(W) * scale */
-	double std_num, std_root;      /* brsf: std of the magnitudes, W's init std */
+	double scale;       /* usf: B = sign(W) * scale */
+	double std;         /* brsf: std of the magnitudes, W's init std */
 	int layer;          /* brsf: mixed into the seed, so layers draw apart */
 	bool own_decay;     /* kp(decay >= 0): W and B use `decay`, not the optimiser's */
 	double decay;
 } FbUpdate;
-
-/* num / sqrt(root) as a float, computed in double. */
-static LLVMValueRef const_over_sqrt(Cg *cg, double num, double root)
-{
-	LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, LLVMLookupIntrinsicID("llvm.sqrt", 9),
-	                                             &cg->t_f64, 1);
-	LLVMValueRef r = LLVMConstReal(cg->t_f64, root);
-	LLVMValueRef sq = LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, &r, 1, "");
-	LLVMValueRef q = LLVMBuildFDiv(cg->b, LLVMConstReal(cg->t_f64, num), sq, "");
-	return LLVMBuildFPTrunc(cg->b, q, cg->t_f32, "");
-}
 
 /* sign(w) as a float: -1, 0 or 1. */
 static LLVMValueRef emit_sign(Cg *cg, LLVMValueRef w)
@@ -1931,7 +1918,7 @@ static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
 		emit_opt_elem(cg, h, wd, g, B, mB, vB, i);
 		return;
 	case FB_CHANGE_SIGN_W:          /* usf */
-		mag = const_over_sqrt(cg, fb->scale_num, fb->scale_root);
+		mag = cf32(cg, fb->scale);
 		break;
 	case FB_CHANGE_RANDMAG_SIGN_W: {  /* frsf: fixed magnitudes */
 		LLVMValueRef mi = load_f32(cg, M, i);
@@ -1973,7 +1960,7 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 		LLVMValueRef bits = LLVMBuildBitCast(cg->b, h.seed, cg->t_i32, "");
 		key = emit_mix32(cg, LLVMBuildAdd(cg->b, bits, ci32(cg, (int)(0x9e3779b9u * (unsigned)fb->layer)), ""));
 		/* std * sqrt(12 / 4) per unit of the sum of 16-bit uniforms, halved */
-		unit = const_over_sqrt(cg, fb->std_num * 1.7320508075688772 / 131072.0, fb->std_root);
+		unit = cf32(cg, fb->std * 1.7320508075688772 / 131072.0);
 	}
 	Loop lp;
 	LLVMValueRef i = loop_begin(cg, &lp, P[9], P[10]);
@@ -2015,46 +2002,26 @@ static void emit_tensor_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper,
 	call_fn(cg, helper, args, UPD_NPARAMS);
 }
 
-/* A rule argument by name (defaults are filled in by sema). */
-static double rule_arg(const IRRule *r, const char *param, double otherwise)
+/* A rule argument by name, from the model (sema fills in the defaults;
+ * model_verify checks wm has every one). */
+static double rule_arg(const IRLayer *l, const char *param)
 {
-	int k = r->def ? rule_param_index(r->def, param) : -1;
-	return k >= 0 ? r->args[k] : otherwise;
-}
-
-/* The standard deviation of the layer's W at initialisation, as
- * num / sqrt(root). */
-static void init_std(const IRLayer *l, double *num, double *root)
-{
-	/* conv2d: a filter's receptive field, as torch.nn.init counts fans */
-	bool conv = l->kind == OP_CONV2D;
-	double fan_in = conv ? (double)ir_conv_patch(l) : l->in;
-	double fan_out = conv ? (double)l->out_shape.c * l->kh * l->kw : l->out;
-	*num = 1;
-	switch (l->init) {
-	case INIT_HE: *root = fan_in / 2.0; return;
-	case INIT_XAVIER: *root = (fan_in + fan_out) / 2.0; return;
-	case INIT_NORMAL: *num = l->init_arg; *root = 1; return;
-	case INIT_UNIFORM: *num = l->init_arg; *root = 3; return;
-	}
-	*root = 1;
+	for (int k = 0; k < l->nargs; k++)
+		if (!strcmp(l->arg_name[k], param))
+			return l->arg[k];
+	return -1;
 }
 
 /* What W's update loop does to B for layer l. */
 static FbUpdate feedback_update(const IRLayer *l, int li)
 {
-	const IRRule *r = &l->rule;
 	FbUpdate fb = { .change = l->B >= 0 ? ir_layer_rule(l)->change : FB_CHANGE_NONE, .layer = li };
 	if (fb.change == FB_CHANGE_MIRROR)
 		fb.change = FB_CHANGE_NONE;  /* B moves in wtn_mirror instead */
-	/* usf: 0 means 1/sqrt(fan_in) for dense, sqrt(2 / (kh kw C_out)) for conv */
-	double s = rule_arg(r, "scale", 0);
-	fb.scale_num = s > 0 ? s : 1;
-	fb.scale_root = s > 0 ? 1 : l->kind == OP_CONV2D
-	                ? (double)l->kh * l->kw * l->out_shape.c / 2.0 : l->in;
-	init_std(l, &fb.std_num, &fb.std_root);
+	fb.scale = ir_sign_scale(l);
+	fb.std = ir_init_std(l);
 	if (fb.change == FB_CHANGE_AS_W) {
-		fb.decay = rule_arg(r, "decay", -1);
+		fb.decay = rule_arg(l, "decay");
 		fb.own_decay = fb.decay >= 0;
 	}
 	return fb;
@@ -2070,7 +2037,7 @@ static void build_update(Cg *cg)
 	LLVMValueRef np = LLVMBuildSExt(cg->b, LLVMGetParam(f, 3), cg->t_i64, "");
 	np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, ci64(cg, 1), ""),
 	                     ci64(cg, 1), np, "");
-	const FbUpdate plain = { .change = FB_CHANGE_NONE, .scale_root = 1, .std_root = 1 };
+	const FbUpdate plain = { .change = FB_CHANGE_NONE };
 	for (int li = 0; li < net->nlayers; li++) {
 		const IRLayer *l = &net->layers[li];
 		if (l->W < 0)
@@ -2116,9 +2083,7 @@ static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
  * chunk by chunk in patch order, then folded into B). */
 static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
-	const IRRule *r = &l->rule;
-	double noise = rule_arg(r, "noise", 1), rate = rule_arg(r, "rate", 0);
-	double decay = rule_arg(r, "decay", 0);
+	double noise = rule_arg(l, "noise"), rate = rule_arg(l, "rate"), decay = rule_arg(l, "decay");
 	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
 	LLVMValueRef count = LLVMBuildNSWMul(cg->b, LLVMBuildSExt(cg->b, n, cg->t_i64, ""),
 	                                     ci64(cg, l->in), "");
@@ -2200,17 +2165,6 @@ static void declare_externals(Cg *cg)
 	cg->f_sqrt = LLVMGetIntrinsicDeclaration(cg->mod, sqrt_id, &cg->t_f32, 1);
 	cg->f_vexp = build_vexp(cg);
 	cg->f_vtanh = build_vtanh(cg);
-}
-
-static void emit_spec_global(Cg *cg)
-{
-	char *spec = ir_spec_string(cg->net);
-	LLVMValueRef init = LLVMConstStringInContext(cg->ctx, spec, (unsigned)strlen(spec), 0);
-	LLVMValueRef g = LLVMAddGlobal(cg->mod, LLVMTypeOf(init), "wtn_spec");
-	LLVMSetInitializer(g, init);
-	LLVMSetGlobalConstant(g, 1);
-	LLVMSetLinkage(g, LLVMExternalLinkage);
-	free(spec);
 }
 
 /* The IR must have a layer (sema guarantees it). */
@@ -2347,11 +2301,10 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 	build_backward(&cg, "wtn_backward_bp", true);
 	build_update(&cg);
 	build_mirror(&cg);
-	emit_spec_global(&cg);
 
-	int rc = 0;
+	int rc = model_emit(cg.ctx, cg.mod, td, net);
 	char *err = NULL;
-	if (LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &err)) {
+	if (!rc && LLVMVerifyModule(cg.mod, LLVMReturnStatusAction, &err)) {
 		fprintf(stderr, "wtnc: internal error: generated module is invalid:\n%s\n", err);
 		rc = 1;
 	}

@@ -1,80 +1,10 @@
-/* ir.c: the buffer plan (one slot per tensor the kernels touch) and the
- * spec text the compiler embeds and the runtime parses (runtime/wtn_abi.h). */
+/* ir.c: the buffer plan (one slot per tensor the kernels touch), with how
+ * the runtime fills each one before training, and each layer's rule as the
+ * model carries it (runtime/wtn_model.h). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "wtnc.h"
-
-const char *act_name(Act a)
-{
-	switch (a) {
-	case ACT_IDENTITY: return "identity";
-	case ACT_RELU: return "relu";
-	case ACT_TANH: return "tanh";
-	case ACT_SIGMOID: return "sigmoid";
-	}
-	return "?";
-}
-
-const char *loss_name(Loss l)
-{
-	switch (l) {
-	case LOSS_SOFTMAX_CE: return "softmax_cross_entropy";
-	case LOSS_MSE: return "mse";
-	}
-	return "?";
-}
-
-const char *init_name(Init i)
-{
-	switch (i) {
-	case INIT_HE: return "he";
-	case INIT_XAVIER: return "xavier";
-	case INIT_NORMAL: return "normal";
-	case INIT_UNIFORM: return "uniform";
-	}
-	return "?";
-}
-
-static const char *buf_kind_name(BufKind k)
-{
-	switch (k) {
-	case BUF_PARAM: return "param";
-	case BUF_STAT: return "stat";
-	case BUF_STATE: return "state";
-	case BUF_GRAD: return "grad";
-	case BUF_BATCH: return "batch";
-	case BUF_SCRATCH: return "scratch";
-	}
-	return "?";
-}
-
-const char *op_kind_name(OpKind k)
-{
-	switch (k) {
-	case OP_DENSE: return "dense";
-	case OP_CONV2D: return "conv2d";
-	case OP_BATCHNORM: return "batchnorm";
-	case OP_MAXPOOL: return "maxpool";
-	case OP_AVGPOOL: return "avgpool";
-	case OP_GLOBAL_AVGPOOL: return "global_avgpool";
-	case OP_FLATTEN: return "flatten";
-	case OP_ADD: return "add";
-	case OP_ACT: return "act";
-	}
-	return "?";
-}
-
-static const char *opt_name(Opt o) { return o == OPT_ADAM ? "adam" : "sgd"; }
-
-static const char *sched_name(Sched s)
-{
-	switch (s) {
-	case SCHED_NONE: return "none";
-	case SCHED_STEP: return "step";
-	case SCHED_COSINE: return "cosine";
-	}
-	return "?";
-}
 
 static char *concat(const char *a, const char *b)
 {
@@ -103,8 +33,9 @@ static int add_buf_dims(IRNetwork *net, const char *layer, const char *suffix,
 		b->dims[i] = dims[i];
 		b->elems *= dims[i];
 	}
-	b->rows = ndim > 0 ? dims[0] : 1;
-	b->cols = ndim > 0 ? (int)(b->elems / dims[0]) : 1;
+	b->init = (WtnInit){ .fill = WTN_FILL_ZERO, .src = -1, .keep = -1 };
+	b->rows = ndim > 1 ? dims[0] : 1;
+	b->cols = (int)(b->elems / b->rows);
 	return net->nbufs++;
 }
 
@@ -142,10 +73,10 @@ static int add_act_buf(IRNetwork *net, const char *layer, const char *suffix, Sh
 static void add_state(IRNetwork *net, int p, int *m, int *v)
 {
 	const TrainCfg *t = &net->train;
-	bool has_m = t->opt == OPT_ADAM || t->momentum > 0 || t->nesterov;
+	bool has_m = t->optimizer == OPT_ADAM || t->momentum > 0 || t->nesterov;
 	IRBuf pb = net->bufs[p];   /* copy: add_buf_dims moves the array */
 	*m = has_m ? add_buf_dims(net, pb.name, ".m", BUF_STATE, pb.ndim, pb.dims) : -1;
-	*v = t->opt == OPT_ADAM ? add_buf_dims(net, pb.name, ".v", BUF_STATE, pb.ndim, pb.dims) : -1;
+	*v = t->optimizer == OPT_ADAM ? add_buf_dims(net, pb.name, ".v", BUF_STATE, pb.ndim, pb.dims) : -1;
 }
 
 static int grad_of(IRNetwork *net, int p)
@@ -159,9 +90,9 @@ const RuleDef *ir_layer_rule(const IRLayer *l)
 	static const RuleDef *bp;
 	if (!bp)
 		bp = rule_lookup("bp");
-	if (l->kind != OP_DENSE && l->kind != OP_CONV2D)
+	if (!wtn_op_has(l->kind, WTN_OP_RULE))
 		return bp;
-	return l->rule.def ? l->rule.def : bp;
+	return l->feedback.def ? l->feedback.def : bp;
 }
 
 bool ir_conv_direct(const IRLayer *l)
@@ -197,9 +128,101 @@ int ir_conv_chunk(const IRNetwork *net, const IRLayer *l)
 	return c < 1 ? 1 : (int)c;
 }
 
+/* PyTorch's fans: in and out for dense; C*kh*kw and F*kh*kw for conv2d. */
+static void fans(const IRLayer *l, double *fan_in, double *fan_out)
+{
+	double k = (double)l->kh * l->kw;
+	bool conv = l->kind == OP_CONV2D;
+	*fan_in = conv ? l->in_shape.c * k : l->in;
+	*fan_out = conv ? l->out_shape.c * k : l->out;
+}
+
+/* How W is drawn: a normal (he, normal) of std, or a uniform (xavier,
+ * uniform) on [-bound, bound]; the spread returned is std or bound. */
+double ir_init_spread(const IRLayer *l, int *dist)
+{
+	double fan_in, fan_out;
+	fans(l, &fan_in, &fan_out);
+	bool normal = l->init == INIT_HE || l->init == INIT_NORMAL;
+	*dist = normal ? WTN_FILL_NORMAL : WTN_FILL_UNIFORM;
+	switch (l->init) {
+	case INIT_HE: return sqrt(2.0 / fan_in);
+	case INIT_XAVIER: return sqrt(6.0 / (fan_in + fan_out));
+	default: return l->init_arg;
+	}
+}
+
+double ir_init_std(const IRLayer *l)
+{
+	int dist;
+	double a = ir_init_spread(l, &dist);
+	return dist == WTN_FILL_NORMAL ? a : a / sqrt(3.0);
+}
+
+/* usf's |B|: the rule's `scale` when given, else 1/sqrt(fan_in) for dense
+ * layers (Xiao et al. 2018) and sqrt(2/(kh kw C_out)) for conv layers (He
+ * et al.'s conv init). */
+double ir_sign_scale(const IRLayer *l)
+{
+	int k = l->feedback.def ? rule_param_index(l->feedback.def, "scale") : -1;
+	if (k >= 0 && l->feedback.args[k] > 0)
+		return l->feedback.args[k];
+	if (l->kind == OP_CONV2D)
+		return sqrt(2.0 / ((double)l->kh * l->kw * l->out_shape.c));
+	return 1.0 / sqrt(l->in);
+}
+
+/* The rule as the model carries it: its name, axes and arguments. */
+static void fill_rule(IRLayer *l)
+{
+	const RuleDef *r = ir_layer_rule(l);
+	l->rule = r->name;
+	l->start = r->start;
+	l->carry = r->carry;
+	l->change = r->change;
+	l->mirror = r->change == FB_CHANGE_MIRROR;
+	l->nargs = l->feedback.def == r ? r->nparams : 0;
+	for (int i = 0; i < l->nargs; i++) {
+		l->arg_name[i] = r->params[i].name;
+		l->arg[i] = l->feedback.args[i];
+	}
+}
+
+/* Draws like the layer's W, from the layer's stream. */
+static void init_like_w(IRNetwork *net, const IRLayer *l, int li, int slot)
+{
+	WtnInit *in = &net->bufs[slot].init;
+	in->a = ir_init_spread(l, &in->fill);
+	in->stream = li;
+}
+
+static void init_const(IRNetwork *net, int slot, double v)
+{
+	net->bufs[slot].init.fill = WTN_FILL_CONST;
+	net->bufs[slot].init.a = v;
+}
+
+/* How B starts: a fresh draw like W; sign(W) * scale; |M| sign(W) with
+ * M drawn like W (kept in M for frsf; brsf redraws it every step). */
+static void init_feedback(IRNetwork *net, const IRLayer *l, int li)
+{
+	WtnInit *in = &net->bufs[l->B].init;
+	switch (ir_layer_rule(l)->start) {
+	case FB_START_SIGN_W:
+		*in = (WtnInit){ .fill = WTN_FILL_SIGN, .src = l->W, .keep = -1, .a = ir_sign_scale(l) };
+		break;
+	case FB_START_RANDMAG_SIGN_W:
+		*in = (WtnInit){ .fill = WTN_FILL_RANDMAG_SIGN, .stream = li, .src = l->W, .keep = l->M };
+		in->a = ir_init_spread(l, &in->dist);
+		break;
+	default:
+		init_like_w(net, l, li, l->B);
+	}
+}
+
 /* Weights, feedback, gradients and optimiser states of a dense or conv2d
  * layer; n_out is the network's output width (dfa's D). */
-static void plan_weights(IRNetwork *net, IRLayer *l, int n_out, bool is_output)
+static void plan_weights(IRNetwork *net, IRLayer *l, int li, int n_out, bool is_output)
 {
 	const RuleDef *rule = ir_layer_rule(l);
 	const char *nm = l->name;
@@ -226,6 +249,11 @@ static void plan_weights(IRNetwork *net, IRLayer *l, int n_out, bool is_output)
 	/* kp: B takes W's optimiser step, so it needs its own state. */
 	if (rule->change == FB_CHANGE_AS_W && l->B >= 0)
 		add_state(net, l->B, &l->mB, &l->vB);
+	init_like_w(net, l, li, l->W);
+	if (l->B >= 0)
+		init_feedback(net, l, li);
+	if (l->D >= 0)
+		init_like_w(net, l, li, l->D);
 }
 
 /* gamma and beta are params trained by backprop; the running statistics
@@ -246,6 +274,8 @@ static void plan_batchnorm(IRNetwork *net, IRLayer *l)
 	add_state(net, l->b, &l->mb, &l->vb);
 	l->aux = add_vec(net, nm, ".batch_mean", BUF_SCRATCH, c);
 	l->aux2 = add_vec(net, nm, ".batch_invstd", BUF_SCRATCH, c);
+	init_const(net, l->W, 1);      /* PyTorch's start: gamma 1, beta 0, */
+	init_const(net, l->rvar, 1);   /* running mean 0 and variance 1 */
 }
 
 static void clear_slots(IRLayer *l)
@@ -257,23 +287,12 @@ static void clear_slots(IRLayer *l)
 	l->y = l->d = -1;
 }
 
-/* Fills what a front end written for dense networks leaves zero: vector
- * shapes, no second operand. */
-static void normalise_layer(IRLayer *l)
-{
-	if (l->in_shape.c <= 0)
-		l->in_shape = (Shape){ l->in, 1, 1 };
-	if (l->out_shape.c <= 0)
-		l->out_shape = (Shape){ l->out, 1, 1 };
-	if (l->kind != OP_ADD)
-		l->input2 = -1;
-}
-
-static void plan_layer(IRNetwork *net, IRLayer *l, int n_out, bool is_output)
+static void plan_layer(IRNetwork *net, IRLayer *l, int li, int n_out, bool is_output)
 {
 	clear_slots(l);
-	if (l->kind == OP_DENSE || l->kind == OP_CONV2D)
-		plan_weights(net, l, n_out, is_output);
+	fill_rule(l);
+	if (wtn_op_has(l->kind, WTN_OP_RULE))
+		plan_weights(net, l, li, n_out, is_output);
 	else if (l->kind == OP_BATCHNORM)
 		plan_batchnorm(net, l);
 	else if (l->kind == OP_MAXPOOL)
@@ -324,17 +343,15 @@ int ir_partials_slot(const IRNetwork *net)
 
 void ir_plan_buffers(IRNetwork *net)
 {
+	net->version = WTN_MODEL_VERSION;
 	net->bufs = NULL;
 	net->nbufs = 0;
-	if (net->in_shape.c <= 0)
-		net->in_shape = (Shape){ net->in_units, 1, 1 };
 	const char *xname = net->input_name ? net->input_name : "x";
 	net->x_slot = add_act_buf(net, xname, "", net->in_shape);
 	int n_out = net->nlayers > 0 ? net->layers[net->nlayers - 1].out : 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		IRLayer *l = &net->layers[i];
-		normalise_layer(l);
-		plan_layer(net, l, n_out, i == net->nlayers - 1);
+		plan_layer(net, l, i, n_out, i == net->nlayers - 1);
 	}
 	/* one im2col buffer, shared by every conv layer, with room for the
 	 * columns of every part that may run at once (wtn_parallel_for) */
@@ -362,90 +379,3 @@ void ir_plan_buffers(IRNetwork *net)
 	}
 }
 
-static void print_shape(FILE *out, Shape s)
-{
-	fprintf(out, "%dx%dx%d", s.c, s.h, s.w);
-}
-
-static void print_layer(FILE *out, const IRLayer *l)
-{
-	const RuleDef *r = ir_layer_rule(l);
-	bool has_rule = l->kind == OP_DENSE || l->kind == OP_CONV2D;
-	bool bn = l->kind == OP_BATCHNORM;
-	fprintf(out, "layer name=%s kind=%s input=%d input2=%d in=%d out=%d in_shape=",
-	        l->name, op_kind_name(l->kind), l->input, l->input2, l->in, l->out);
-	print_shape(out, l->in_shape);
-	fprintf(out, " out_shape=");
-	print_shape(out, l->out_shape);
-	fprintf(out, " kernel=%dx%d stride=%d pad=%d act=%s bias=%d init=%s init_arg=%.9g"
-	        " eps=%.9g momentum=%.9g",
-	        l->kh, l->kw, l->stride, l->pad, act_name(l->act), l->bias ? 1 : 0,
-	        init_name(l->init), l->init_arg, bn ? l->bn_eps : 0, bn ? l->bn_momentum : 0);
-	fprintf(out, " rule=%s start=%s carry=%s change=%s mirror=%d", r->name,
-	        fb_start_name(r->start), fb_carry_name(r->carry), fb_change_name(r->change),
-	        r->change == FB_CHANGE_MIRROR ? 1 : 0);
-	fprintf(out, " W=%d b=%d B=%d D=%d M=%d gW=%d gb=%d mW=%d mb=%d mB=%d vW=%d vb=%d"
-	        " vB=%d rmean=%d rvar=%d aux=%d aux2=%d y=%d d=%d", l->W, l->b, l->B, l->D,
-	        l->M, l->gW, l->gb, l->mW, l->mb, l->mB, l->vW, l->vb, l->vB, l->rmean,
-	        l->rvar, l->aux, l->aux2, l->y, l->d);
-	if (has_rule && l->rule.def)
-		for (int i = 0; i < r->nparams; i++)
-			fprintf(out, " arg.%s=%.9g", r->params[i].name, l->rule.args[i]);
-	fputc('\n', out);
-}
-
-static void print_list(FILE *out, const double *v, int n)
-{
-	for (int i = 0; i < n; i++)
-		fprintf(out, i ? ",%.9g" : "%.9g", v[i]);
-}
-
-static void print_train(FILE *out, const TrainCfg *t)
-{
-	fprintf(out, "train data=%s batch=%d epochs=%d seed=%ld optimizer=%s"
-	        " lr=%.9g momentum=%.9g nesterov=%d weight_decay=%.9g beta1=%.9g"
-	        " beta2=%.9g eps=%.9g schedule=%s step_every=%d gamma=%.9g"
-	        " min_lr=%.9g crop_pad=%d flip=%d norm_mean=",
-	        t->data ? t->data : "synthetic", t->batch, t->epochs, t->seed,
-	        opt_name(t->opt), t->lr, t->momentum, t->nesterov ? 1 : 0,
-	        t->weight_decay, t->beta1, t->beta2, t->eps, sched_name(t->sched),
-	        t->step_every, t->gamma, t->min_lr, t->crop_pad, t->flip ? 1 : 0);
-	print_list(out, t->norm_mean, t->nnorm);
-	fprintf(out, " norm_std=");
-	print_list(out, t->norm_std, t->nnorm);
-	fputc('\n', out);
-}
-
-void ir_print(FILE *out, const IRNetwork *net)
-{
-	fprintf(out, "wtn 2\n");
-	fprintf(out, "network name=%s\n", net->name);
-	fprintf(out, "input name=%s units=%d shape=",
-	        net->input_name ? net->input_name : "x", net->in_units);
-	print_shape(out, net->in_shape);
-	fprintf(out, " slot=%d\n", net->x_slot);
-	for (int i = 0; i < net->nbufs; i++) {
-		const IRBuf *b = &net->bufs[i];
-		fprintf(out, "buf slot=%d name=%s kind=%s elems=%ld shape=", i,
-		        b->name, buf_kind_name(b->kind), b->elems);
-		for (int k = 0; k < b->ndim; k++)
-			fprintf(out, k ? "x%d" : "%d", b->dims[k]);
-		fputc('\n', out);
-	}
-	for (int i = 0; i < net->nlayers; i++)
-		print_layer(out, &net->layers[i]);
-	fprintf(out, "loss kind=%s\n", loss_name(net->loss));
-	print_train(out, &net->train);
-	fprintf(out, "end\n");
-}
-
-char *ir_spec_string(const IRNetwork *net)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-	if (!f) { perror("wtnc"); exit(1); }
-	ir_print(f, net);
-	fclose(f);
-	return text;
-}

@@ -179,9 +179,10 @@ int main(int argc, char **argv)
 	if (!net || diag_errors)
 		return 1;
 	ir_plan_buffers(net);
-
+	if (model_verify(net))
+		return 1;
 	if (o.emit_ir) {
-		ir_print(stdout, net);
+		model_print(stdout, net);
 		return 0;
 	}
 	if (o.emit_llvm)

@@ -292,7 +292,7 @@ static bool real_value(Sema *S, const Value *v, const char *what, double lo, boo
 	return true;
 }
 
-static bool bool_value(const Value *v, const char *what, bool *out)
+static bool bool_value(const Value *v, const char *what, int *out)
 {
 	if (v->kind == VAL_NAME && !strcmp(v->text, "true")) {
 		*out = true;
@@ -394,7 +394,7 @@ static bool bind_args(const Value *call, const char *const *names, int n, int np
 static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
 static const char *const init_names[] = {"he", "xavier", "normal", "uniform"};
 
-static bool check_act(const Value *v, Act *out)
+static bool check_act(const Value *v, int *out)
 {
 	if (v->kind != VAL_NAME) {
 		diag_error(v->pos, "expected an activation (identity, relu, tanh or sigmoid), found %s",
@@ -415,7 +415,7 @@ static bool check_act(const Value *v, Act *out)
 	return true;
 }
 
-static bool check_init(Sema *S, const Value *v, Init *init, double *arg)
+static bool check_init(Sema *S, const Value *v, int *init, double *arg)
 {
 	if (v->kind != VAL_NAME && v->kind != VAL_CALL) {
 		diag_error(v->pos, "expected an initialiser (he, xavier, normal(STD) or uniform(A)), found %s",
@@ -692,7 +692,7 @@ static IRLayer new_layer(const char *path, Pos pos, OpKind kind)
 	L.input = L.input2 = -1;
 	L.act = ACT_IDENTITY;
 	L.init = INIT_HE;
-	L.rule = (IRRule){.def = rule_lookup("bp")};
+	L.feedback = (IRRule){.def = rule_lookup("bp")};
 	L.W = L.b = L.B = L.D = L.M = L.gW = L.gb = L.mW = L.mb = L.mB = L.vW = L.vb = L.vB = -1;
 	L.rmean = L.rvar = L.aux = L.aux2 = L.y = L.d = -1;
 	return L;
@@ -710,8 +710,8 @@ static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local,
 	L.act = op->act;
 	L.bias = op->kind == OP_DENSE || op->kind == OP_CONV2D || op->kind == OP_BATCHNORM;
 	if (op->kind == OP_BATCHNORM) {
-		L.bn_eps = 1e-5;
-		L.bn_momentum = 0.1;
+		L.eps = 1e-5;
+		L.momentum = 0.1;
 	}
 	int src = -1, src2 = -1;
 	Pos src_pos = v->pos;
@@ -843,9 +843,9 @@ static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local,
 		else if (!strcmp(p, "bias"))
 			ok = bool_value(x, "bias", &L.bias) && ok;
 		else if (!strcmp(p, "eps"))
-			ok = real_value(S, x, "'eps'", 0, true, HUGE_VAL, false, "positive", &L.bn_eps) && ok;
+			ok = real_value(S, x, "'eps'", 0, true, HUGE_VAL, false, "positive", &L.eps) && ok;
 		else if (!strcmp(p, "momentum"))
-			ok = real_value(S, x, "'momentum'", 0, false, 1, false, "in [0, 1]", &L.bn_momentum) && ok;
+			ok = real_value(S, x, "'momentum'", 0, false, 1, false, "in [0, 1]", &L.momentum) && ok;
 	}
 	if (ok && src < 0)
 		ok = false;
@@ -1238,7 +1238,7 @@ static int eval_cond(Sema *S, const Value *v)
 		if (!strcmp(o, ">")) return x > y;
 		return x >= y;
 	}
-	bool b;
+	int b;
 	if (!bool_value(subst(S, v), "the condition", &b))
 		return -1;
 	return b;
@@ -1468,7 +1468,7 @@ static void feedback_pattern(Sema *S, Stmt *e)
 			continue;
 		matched++;
 		if (ok)
-			S->layers[n->layer].rule = r;
+			S->layers[n->layer].feedback = r;
 		n->has_rule = true;
 	}
 	if (!matched)
@@ -1537,7 +1537,7 @@ static void feedback_entry(Sema *S, Stmt *e, bool override)
 		diag_note(n->exact_entry->name_pos, "'%s' is first given a rule here", e->name);
 		return;
 	}
-	check_rule(S, e->val, &S->layers[n->layer].rule);
+	check_rule(S, e->val, &S->layers[n->layer].feedback);
 	n->exact_entry = e;
 	n->has_rule = true;
 }
@@ -1561,7 +1561,7 @@ static void check_feedback(Sema *S, const char *const *overrides, int noverrides
 	 * the others (batchnorm, pools, ...) keep bp. */
 	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++)
 		if (n->layer >= 0 && !n->has_rule && has_weights(S->layers[n->layer].kind))
-			S->layers[n->layer].rule = S->default_rule;
+			S->layers[n->layer].feedback = S->default_rule;
 }
 
 /* ---- whole-network checks ---- */
@@ -1673,10 +1673,6 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 	if (v->kind == VAL_STR) {
 		if (!v->text[0])
 			diag_error(v->pos, "the data path is empty");
-		else if (strpbrk(v->text, " \t="))
-			/* the spec the binary reads is made of space-separated words */
-			diag_error(v->pos, "a data path cannot hold spaces, tabs or '=' (use --data DIR"
-			           " when running the binary)");
 		t->data = v->text;
 		return;
 	}
@@ -1715,7 +1711,7 @@ static void check_optimizer(Sema *S, const Value *v, TrainCfg *t)
 			diag_error(v->pos, "unknown optimizer '%s' (expected sgd or adam)", v->text);
 		return;
 	}
-	t->opt = (Opt)o;
+	t->optimizer = (Opt)o;
 	if (o == OPT_ADAM)
 		t->lr = 0.001;
 	if (v->kind == VAL_NAME)
@@ -1768,7 +1764,7 @@ static void check_schedule(Sema *S, const Value *v, TrainCfg *t)
 			diag_error(v->pos, "unknown schedule '%s' (expected none, step or cosine)", v->text);
 		return;
 	}
-	t->sched = (Sched)k;
+	t->schedule = (Sched)k;
 	if (v->kind == VAL_NAME)
 		return;
 	static const char *const step_params[] = {"every", "gamma"};
@@ -1795,9 +1791,9 @@ static void check_schedule(Sema *S, const Value *v, TrainCfg *t)
 static TrainCfg default_train(void)
 {
 	return (TrainCfg){
-		.data = "synthetic", .batch = 32, .epochs = 1, .seed = 1, .opt = OPT_SGD,
+		.data = "synthetic", .batch = 32, .epochs = 1, .seed = 1, .optimizer = OPT_SGD,
 		.lr = 0.01, .momentum = 0, .weight_decay = 0, .beta1 = 0.9, .beta2 = 0.999,
-		.eps = 1e-8, .nesterov = false, .sched = SCHED_NONE, .step_every = 1,
+		.eps = 1e-8, .nesterov = false, .schedule = SCHED_NONE, .step_every = 1,
 		.gamma = 0.1, .min_lr = 0,
 	};
 }
@@ -1922,7 +1918,7 @@ static void check_train(Sema *S, Stmt *train, TrainCfg *t)
 			break;
 		}
 	}
-	if (t->sched == SCHED_COSINE && seen[SET_SCHED] && t->min_lr >= t->lr)
+	if (t->schedule == SCHED_COSINE && seen[SET_SCHED] && t->min_lr >= t->lr)
 		diag_warning(seen[SET_SCHED]->val->pos, "min_lr (%g) is not below the learning rate (%g)",
 		             t->min_lr, t->lr);
 	if ((seen[SET_MEAN] != NULL) != (seen[SET_STD] != NULL)) {
@@ -1980,9 +1976,9 @@ static void check_data_shapes(Sema *S, const TrainCfg *t)
  * warning was given there already. */
 static bool warned_before(Sema *S, int i)
 {
-	Pos p = S->layers[i].rule.pos;
+	Pos p = S->layers[i].feedback.pos;
 	for (int j = 0; j < i; j++) {
-		Pos q = S->layers[j].rule.pos;
+		Pos q = S->layers[j].feedback.pos;
 		if (q.file == p.file && q.line == p.line && q.col == p.col)
 			return true;
 	}
@@ -1994,7 +1990,7 @@ static void check_combination(Sema *S, const TrainCfg *t)
 {
 	for (int i = 0; i < S->nlayers; i++) {
 		/* B takes W's steps: only weight decay shrinks W - B (kp). */
-		const IRRule *r = &S->layers[i].rule;
+		const IRRule *r = &S->layers[i].feedback;
 		if (!r->def || r->def->change != FB_CHANGE_AS_W)
 			continue;
 		int k = rule_param_index(r->def, "decay");

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include "wtn_model.h"
 
 /* ---- diag.c: source files and diagnostics ---- */
 typedef struct SrcFile {
@@ -112,16 +113,17 @@ const char *ast_describe(const Value *v);
 /* ---- rules.c: learning rules as data ----
  * A rule answers: how B starts, what carries the error back, how B changes,
  * whether it has a mirror phase. The backend reads only these fields. */
-typedef enum { FB_START_NONE, FB_START_LIKE_W, FB_START_SIGN_W, FB_START_RANDMAG_SIGN_W } FbStart;
-typedef enum { FB_CARRY_W, FB_CARRY_B, FB_CARRY_D } FbCarry;
-typedef enum {
-	FB_CHANGE_NONE,            /* B fixed */
-	FB_CHANGE_AS_W,            /* B gets W's gradient and optimiser step (kp) */
-	FB_CHANGE_SIGN_W,          /* B = sign(W) * s after each update (usf) */
-	FB_CHANGE_RANDMAG_SIGN_W,  /* B = |M| * sign(W), M fixed (frsf) */
-	FB_CHANGE_REDRAW_SIGN_W,   /* B = |M| * sign(W), M redrawn each batch (brsf) */
-	FB_CHANGE_MIRROR           /* weight mirror phase (wm) */
-} FbChange;
+/* change: none (B fixed), as_w (B gets W's gradient and optimiser step:
+ * kp), sign_w (B = sign(W) * s after each update: usf), randmag_sign_w
+ * (B = |M| * sign(W), M fixed: frsf), redraw_sign_w (M redrawn each batch:
+ * brsf), mirror (weight mirror phase: wm). The enums of the model are
+ * spelled here as the compiler spells them, from runtime/wtn_model.h. */
+#define C_START(N, ...) FB_START_##N,
+#define C_CARRY(N, ...) FB_CARRY_##N,
+#define C_CHANGE(N, ...) FB_CHANGE_##N,
+typedef enum { WTN_STARTS(C_START) } FbStart;
+typedef enum { WTN_CARRIES(C_CARRY) } FbCarry;
+typedef enum { WTN_CHANGES(C_CHANGE) } FbChange;
 
 #define RULE_MAX_PARAMS 6
 typedef struct RuleParam { const char *name; double def; } RuleParam;
@@ -156,11 +158,18 @@ RuleArgKind rule_arg_kind(const RuleDef *r, int i);
 int rule_param_index(const RuleDef *r, const char *param);
 
 /* ---- sema.c: checks and shape inference, AST -> IR ---- */
-typedef enum { ACT_IDENTITY, ACT_RELU, ACT_TANH, ACT_SIGMOID } Act;
-typedef enum { LOSS_SOFTMAX_CE, LOSS_MSE } Loss;
-typedef enum { INIT_HE, INIT_XAVIER, INIT_NORMAL, INIT_UNIFORM } Init;
-typedef enum { OPT_SGD, OPT_ADAM } Opt;
-typedef enum { SCHED_NONE, SCHED_STEP, SCHED_COSINE } Sched;
+#define C_ACT(N, ...) ACT_##N,
+#define C_LOSS(N, ...) LOSS_##N,
+#define C_INIT(N, ...) INIT_##N,
+#define C_OPT(N, ...) OPT_##N,
+#define C_SCHED(N, ...) SCHED_##N,
+#define C_OP(N, ...) OP_##N,
+#define C_BUF(N, ...) BUF_##N,
+typedef enum { WTN_ACTS(C_ACT) } Act;
+typedef enum { WTN_LOSSES(C_LOSS) } Loss;
+typedef enum { WTN_INITS(C_INIT) } Init;
+typedef enum { WTN_OPTS(C_OPT) } Opt;
+typedef enum { WTN_SCHEDS(C_SCHED) } Sched;
 
 typedef struct IRRule {
 	const RuleDef *def;
@@ -168,75 +177,35 @@ typedef struct IRRule {
 	Pos pos;
 } IRRule;
 
-/* Every node of the network graph is an IRLayer of some kind. Only dense
- * and conv2d have a feedback path with a rule; batchnorm learns gamma and
- * beta by backprop. */
-typedef enum {
-	OP_DENSE, OP_CONV2D, OP_BATCHNORM, OP_MAXPOOL, OP_AVGPOOL,
-	OP_GLOBAL_AVGPOOL, OP_FLATTEN, OP_ADD, OP_ACT
-} OpKind;
-
-typedef struct Shape { int c, h, w; } Shape;   /* a vector of n units: {n, 1, 1} */
+/* Every node of the network graph is an IRLayer of some kind (the
+ * WTN_OPS table of runtime/wtn_model.h says which have parameters, a
+ * feedback rule, an activation). Its fields are the model's WtnLayer
+ * (runtime/wtn_model.h: the same names), plus where it was defined and
+ * the feedback entry that chose its rule. */
+typedef enum { WTN_OPS(C_OP) } OpKind;
+typedef WtnShape Shape;   /* a vector of n units: {n, 1, 1} */
 
 typedef struct IRLayer {
-	char *name;             /* full path: "layer2.0.conv1" */
+	WTN_LAYER_FIELDS(WTN_FIELD, WTN_FIELD_ARRAY)
 	Pos pos;
-	OpKind kind;
-	int input;              /* index of the producing layer, -1 = network input */
-	int input2;             /* add: the second operand; -1 otherwise */
-	int in, out;            /* units per sample: c*h*w of the shapes */
-	Shape in_shape, out_shape;
-	int kh, kw, stride, pad;  /* conv2d and the pools */
-	double bn_eps, bn_momentum;
-	Act act;
-	bool bias;
-	Init init;
-	double init_arg;        /* std for normal, a for uniform */
-	IRRule rule;            /* bp for layers the feedback block leaves alone */
-	/* buffer slots (ir.c), -1 where absent */
-	int W, b, B, D, M;      /* params: weight, bias, feedback, dfa matrix; frsf magnitudes */
-	int gW, gb;             /* gradients */
-	int mW, mb, mB;         /* optimiser state 1: momentum or adam m */
-	int vW, vb, vB;         /* adam v */
-	int rmean, rvar;        /* batchnorm running statistics (BUF_STAT) */
-	int aux, aux2;          /* per-kind scratch, see runtime/wtn_abi.h */
-	int y, d;               /* activations [n,out], error dL/da [n,out] */
+	IRRule feedback;        /* bp for layers the feedback block leaves alone */
 } IRLayer;
 
-typedef struct TrainCfg {
-	char *data;             /* "fashion_mnist", "mnist", "synthetic", or a path */
-	int batch, epochs;
-	long seed;
-	Opt opt;
-	double lr, momentum, weight_decay, beta1, beta2, eps;
-	bool nesterov;
-	Sched sched;
-	int step_every;         /* step: multiply lr by gamma every step_every epochs */
-	double gamma, min_lr;   /* cosine anneals lr to min_lr over the epochs */
-	int crop_pad;           /* random crop after padding by crop_pad pixels; 0: none */
-	bool flip;              /* random horizontal flip */
-	int nnorm;              /* per-channel normalisation: 0 (none) or C values */
-	double norm_mean[4], norm_std[4];
-} TrainCfg;
+typedef WtnTrain TrainCfg;
+typedef enum { WTN_BUF_KINDS(C_BUF) } BufKind;
+typedef WtnBuf IRBuf;       /* rows, cols: 2-D view, rows = dims[0] (1 for vectors) */
 
-typedef enum { BUF_PARAM, BUF_STAT, BUF_STATE, BUF_GRAD, BUF_BATCH, BUF_SCRATCH } BufKind;
-typedef struct IRBuf {
-	char *name;
-	BufKind kind;
-	long elems;             /* per sample for BUF_BATCH */
-	int rows, cols;         /* 2-D view: rows = dims[0], cols = the rest */
-	int ndim, dims[4];      /* shape as checkpoints store it */
-} IRBuf;
-
+/* WtnModel's fields, with the compiler's layers. */
 typedef struct IRNetwork {
-	char *name;
-	char *input_name;
+	int version;
+	const char *name;
+	const char *input_name;
 	int in_units;
 	Shape in_shape;
 	int x_slot;
 	IRLayer *layers;
 	int nlayers;
-	Loss loss;
+	int loss;               /* Loss */
 	TrainCfg train;
 	IRBuf *bufs;
 	int nbufs;
@@ -247,14 +216,13 @@ typedef struct IRNetwork {
  * but the buffer plan (every slot is -1). NULL if any error was reported. */
 IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides);
 
-/* ---- ir.c: buffer plan and the spec text (runtime/wtn_abi.h) ---- */
+/* ---- ir.c: buffer plan, init descriptors, rules as the model carries them ---- */
 void ir_plan_buffers(IRNetwork *net);  /* assigns every slot */
-void ir_print(FILE *out, const IRNetwork *net); /* --emit-ir: the spec text */
-char *ir_spec_string(const IRNetwork *net);      /* same text, malloc'd */
-const char *act_name(Act a);
-const char *loss_name(Loss l);
-const char *init_name(Init i);
-const char *op_kind_name(OpKind k);
+/* How W starts: *dist is WTN_FILL_NORMAL (returns the std) or
+ * WTN_FILL_UNIFORM (returns the bound); ir_init_std: its std either way. */
+double ir_init_spread(const IRLayer *l, int *dist);
+double ir_init_std(const IRLayer *l);
+double ir_sign_scale(const IRLayer *l);   /* usf's |B| */
 /* The rule a layer learns by: its own for dense and conv2d, bp for the rest. */
 const RuleDef *ir_layer_rule(const IRLayer *l);
 /* conv2d lowering, shared by the plan and the backend: a 1x1 stride-1
@@ -278,6 +246,18 @@ int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
 long ir_col_part_elems(const IRNetwork *net);
 long ir_partials_stride(const IRNetwork *net);
 int ir_partials_slot(const IRNetwork *net);
+
+/* ---- model.c: the model the runtime gets (runtime/wtn_model.h) ---- */
+typedef struct LLVMOpaqueContext *LLVMContextRef;
+typedef struct LLVMOpaqueModule *LLVMModuleRef;
+typedef struct LLVMOpaqueTargetData *LLVMTargetDataRef;
+/* Consistency of the planned network, as the runtime relies on it: 0, or 1
+ * after "internal error" messages. */
+int model_verify(const IRNetwork *net);
+void model_print(FILE *out, const IRNetwork *net);   /* --emit-ir */
+/* Adds the constant wtn_model; 1 (after a message) on failure. */
+int model_emit(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef td,
+               const IRNetwork *net);
 
 /* ---- codegen.c: the LLVM backend ---- */
 typedef struct CodegenOpts {

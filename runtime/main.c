@@ -1,5 +1,5 @@
 /* main.c: the command line of a compiled network: picks the command, reads
- * the options (which override the spec's train record) and runs it. */
+ * the options (which override the model's train settings) and runs it. */
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 	rt_blas_setup(argv);
 	if (argc > 0 && argv[0][0])
 		prog = basename(argv[0]);
-	if (rt_spec_parse(wtn_spec, &m) < 0)
+	if (rt_model_load(&m) < 0)
 		return 1;
 	o.max_batch = m.train.batch;
 	int rc = parse_args(argc, argv, &m, &o);
@@ -207,6 +207,5 @@ int main(int argc, char **argv)
 		else
 			rc = rt_cmd_train(&m, &o);
 	}
-	rt_spec_free(&m);
 	return rc;
 }

@@ -14,10 +14,11 @@ static bool is_mirror(const RtLayer *l)
 	return l->change == RT_CHANGE_MIRROR;
 }
 
-/* The spec check guarantees whole numbers in range for these. */
-static int mirror_batch(const RtLayer *l) { return (int)rt_rule_arg(l, "batch", 128); }
-static long mirror_every(const RtLayer *l) { return (long)rt_rule_arg(l, "every", 1); }
-static long mirror_warmup(const RtLayer *l) { return (long)rt_rule_arg(l, "warmup", 1000); }
+/* The compiler fills in every argument (wm's defaults are compiler/rules.c's)
+ * and checks they are whole numbers in range. */
+static int mirror_batch(const RtLayer *l) { return (int)rt_rule_arg(l, "batch", 0); }
+static long mirror_every(const RtLayer *l) { return (long)rt_rule_arg(l, "every", 0); }
+static long mirror_warmup(const RtLayer *l) { return (long)rt_rule_arg(l, "warmup", 0); }
 
 bool rt_mirror_any(const RtModel *m)
 {

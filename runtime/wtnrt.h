@@ -1,5 +1,5 @@
 /* wtnrt.h: the runtime library's shared header, one section per file.
- * The runtime parses a compiled network's spec (wtn_abi.h), owns every
+ * The runtime reads a compiled network's model (wtn_model.h), owns every
  * buffer, the data, the optimiser's schedule and state, metrics and
  * checkpoints, and calls the generated kernels. */
 #ifndef WTNRT_H
@@ -9,87 +9,47 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "wtn_abi.h"
+#include "wtn_model.h"
 
-/* ---- spec.c: the parsed spec ---- */
-enum { RT_ACT_IDENTITY, RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID };
-enum { RT_LOSS_SOFTMAX_CE, RT_LOSS_MSE };
-enum { RT_INIT_HE, RT_INIT_XAVIER, RT_INIT_NORMAL, RT_INIT_UNIFORM };
-enum { RT_START_NONE, RT_START_LIKE_W, RT_START_SIGN_W, RT_START_RANDMAG_SIGN_W };
-enum { RT_CARRY_W, RT_CARRY_B, RT_CARRY_D };
-enum { RT_CHANGE_NONE, RT_CHANGE_AS_W, RT_CHANGE_SIGN_W, RT_CHANGE_RANDMAG_SIGN_W,
-       RT_CHANGE_REDRAW_SIGN_W, RT_CHANGE_MIRROR };
-enum { RT_OPT_SGD, RT_OPT_ADAM };
-enum { RT_SCHED_NONE, RT_SCHED_STEP, RT_SCHED_COSINE };
-enum { RT_BUF_PARAM, RT_BUF_STAT, RT_BUF_STATE, RT_BUF_GRAD, RT_BUF_BATCH, RT_BUF_SCRATCH };
-enum { RT_OP_DENSE, RT_OP_CONV2D, RT_OP_BATCHNORM, RT_OP_MAXPOOL, RT_OP_AVGPOOL,
-       RT_OP_GLOBAL_AVGPOOL, RT_OP_FLATTEN, RT_OP_ADD, RT_OP_ACT };
+/* ---- model.c: the compiled network's model (wtn_model.h) ---- */
+#define RT_ACT_E(N, ...) RT_ACT_##N,
+#define RT_LOSS_E(N, ...) RT_LOSS_##N,
+#define RT_INIT_E(N, ...) RT_INIT_##N,
+#define RT_START_E(N, ...) RT_START_##N,
+#define RT_CARRY_E(N, ...) RT_CARRY_##N,
+#define RT_CHANGE_E(N, ...) RT_CHANGE_##N,
+#define RT_OPT_E(N, ...) RT_OPT_##N,
+#define RT_SCHED_E(N, ...) RT_SCHED_##N,
+#define RT_BUF_E(N, ...) RT_BUF_##N,
+#define RT_OP_E(N, ...) RT_OP_##N,
+enum { WTN_ACTS(RT_ACT_E) };
+enum { WTN_LOSSES(RT_LOSS_E) };
+enum { WTN_INITS(RT_INIT_E) };
+enum { WTN_STARTS(RT_START_E) };
+enum { WTN_CARRIES(RT_CARRY_E) };
+enum { WTN_CHANGES(RT_CHANGE_E) };
+enum { WTN_OPTS(RT_OPT_E) };
+enum { WTN_SCHEDS(RT_SCHED_E) };
+enum { WTN_BUF_KINDS(RT_BUF_E) };
+enum { WTN_OPS(RT_OP_E) };
 
-#define RT_MAX_RULE_ARGS 6
-#define RT_MAX_DIMS 4
-#define RT_MAX_NORM 16
-typedef struct RtShape { int c, h, w; } RtShape;   /* a vector of n units: {n, 1, 1} */
+#define RT_MAX_RULE_ARGS WTN_MAX_ARGS
+#define RT_MAX_DIMS WTN_MAX_DIMS
+#define RT_MAX_NORM WTN_MAX_NORM
+typedef WtnShape RtShape;
+typedef WtnBuf RtBuf;
+typedef WtnLayer RtLayer;
+typedef WtnTrain RtTrain;
+/* A copy of wtn_model: the command line changes its train settings. */
+typedef WtnModel RtModel;
 
-typedef struct RtBuf {
-	char name[96];
-	int kind;
-	long elems;            /* per sample for RT_BUF_BATCH */
-	int ndim, dims[RT_MAX_DIMS];  /* shape as checkpoints store it */
-	int rows, cols;        /* 2-D view: rows = dims[0] (1 for vectors), cols = the rest */
-} RtBuf;
-
-typedef struct RtLayer {
-	char name[96];
-	int kind;              /* RT_OP_* */
-	int input, input2;     /* producing layers, -1 = the network input; input2: add's */
-	int in, out;           /* units per sample */
-	RtShape in_shape, out_shape;
-	int kh, kw, stride, pad;
-	int act, bias, init;
-	double init_arg;
-	double eps, momentum;  /* batchnorm */
-	char rule[16];
-	int start, carry, change, mirror;
-	int nargs;
-	char arg_name[RT_MAX_RULE_ARGS][16];
-	double arg[RT_MAX_RULE_ARGS];
-	int W, b, B, D, M, gW, gb, mW, mb, mB, vW, vb, vB, rmean, rvar, aux, aux2, y, d;
-} RtLayer;
-
-typedef struct RtTrain {
-	char data[256];
-	int batch, epochs;
-	long seed;
-	int optimizer;
-	double lr, momentum, weight_decay, beta1, beta2, eps;
-	int nesterov;
-	int schedule, step_every;
-	double gamma, min_lr;
-	int crop_pad, flip;    /* augmentation of training batches */
-	int nnorm;             /* 0: no normalisation; 1: one value for every channel; else C */
-	double norm_mean[RT_MAX_NORM], norm_std[RT_MAX_NORM];
-} RtTrain;
-
-typedef struct RtModel {
-	char name[64];
-	char input_name[64];
-	int in_units, x_slot;
-	RtShape in_shape;
-	RtLayer *layers;
-	int nlayers;
-	int loss;
-	RtTrain train;
-	RtBuf *bufs;
-	int nbufs;
-} RtModel;
-
-/* Parses spec text; on error prints "wtn: bad spec: ..." and returns -1. */
-int rt_spec_parse(const char *text, RtModel *m);
-void rt_spec_free(RtModel *m);
+/* *m = wtn_model, after checking its version; -1 after a message. */
+int rt_model_load(RtModel *m);
 /* Value of the layer's rule argument `name`, or def if absent. */
 double rt_rule_arg(const RtLayer *l, const char *name, double def);
 /* Whether the layer has a feedback path with a rule (dense and conv2d). */
 bool rt_layer_has_rule(const RtLayer *l);
-/* The name of a layer kind as the spec spells it. */
+/* The name of a layer kind, as the language spells it. */
 const char *rt_op_name(int kind);
 /* Allocates every buffer (batch buffers for max_batch samples; scratch
  * buffers once), zeroed, 64-byte aligned. Returns the array of slot pointers. */
@@ -122,7 +82,7 @@ typedef struct RtData {
 	char source[300];      /* what was loaded, for messages */
 	RtSet train, test;
 } RtData;
-/* The spec's data (fashion_mnist, mnist, cifar10, synthetic, or a directory
+/* The model's data (fashion_mnist, mnist, cifar10, synthetic, or a directory
  * containing '/') or dir, the --data override (a name or a directory), sized
  * to the model's input and classes, normalised as its train record says. */
 int rt_data_load(const RtModel *m, const char *dir, RtData *d);
@@ -161,8 +121,8 @@ void rt_batcher_start_epoch(RtBatcher *b);  /* reshuffles unless shuffle is off 
 int rt_batcher_next(RtBatcher *b, float *x, int32_t *labels);
 
 /* ---- init.c: parameter initialisation ---- */
-/* Fills every param buffer, and the frsf magnitudes M, from the spec's init
- * and rule starts. Returns -1 (after a message) when out of memory. */
+/* Fills every param and stat buffer, and the frsf magnitudes M, as their
+ * init descriptors say. Returns -1 (after a message) when out of memory. */
 int rt_init_params(const RtModel *m, float **bufs, uint64_t seed);
 /* After a checkpoint load: M = |B| for layers that keep M (B = |M| sign(W)). */
 void rt_init_mags_from_feedback(const RtModel *m, float **bufs);

@@ -23,5 +23,24 @@ for net in tiny conv; do
 		bad "$net: eval gives '$(cat "$T/$net.eval")', before it gave '$(cat "$F/$net.eval")'"
 done
 
-[ $fail = 0 ] && echo "t_model: old checkpoints load and evaluate as before"
+# ---- a data path with spaces, in the train block ----
+byte() { printf "\\$(printf %03o "$1")"; }
+be32() { byte $(($1 >> 24 & 255)); byte $(($1 >> 16 & 255)); byte $(($1 >> 8 & 255)); byte $(($1 & 255)); }
+images() { { be32 2051; be32 "$2"; be32 4; be32 4; head -c $(($2 * 16)) /dev/urandom; } >"$1"; }
+labels() { { be32 2049; be32 "$2"; i=0; while [ $i -lt "$2" ]; do byte $((i % 3)); i=$((i + 1)); done; } >"$1"; }
+D="$T/my data, with spaces"
+mkdir -p "$D"
+images "$D/train-images-idx3-ubyte" 64; labels "$D/train-labels-idx1-ubyte" 64
+images "$D/t10k-images-idx3-ubyte" 32; labels "$D/t10k-labels-idx1-ubyte" 32
+sed "s|data *synthetic|data \"$D/\"|" tests/runtime/tiny.wtn >"$T/spaced.wtn"
+grep -qF "$D" "$T/spaced.wtn" || bad "could not write the data path into $T/spaced.wtn"
+if $WTNC "$T/spaced.wtn" -o "$T/spaced" >"$T/cc.out" 2>&1; then
+	"$T/spaced" --threads 1 --epochs 1 >"$T/out" 2>&1 || bad "training on '$D' failed: $(cat "$T/out")"
+	grep -q "epoch 1/1 .*test loss" "$T/out" || bad "no epoch line training on '$D': $(cat "$T/out")"
+	"$T/spaced" --help | grep -qF "$D" || bad "--help does not name the data path '$D'"
+else
+	bad "a data path with spaces is rejected: $(head -3 "$T/cc.out")"
+fi
+
+[ $fail = 0 ] && echo "t_model: old checkpoints load and evaluate as before; a data path may hold spaces"
 [ $fail = 0 ]

@@ -8,7 +8,7 @@
  * (bp fa usf frsf brsf kp wm dfa, random arguments) through the feedback
  * block, sgd (plain, momentum, nesterov) or adam, random weight
  * decay. --smooth: tanh, sigmoid and identity only (finite differences);
- * --bp-only: no feedback block. --expect FILE: what the spec must say
+ * --bp-only: no feedback block. --expect FILE: what the model must say
  * (input, layers, rules, loss, batch, optimiser), for refcheck --expect. */
 #include <stdarg.h>
 #include <stdint.h>
@@ -26,9 +26,9 @@ static uint32_t rnd(uint32_t n)
 
 static const char *pick(const char *const *v, int n) { return v[rnd(n)]; }
 
-/* Everything written to the .wtn that the spec must reflect; refcheck
+/* Everything written to the .wtn that the model must reflect; refcheck
  * --expect compares, so a compiler that drops `bias=false` or a feedback
- * entry cannot pass by having the reference read the same wrong spec. */
+ * entry cannot pass by having the reference read the same wrong model. */
 static FILE *expect;
 
 static void expect_line(const char *fmt, ...)
@@ -89,7 +89,7 @@ typedef struct Rule {
 } Rule;
 
 /* Arguments of each rule with issue 3's defaults; a generated rule gives
- * some of them, and refcheck --expect checks all of them in the spec. */
+ * some of them, and refcheck --expect checks all of them in the model. */
 typedef struct ArgDef { const char *rule, *name; double def; } ArgDef;
 static const ArgDef arg_defs[] = {
 	{"usf", "scale", 0},

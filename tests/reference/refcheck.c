@@ -16,7 +16,7 @@
  *                                    < 5 deg, |B|/|W| within 10% of rate*noise^2/decay
  *   refcheck --dump FILE [--seed S] [--b-equals-w]
  *                                    one step, then every param to FILE
- * --expect FILE (from gennet) first checks the spec against the source.
+ * --expect FILE (from gennet) first checks the model against the source.
  *
  * Tolerance (reference mode): element i of a buffer passes when
  *   |got_i - want_i| <= 1e-4 * max(|want_i|, max_j |want_j|) + 1e-12.
@@ -179,7 +179,7 @@ static void fill_hyper(Ctx *c, int t)
 	c->hyper[WTN_H_SEED] = (float)(c->seed % 100000 + t);
 }
 
-/* Every slot the reference reads exists and is in range; a spec without
+/* Every slot the reference reads exists and is in range; a model without
  * them is the compiler's bug, reported instead of crashing on bufs[-1]. */
 static void check_slots(Ctx *c)
 {
@@ -216,13 +216,13 @@ static void check_slots(Ctx *c)
 			missing = "D of shape [n_out, out]";
 		if (missing) {
 			fail_head(c);
-			printf("  FAIL spec: layer %s has no valid %s slot\n", L->name, missing);
+			printf("  FAIL model: layer %s has no valid %s slot\n", L->name, missing);
 			bad++;
 		}
 	}
 	if (c->m.x_slot < 0 || c->m.x_slot >= c->m.nbufs) {
 		fail_head(c);
-		printf("  FAIL spec: no valid input slot\n");
+		printf("  FAIL model: no valid input slot\n");
 		bad++;
 	}
 	if (bad)
@@ -231,16 +231,16 @@ static void check_slots(Ctx *c)
 
 static void setup(Ctx *c, long seed, int n)
 {
-	if (rt_spec_parse(wtn_spec, &c->m) != 0) {
-		fprintf(stderr, "refcheck: the network's spec does not parse\n");
+	if (rt_model_load(&c->m) != 0) {
+		fprintf(stderr, "refcheck: the network's model does not load\n");
 		exit(2);
 	}
 	if (c->m.nlayers < 1) {
 		fprintf(stderr, "refcheck: network has no layers\n");
 		exit(2);
 	}
-	if (ref_spec_load(&c->m, wtn_spec) != 0) {
-		printf("refcheck: FAIL spec: the reference cannot read the layer records\n");
+	if (ref_model_load(&c->m) != 0) {
+		printf("refcheck: FAIL model: the reference cannot read the layers\n");
 		exit(1);
 	}
 	c->seed = seed;
@@ -1294,11 +1294,11 @@ static int mode_dump(Ctx *c, const char *path, int b_equals_w)
 	return fclose(f) != 0 ? 2 : 0;
 }
 
-/* ---- expectations from gennet --expect: the spec says what the source said ---- */
+/* ---- expectations from gennet --expect: the model says what the source said ---- */
 static void expect_fail(Ctx *c, const char *what, const char *want, const char *got)
 {
 	fail_head(c);
-	printf("  FAIL spec: %s is %s, the source says %s\n", what, got, want);
+	printf("  FAIL model: %s is %s, the source says %s\n", what, got, want);
 }
 
 static void expect_num(Ctx *c, const char *what, double want, double got)

@@ -7,11 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the spec's version-2 fields ---- */
+/* ---- the model's layers, as the reference reads them ---- */
 const char *const ref_kind_names[REF_NKINDS] = {"dense", "conv2d", "batchnorm", "maxpool",
-	"avgpool", "global_avgpool", "flatten", "add", "act"};
-static const char *const buf_kind_names[] = {"param", "stat", "state", "grad", "batch",
-	"scratch"};
+	"avgpool", "global_avgpool", "flatten", "add", "act", "dropout", "layernorm"};
 
 static RefOp *ops;
 static int nops;
@@ -23,75 +21,28 @@ const RefOp *ref_op(int l) { return &ops[l]; }
 int ref_buf_kind(int slot) { return slot >= 0 && slot < nbuf_kinds ? buf_kinds[slot] : -1; }
 RefShape ref_input_shape(void) { return input_shape; }
 
-/* Value of " key=" in one record, copied to out; 0 if absent. */
-static int field(const char *line, const char *key, char *out, size_t cap)
-{
-	char pat[40];
-	snprintf(pat, sizeof pat, " %s=", key);
-	const char *p = strstr(line, pat);
-	if (!p)
-		return 0;
-	p += strlen(pat);
-	size_t len = strcspn(p, " \n");
-	if (len >= cap)
-		len = cap - 1;
-	memcpy(out, p, len);
-	out[len] = '\0';
-	return 1;
-}
-
-static int field_int(const char *line, const char *key, int def)
-{
-	char v[64];
-	return field(line, key, v, sizeof v) ? atoi(v) : def;
-}
-
-static double field_double(const char *line, const char *key, double def)
-{
-	char v[64];
-	return field(line, key, v, sizeof v) ? atof(v) : def;
-}
-
-static int field_shape(const char *line, const char *key, RefShape *s)
-{
-	char v[64];
-	return field(line, key, v, sizeof v) && sscanf(v, "%dx%dx%d", &s->c, &s->h, &s->w) == 3;
-}
-
 static int units(RefShape s) { return s.c * s.h * s.w; }
+static RefShape ref_shape(RtShape s) { return (RefShape){s.c, s.h, s.w}; }
 
-static int load_layer(const RtModel *m, int l, const char *line)
+static int load_layer(const RtModel *m, int l)
 {
 	RefOp *o = &ops[l];
 	const RtLayer *L = &m->layers[l];
-	char kind[32] = "dense", v[64];
-	field(line, "kind", kind, sizeof kind);
-	o->kind = -1;
-	for (int k = 0; k < REF_NKINDS; k++)
-		if (!strcmp(kind, ref_kind_names[k]))
-			o->kind = k;
+	o->kind = L->kind >= 0 && L->kind < REF_NKINDS ? L->kind : -1;
 	if (o->kind < 0) {
-		printf("refmath: layer %s: unknown kind %s\n", L->name, kind);
+		printf("refmath: layer %s: unknown kind %d\n", L->name, L->kind);
 		return -1;
 	}
-	o->input2 = field_int(line, "input2", -1);
-	if (!field_shape(line, "in_shape", &o->in))
-		o->in = (RefShape){L->in, 1, 1};
-	if (!field_shape(line, "out_shape", &o->out))
-		o->out = (RefShape){L->out, 1, 1};
-	o->kh = o->kw = 1;
-	if (field(line, "kernel", v, sizeof v))
-		sscanf(v, "%dx%d", &o->kh, &o->kw);
-	o->stride = field_int(line, "stride", 1);
-	o->pad = field_int(line, "pad", 0);
+	o->input2 = L->input2;
+	o->in = ref_shape(L->in_shape);
+	o->out = ref_shape(L->out_shape);
+	o->kh = L->kh, o->kw = L->kw, o->stride = L->stride, o->pad = L->pad;
 	if (o->kind == REF_DENSE)   /* a 1x1 convolution of a 1x1 image */
 		o->kh = o->kw = o->stride = 1, o->pad = 0;
-	o->eps = field_double(line, "eps", 0);
-	o->momentum = field_double(line, "momentum", 0);
-	o->rmean = field_int(line, "rmean", -1);
-	o->rvar = field_int(line, "rvar", -1);
-	o->aux = field_int(line, "aux", -1);
-	o->aux2 = field_int(line, "aux2", -1);
+	o->eps = L->eps;
+	o->momentum = L->momentum;
+	o->p = L->p;
+	o->rmean = L->rmean, o->rvar = L->rvar, o->aux = L->aux, o->aux2 = L->aux2;
 	if (units(o->in) != L->in || units(o->out) != L->out) {
 		printf("refmath: layer %s: in_shape %dx%dx%d, out_shape %dx%dx%d do not match "
 		       "in=%d out=%d\n", L->name, o->in.c, o->in.h, o->in.w, o->out.c, o->out.h,
@@ -105,7 +56,7 @@ static int load_layer(const RtModel *m, int l, const char *line)
 	return 0;
 }
 
-int ref_spec_load(const RtModel *m, const char *text)
+int ref_model_load(const RtModel *m)
 {
 	free(ops);
 	free(buf_kinds);
@@ -113,43 +64,18 @@ int ref_spec_load(const RtModel *m, const char *text)
 	ops = calloc(nops ? nops : 1, sizeof *ops);
 	nbuf_kinds = m->nbufs;
 	buf_kinds = calloc(nbuf_kinds ? nbuf_kinds : 1, sizeof *buf_kinds);
-	input_shape = (RefShape){m->in_units, 1, 1};
-	int layer = 0;
-	for (const char *p = text; *p;) {
-		size_t len = strcspn(p, "\n");
-		char line[4096];
-		snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), p);
-		p += len + (p[len] == '\n');
-		if (!strncmp(line, "input ", 6)) {
-			field_shape(line, "shape", &input_shape);
-		} else if (!strncmp(line, "buf ", 4)) {
-			int slot = field_int(line, "slot", -1);
-			char kind[32] = "";
-			field(line, "kind", kind, sizeof kind);
-			if (slot < 0 || slot >= nbuf_kinds) {
-				printf("refmath: buf record with slot %d of %d\n", slot, nbuf_kinds);
-				return -1;
-			}
-			buf_kinds[slot] = -1;
-			for (int k = 0; k < 6; k++)
-				if (!strcmp(kind, buf_kind_names[k]))
-					buf_kinds[slot] = k;
-			if (buf_kinds[slot] < 0) {
-				printf("refmath: buf slot %d: unknown kind %s\n", slot, kind);
-				return -1;
-			}
-		} else if (!strncmp(line, "layer ", 6)) {
-			if (layer >= nops || load_layer(m, layer, line) < 0)
-				return -1;
-			layer++;
-		}
-	}
+	input_shape = ref_shape(m->in_shape);
+	for (int s = 0; s < m->nbufs; s++)
+		buf_kinds[s] = m->bufs[s].kind;
+	for (int l = 0; l < nops; l++)
+		if (load_layer(m, l) < 0)
+			return -1;
 	if (units(input_shape) != m->in_units) {
 		printf("refmath: input shape %dx%dx%d is not %d units\n", input_shape.c,
 		       input_shape.h, input_shape.w, m->in_units);
 		return -1;
 	}
-	return layer == nops ? 0 : -1;
+	return 0;
 }
 
 int ref_has_weights(const RtModel *m, int l)

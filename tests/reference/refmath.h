@@ -9,11 +9,9 @@
 #define REFMATH_H
 #include "wtnrt.h"
 
-/* ---- the spec's version-2 fields, read here from the text itself ----
- * (independent of the runtime's parser; a version-1 spec reads as dense
- * layers on vectors) */
+/* ---- the model's layers (wtn_model.h, from the network's object) ---- */
 enum { REF_DENSE, REF_CONV, REF_BN, REF_MAXPOOL, REF_AVGPOOL, REF_GAP, REF_FLATTEN,
-       REF_ADD, REF_ACT, REF_NKINDS };
+       REF_ADD, REF_ACT, REF_DROPOUT, REF_LN, REF_NKINDS };
 enum { REF_BUF_PARAM, REF_BUF_STAT, REF_BUF_STATE, REF_BUF_GRAD, REF_BUF_BATCH,
        REF_BUF_SCRATCH };
 typedef struct RefShape { int c, h, w; } RefShape;
@@ -21,13 +19,13 @@ typedef struct RefOp {
 	int kind, input2;
 	RefShape in, out;
 	int kh, kw, stride, pad;   /* dense: a 1x1 convolution of a 1x1 image */
-	double eps, momentum;
+	double eps, momentum, p;
 	int rmean, rvar, aux, aux2;
 } RefOp;
 extern const char *const ref_kind_names[REF_NKINDS];
-/* Reads the layer and buf records of `text` for model m (already parsed by
- * rt_spec_parse). Returns 0, or -1 after a message on stdout. */
-int ref_spec_load(const RtModel *m, const char *text);
+/* Reads the layers and buffer kinds of model m. Returns 0, or -1 after a
+ * message on stdout. */
+int ref_model_load(const RtModel *m);
 const RefOp *ref_op(int l);
 int ref_buf_kind(int slot);
 RefShape ref_input_shape(void);
