@@ -154,10 +154,11 @@ static void put_TRAIN(FILE *o, const char *k, const TrainCfg *v) { }
 	for (int i_ = 0; i_ < x->count; i_++) put_##T(out, i_ ? NULL : #f, &x->f[i_]);
 static void put_INIT(FILE *out, const char *k, const WtnInit *x)
 {
-	if (x->fill == WTN_FILL_ZERO)
+	if (x->fill == WTN_FILL_ZERO) {
 		put_FILL(out, "fill", &x->fill);
-	else
+	} else {
 		WTN_INIT_FIELDS(PUT, PUT_ARRAY)
+	}
 }
 
 void model_print(FILE *out, const IRNetwork *net)
