@@ -19,7 +19,7 @@ typedef struct Cg {
 	LLVMBuilderRef b;
 	LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_pf32, t_ppf32, t_pi32;
 	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty, range_ty, pfor_ty;
-	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_sqrt;
+	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_erff, f_sqrt;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
 	char helper_name[64];      /* name of the helper being built (helper()) */
@@ -305,11 +305,15 @@ static LLVMValueRef emit_act(Cg *cg, Act act, LLVMValueRef v)
 		return call1(cg, cg->f_vtanh, v);
 	case ACT_SIGMOID:
 		return fdiv(cg, one, fadd(cg, one, call1(cg, cg->f_vexp, LLVMBuildFNeg(cg->b, v, ""))));
+	case ACT_GELU:  /* PyTorch's exact form: x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
+		return fmul(cg, fmul(cg, cf32(cg, 0.5), v),
+		            fadd(cg, one, call1(cg, cg->f_erff, fmul(cg, v, cf32(cg, 0.70710678118654752)))));
 	}
 	return v;
 }
 
-/* d * f'(a), with f' written in terms of y = f(a) as torch's backward does. */
+/* d * f'(a), with f' written in terms of y = f(a) as torch's backward does;
+ * gelu's in terms of a itself (y is then the input, see bwd_finish). */
 static LLVMValueRef emit_deriv(Cg *cg, Act act, LLVMValueRef d, LLVMValueRef y)
 {
 	LLVMValueRef zero = cf32(cg, 0), one = cf32(cg, 1);
@@ -323,6 +327,14 @@ static LLVMValueRef emit_deriv(Cg *cg, Act act, LLVMValueRef d, LLVMValueRef y)
 		return fmul(cg, d, fsub(cg, one, fmul(cg, y, y)));
 	case ACT_SIGMOID:
 		return fmul(cg, d, fmul(cg, fsub(cg, one, y), y));
+	case ACT_GELU: {  /* Phi(a) + a phi(a) */
+		LLVMValueRef a = y, half = cf32(cg, 0.5);
+		LLVMValueRef cdf = fmul(cg, half, fadd(cg, one, call1(cg, cg->f_erff,
+		                         fmul(cg, a, cf32(cg, 0.70710678118654752)))));
+		LLVMValueRef pdf = fmul(cg, cf32(cg, 0.39894228040143268),
+		                        call1(cg, cg->f_expf, fmul(cg, fmul(cg, LLVMBuildFNeg(cg->b, a, ""), a), half)));
+		return fmul(cg, d, fadd(cg, cdf, fmul(cg, a, pdf)));
+	}
 	}
 	return d;
 }
@@ -371,8 +383,20 @@ static long pixels(Shape s) { return (long)s.h * s.w; }
 
 static bool has_params(const IRLayer *l)
 {
-	return l->kind == OP_DENSE || l->kind == OP_CONV2D || l->kind == OP_BATCHNORM;
+	return wtn_op_has(l->kind, WTN_OP_PARAMS);
 }
+
+/* A kind's lowering, darknet-style: forward_ and backward_ per kind (the
+ * update is one loop for every parameter tensor). backward gets the FIN_
+ * bits of the error's finishing pass (below): the derivative of the
+ * activation, a zero error, the bias's gradient (when sums_bias). */
+typedef struct Bwd Bwd;
+typedef struct Lowering {
+	void (*forward)(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval);
+	void (*backward)(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin);
+	bool sums_bias;
+} Lowering;
+static const Lowering *lowering_of(int kind);
 
 /* dst[0..count) = 0 */
 static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
@@ -1175,41 +1199,44 @@ static LLVMValueRef build_pool_body(Cg *cg, const IRLayer *l, int li, int varian
 	return f;
 }
 
-static void forward_layer(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
-                          int li, bool eval)
+static void fwd_dense(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
-	switch (l->kind) {
-	case OP_DENSE:
-		forward_dense(cg, bufs, n, l, li);
-		return;
-	case OP_CONV2D:
-		forward_conv(cg, bufs, n, l, li);
-		return;
-	case OP_BATCHNORM:
-		forward_batchnorm(cg, bufs, n, l, li, eval);
-		return;
-	case OP_MAXPOOL:
-	case OP_AVGPOOL: {
-		emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
-		break;
-	}
-	case OP_GLOBAL_AVGPOOL:
-	case OP_FLATTEN: {
-		LLVMValueRef args[] = { x, y, n };
-		call_fn(cg, helper(cg, l->kind == OP_FLATTEN ? build_flatten : build_gap, "reshape", l, li, 0), args, 3);
-		break;
-	}
-	case OP_ADD:
-	case OP_ACT: {
-		LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, bufs, in_slot(cg->net, l->input2)) : x;
-		LLVMValueRef args[] = { x, b, y, n };
-		call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
-		return;
-	}
-	}
-	/* the pools and flatten take an activation as a separate pass */
-	emit_bias_act(cg, l, li, y, null_f32(cg), imul(cg, n64(cg, n), l->out / l->out_shape.c));
+	forward_dense(cg, bufs, n, l, li);
+}
+
+static void fwd_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	forward_conv(cg, bufs, n, l, li);
+}
+
+static void fwd_pool(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
+}
+
+static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li,
+                        HelperFn build)
+{
+	LLVMValueRef args[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), n };
+	call_fn(cg, helper(cg, build, "reshape", l, li, 0), args, 3);
+}
+
+static void fwd_gap(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	fwd_reshape(cg, bufs, n, l, li, build_gap);
+}
+
+static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	fwd_reshape(cg, bufs, n, l, li, build_flatten);
+}
+
+static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	LLVMValueRef x = layer_input_ptr(cg, bufs, l);
+	LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, bufs, in_slot(cg->net, l->input2)) : x;
+	LLVMValueRef args[] = { x, b, slot_ptr(cg, bufs, l->y), n };
+	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
 }
 
 static void build_forward(Cg *cg, const char *fn_name, bool eval)
@@ -1219,7 +1246,7 @@ static void build_forward(Cg *cg, const char *fn_name, bool eval)
 	LLVMValueRef f = begin_fn(cg, fn_name, cg->t_void, ps, 2, false);
 	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1);
 	for (int li = 0; li < net->nlayers; li++)
-		forward_layer(cg, bufs, n, &net->layers[li], li, eval);
+		lowering_of(net->layers[li].kind)->forward(cg, bufs, n, &net->layers[li], li, eval);
 	LLVMBuildRetVoid(cg->b);
 }
 
@@ -1425,11 +1452,11 @@ static bool takes_direct(const IRLayer *l, bool all_bp)
  * its error; a dfa layer takes its own). received[i]: a consumer already
  * wrote d[i], so the next one accumulates. Layers run in reverse order, so
  * every consumer has sent before its producer runs. */
-typedef struct Bwd {
+struct Bwd {
 	LLVMValueRef bufs, n, d_out;
 	bool *need, *received;
 	bool all_bp;
-} Bwd;
+};
 
 static bool *needs_error(const IRNetwork *net, bool all_bp)
 {
@@ -1745,26 +1772,234 @@ static void backward_layer(Cg *cg, Bwd *bw, int li)
 	/* the loss already applied the output layer's derivative */
 	bool zero = li != last && !bw->received[li];
 	bool deriv = li != last && l->act != ACT_IDENTITY;
-	if (l->kind == OP_BATCHNORM) {
-		backward_batchnorm(cg, bw, l, li, d, deriv, zero);
-		return;
-	}
-	bool bias = (l->kind == OP_DENSE || l->kind == OP_CONV2D) && l->bias;
+	const Lowering *lw = lowering_of(l->kind);
+	bool bias = lw->sums_bias && l->bias;
 	int variant = (deriv ? FIN_DERIV : 0) | (zero ? FIN_ZERO : 0) | (bias ? FIN_BIAS : 0);
-	if (l->kind == OP_CONV2D) {   /* finishes its error itself, in parallel */
-		backward_conv(cg, bw, l, li, d, variant);
+	lw->backward(cg, bw, l, li, d, variant);
+}
+
+/* The finishing pass over d (FIN_ bits); gelu's derivative reads the
+ * input, the pre-activation. */
+static void bwd_finish(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	if (!fin)
 		return;
+	LLVMValueRef y = l->act == ACT_GELU ? layer_input_ptr(cg, bw->bufs, l) : slot_ptr(cg, bw->bufs, l->y);
+	LLVMValueRef args[] = { d, y, opt_slot_ptr(cg, bw->bufs, l->gb), bw->n };
+	call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+}
+
+static void bwd_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	bwd_finish(cg, bw, l, li, d, fin);
+	backward_dense(cg, bw, l, d);
+}
+
+static void bwd_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	bwd_finish(cg, bw, l, li, d, fin);
+	backward_plain(cg, bw, l, li, d);
+}
+
+static void bwd_batchnorm(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	backward_batchnorm(cg, bw, l, li, d, fin & FIN_DERIV, fin & FIN_ZERO);
+}
+
+/* ---- dropout ---- */
+
+/* y = x * mask (the runtime draws the mask, 0 or 1/(1-p), before each
+ * training forward: rt_dropout_masks); eval: y = x. Params (x, mask, y, n);
+ * variant 2, 3: the backward, dx = (or +=, variant 3) d * mask, params
+ * (d, mask, dx, n). */
+static LLVMValueRef build_dropout(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef x = LLVMGetParam(f, 0), mask = LLVMGetParam(f, 1), y = LLVMGetParam(f, 2);
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, ci64(cg, 0), imul(cg, n64(cg, LLVMGetParam(f, 3)), l->out));
+	LLVMValueRef v = load_f32(cg, x, i);
+	if (variant != 1)
+		v = fmul(cg, v, load_f32(cg, mask, i));
+	if (variant == 3)
+		v = fadd(cg, load_f32(cg, y, i), v);
+	store_f32(cg, v, y, i);
+	loop_end(cg, &lp);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void fwd_dropout(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	LLVMValueRef args[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->aux),
+	                        slot_ptr(cg, bufs, l->y), n };
+	call_fn(cg, helper(cg, build_dropout, "dropout", l, li, eval ? 1 : 0), args, 4);
+}
+
+static void bwd_dropout(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	LLVMValueRef dx;
+	bool acc;
+	bwd_finish(cg, bw, l, li, d, fin);
+	if (!send_to(cg, bw, l->input, &dx, &acc))
+		return;
+	LLVMValueRef args[] = { d, slot_ptr(cg, bw->bufs, l->aux), dx, bw->n };
+	call_fn(cg, helper(cg, build_dropout, "dropout", l, li, acc ? 3 : 2), args, 4);
+}
+
+/* ---- layernorm ---- */
+
+/* Over the C channels (features) of each of the n * H * W positions, as
+ * PyTorch's LayerNorm(C) on channels-last data: y = (x - mean) invstd
+ * gamma + beta, invstd = 1/sqrt(var + eps), the biased variance, summed
+ * in double; mean and invstd saved per position (aux, aux2) for the
+ * backward. Params (x, y, gamma, beta, mean, invstd, n). */
+static LLVMValueRef build_ln_forward(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	LLVMTypeRef ps[7];
+	for (int k = 0; k < 6; k++)
+		ps[k] = cg->t_pf32;
+	ps[6] = cg->t_i32;
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 7, true), P[7];
+	for (int k = 0; k < 7; k++)
+		P[k] = LLVMGetParam(f, (unsigned)k);
+	LLVMValueRef rows = imul(cg, n64(cg, P[6]), pixels(l->out_shape));
+	LLVMValueRef s1 = entry_var(cg, cg->t_f64, cf64(cg, 0)), s2 = entry_var(cg, cg->t_f64, cf64(cg, 0));
+	Loop lr, lc;
+	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef xr = elem_ptr(cg, P[0], imul(cg, r, C)), yr = elem_ptr(cg, P[1], imul(cg, r, C));
+	LLVMBuildStore(cg->b, cf64(cg, 0), s1);
+	LLVMBuildStore(cg->b, cf64(cg, 0), s2);
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef x = f2d(cg, load_f32(cg, xr, c));
+	LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, s1, ""), x, ""), s1);
+	LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, s2, ""),
+	                                    LLVMBuildFMul(cg->b, x, x, ""), ""), s2);
+	loop_end(cg, &lc);
+	LLVMValueRef mean = LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, s1, ""), cf64(cg, C), "");
+	LLVMValueRef var = LLVMBuildFSub(cg->b, LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, s2, ""),
+	                                                      cf64(cg, C), ""),
+	                                 LLVMBuildFMul(cg->b, mean, mean, ""), "");
+	var = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, var, cf64(cg, 0), ""),
+	                      cf64(cg, 0), var, "");
+	LLVMValueRef invstd = LLVMBuildFDiv(cg->b, cf64(cg, 1),
+	                                    dsqrt(cg, LLVMBuildFAdd(cg->b, var, cf64(cg, l->eps), "")), "");
+	LLVMValueRef mf = d2f(cg, mean), sf = d2f(cg, invstd);
+	store_f32(cg, mf, P[4], r);
+	store_f32(cg, sf, P[5], r);
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), mf), sf);
+	store_f32(cg, fadd(cg, fmul(cg, xhat, load_f32(cg, P[2], c)), load_f32(cg, P[3], c)), yr, c);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void fwd_layernorm(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
+{
+	LLVMValueRef args[] = {
+		layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), slot_ptr(cg, bufs, l->W),
+		slot_ptr(cg, bufs, l->b), slot_ptr(cg, bufs, l->aux), slot_ptr(cg, bufs, l->aux2), n,
+	};
+	call_fn(cg, helper(cg, build_ln_forward, "ln_forward", l, li, 0), args, 7);
+}
+
+/* With g = d gamma and xhat recomputed from the saved mean and invstd:
+ * dx (+)= invstd (g - mean_c g - xhat mean_c(g xhat)) per position;
+ * gW = sum d xhat, gb = sum d over positions (double). Params (d, x,
+ * gamma, mean, invstd, gW, gb, dx, n); variant LN_SEND, LN_ACCUMULATE. */
+enum { LN_SEND = 1, LN_ACCUMULATE = 2 };
+static LLVMValueRef build_ln_backward(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	LLVMTypeRef ps[9];
+	for (int k = 0; k < 8; k++)
+		ps[k] = cg->t_pf32;
+	ps[8] = cg->t_i32;
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 9, true), P[9];
+	for (int k = 0; k < 9; k++)
+		P[k] = LLVMGetParam(f, (unsigned)k);
+	LLVMValueRef rows = imul(cg, n64(cg, P[8]), pixels(l->out_shape));
+	LLVMValueRef gg = frame_array(cg, cg->t_f64, C), gbeta = frame_array(cg, cg->t_f64, C);
+	LLVMValueRef m1 = entry_var(cg, cg->t_f64, cf64(cg, 0)), m2 = entry_var(cg, cg->t_f64, cf64(cg, 0));
+	Loop lr, lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, cg->t_f64, cf64(cg, 0), gg, c);
+	store_t(cg, cg->t_f64, cf64(cg, 0), gbeta, c);
+	loop_end(cg, &lc);
+	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef off = imul(cg, r, C);
+	LLVMValueRef dr = elem_ptr(cg, P[0], off), xr = elem_ptr(cg, P[1], off), dxr = elem_ptr(cg, P[7], off);
+	LLVMValueRef mean = load_f32(cg, P[3], r), invstd = load_f32(cg, P[4], r);
+	LLVMBuildStore(cg->b, cf64(cg, 0), m1);
+	LLVMBuildStore(cg->b, cf64(cg, 0), m2);
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef dv = load_f32(cg, dr, c);
+	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), mean), invstd);
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, gg, c), f2d(cg, fmul(cg, dv, xhat)), ""), gg, c);
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, gbeta, c), f2d(cg, dv), ""), gbeta, c);
+	LLVMValueRef g = f2d(cg, fmul(cg, dv, load_f32(cg, P[2], c)));
+	LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, m1, ""), g, ""), m1);
+	LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, m2, ""),
+	                                    LLVMBuildFMul(cg->b, g, f2d(cg, xhat), ""), ""), m2);
+	loop_end(cg, &lc);
+	if (variant & LN_SEND) {
+		LLVMValueRef a = d2f(cg, LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, m1, ""), cf64(cg, C), ""));
+		LLVMValueRef b = d2f(cg, LLVMBuildFDiv(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, m2, ""), cf64(cg, C), ""));
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), mean), invstd);
+		g = fmul(cg, load_f32(cg, dr, c), load_f32(cg, P[2], c));
+		LLVMValueRef v = fmul(cg, invstd, fsub(cg, fsub(cg, g, a), fmul(cg, xhat, b)));
+		if (variant & LN_ACCUMULATE)
+			v = fadd(cg, load_f32(cg, dxr, c), v);
+		store_f32(cg, v, dxr, c);
+		loop_end(cg, &lc);
 	}
-	if (variant) {
-		LLVMValueRef args[] = { d, slot_ptr(cg, bw->bufs, l->y),
-		                        opt_slot_ptr(cg, bw->bufs, l->gb), bw->n };
-		call_fn(cg, helper(cg, build_finish_error,
-		                   "finish", l, li, variant), args, 4);
-	}
-	if (l->kind == OP_DENSE)
-		backward_dense(cg, bw, l, d);
-	else
-		backward_plain(cg, bw, l, li, d);
+	loop_end(cg, &lr);
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, gg, c)), P[5], c);
+	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, gbeta, c)), P[6], c);
+	loop_end(cg, &lc);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void bwd_layernorm(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	LLVMValueRef dx = NULL;
+	bool acc = false;
+	bwd_finish(cg, bw, l, li, d, fin);
+	bool send = send_to(cg, bw, l->input, &dx, &acc);
+	LLVMValueRef args[] = {
+		d, layer_input_ptr(cg, bw->bufs, l), slot_ptr(cg, bw->bufs, l->W),
+		slot_ptr(cg, bw->bufs, l->aux), slot_ptr(cg, bw->bufs, l->aux2),
+		slot_ptr(cg, bw->bufs, l->gW), slot_ptr(cg, bw->bufs, l->gb), send ? dx : null_f32(cg), bw->n,
+	};
+	int variant = (send ? LN_SEND : 0) | (acc ? LN_ACCUMULATE : 0);
+	call_fn(cg, helper(cg, build_ln_backward, "ln_backward", l, li, variant), args, 9);
+}
+
+/* One row per kind, in WTN_OPS's order. */
+static const Lowering lowerings[WTN_NOPS] = {
+	[OP_DENSE] = { fwd_dense, bwd_dense, true },
+	[OP_CONV2D] = { fwd_conv, backward_conv, true },  /* finishes its error itself, in parallel */
+	[OP_BATCHNORM] = { forward_batchnorm, bwd_batchnorm, false },
+	[OP_MAXPOOL] = { fwd_pool, bwd_plain, false },
+	[OP_AVGPOOL] = { fwd_pool, bwd_plain, false },
+	[OP_GLOBAL_AVGPOOL] = { fwd_gap, bwd_plain, false },
+	[OP_FLATTEN] = { fwd_flatten, bwd_plain, false },
+	[OP_ADD] = { fwd_eltwise, bwd_plain, false },
+	[OP_ACT] = { fwd_eltwise, bwd_plain, false },
+	[OP_DROPOUT] = { fwd_dropout, bwd_dropout, false },
+	[OP_LAYERNORM] = { fwd_layernorm, bwd_layernorm, false },
+};
+
+static const Lowering *lowering_of(int kind)
+{
+	return &lowerings[kind];
 }
 
 /* wtn_backward (all_bp false): errors as each layer's rule says.
@@ -2161,6 +2396,7 @@ static void declare_externals(Cg *cg)
 	cg->f32_fn_ty = LLVMFunctionType(cg->t_f32, &cg->t_f32, 1, 0);
 	cg->f_expf = LLVMAddFunction(cg->mod, "expf", cg->f32_fn_ty);
 	cg->f_logf = LLVMAddFunction(cg->mod, "logf", cg->f32_fn_ty);
+	cg->f_erff = LLVMAddFunction(cg->mod, "erff", cg->f32_fn_ty);
 	unsigned sqrt_id = LLVMLookupIntrinsicID("llvm.sqrt", 9);
 	cg->f_sqrt = LLVMGetIntrinsicDeclaration(cg->mod, sqrt_id, &cg->t_f32, 1);
 	cg->f_vexp = build_vexp(cg);

@@ -278,6 +278,23 @@ static void plan_batchnorm(IRNetwork *net, IRLayer *l)
 	init_const(net, l->rvar, 1);   /* running mean 0 and variance 1 */
 }
 
+/* gamma and beta, trained by backprop; each position's mean and 1/std
+ * are batch buffers the backward reads. */
+static void plan_layernorm(IRNetwork *net, IRLayer *l)
+{
+	int c = l->out_shape.c;
+	Shape rows = { l->out_shape.h * l->out_shape.w, 1, 1 };
+	l->W = add_vec(net, l->name, ".weight", BUF_PARAM, c);
+	l->b = add_vec(net, l->name, ".bias", BUF_PARAM, c);
+	l->gW = grad_of(net, l->W);
+	l->gb = grad_of(net, l->b);
+	add_state(net, l->W, &l->mW, &l->vW);
+	add_state(net, l->b, &l->mb, &l->vb);
+	l->aux = add_act_buf(net, l->name, ".mean", rows);
+	l->aux2 = add_act_buf(net, l->name, ".invstd", rows);
+	init_const(net, l->W, 1);
+}
+
 static void clear_slots(IRLayer *l)
 {
 	l->W = l->b = l->B = l->D = l->M = -1;
@@ -295,8 +312,12 @@ static void plan_layer(IRNetwork *net, IRLayer *l, int li, int n_out, bool is_ou
 		plan_weights(net, l, li, n_out, is_output);
 	else if (l->kind == OP_BATCHNORM)
 		plan_batchnorm(net, l);
+	else if (l->kind == OP_LAYERNORM)
+		plan_layernorm(net, l);
 	else if (l->kind == OP_MAXPOOL)
 		l->aux = add_act_buf(net, l->name, ".argmax", l->out_shape);
+	else if (l->kind == OP_DROPOUT)
+		l->aux = add_act_buf(net, l->name, ".mask", l->out_shape);
 	l->y = add_act_buf(net, l->name, ".y", l->out_shape);
 	l->d = add_act_buf(net, l->name, ".d", l->out_shape);
 }

@@ -195,6 +195,29 @@ static int index_of(const char *name, const char *const *names, int n)
 	return -1;
 }
 
+/* The index of name in names[0..n); else reports "unknown WHAT 'name'"
+ * with " (did you mean 'x'?)" or " (expected a, b or c)" (`expected`, if
+ * not NULL, in place of the list) and returns -1. */
+static int lookup_name(Pos pos, const char *what, const char *name, const char *const *names,
+                       int n, const char *expected)
+{
+	int i = index_of(name, names, n);
+	if (i >= 0)
+		return i;
+	const char *sg = suggest_from(name, names, n);
+	if (sg) {
+		diag_error(pos, "unknown %s '%s' (did you mean '%s'?)", what, name, sg);
+		return -1;
+	}
+	char list[512] = "";
+	size_t len = 0;
+	for (int k = 0; !expected && k < n && len < sizeof list; k++)
+		len += snprintf(list + len, sizeof list - len, "%s%s", k == 0 ? "" : k == n - 1 ? " or " : ", ",
+		                names[k]);
+	diag_error(pos, "unknown %s '%s' (expected %s)", what, name, expected ? expected : list);
+	return -1;
+}
+
 static const char *describe(const Value *v)
 {
 	return ast_describe(v);
@@ -391,8 +414,6 @@ static bool bind_args(const Value *call, const char *const *names, int n, int np
 }
 
 
-static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
-static const char *const init_names[] = {"he", "xavier", "normal", "uniform"};
 
 static bool check_act(const Value *v, int *out)
 {
@@ -401,16 +422,9 @@ static bool check_act(const Value *v, int *out)
 		           describe(v));
 		return false;
 	}
-	int i = index_of(v->text, act_names, 4);
-	if (i < 0) {
-		const char *s = suggest_from(v->text, act_names, 4);
-		if (s)
-			diag_error(v->pos, "unknown activation '%s' (did you mean '%s'?)", v->text, s);
-		else
-			diag_error(v->pos, "unknown activation '%s' (expected identity, relu, tanh or sigmoid)",
-			           v->text);
+	int i = lookup_name(v->pos, "activation", v->text, wtn_act_names, WTN_NACTS, NULL);
+	if (i < 0)
 		return false;
-	}
 	*out = (Act)i;
 	return true;
 }
@@ -422,16 +436,10 @@ static bool check_init(Sema *S, const Value *v, int *init, double *arg)
 		           describe(v));
 		return false;
 	}
-	int i = index_of(v->text, init_names, 4);
-	if (i < 0) {
-		const char *s = suggest_from(v->text, init_names, 4);
-		if (s)
-			diag_error(v->pos, "unknown initialiser '%s' (did you mean '%s'?)", v->text, s);
-		else
-			diag_error(v->pos, "unknown initialiser '%s' (expected he, xavier, normal(STD) or uniform(A))",
-			           v->text);
+	int i = lookup_name(v->pos, "initialiser", v->text, wtn_init_names, WTN_NINITS,
+	                    "he, xavier, normal(STD) or uniform(A)");
+	if (i < 0)
 		return false;
-	}
 	*init = (Init)i;
 	*arg = 0;
 	if (i == INIT_HE || i == INIT_XAVIER) {
@@ -597,36 +605,183 @@ static int lookup_node(Sema *S, const Value *v, const char *self)
 	return -1;
 }
 
-/* ---- layer kinds ---- */
+/* ---- layer kinds: one row per kind ---- */
 
-enum { SRC_NONE, SRC_ONE, SRC_TWO };
-typedef struct OpDef {
+/* A layer being built: its arguments, sources and shapes. */
+typedef struct OpDef OpDef;
+typedef struct Build {
+	Sema *S;
+	const OpDef *op;
+	const Value *v;
+	const Arg **a;           /* a[i]: the argument for op->params[i], or NULL */
+	IRLayer *L;
+	const char *path, *local, *self;
+	int src;                 /* the source node (-1 after an error) */
+	Shape in, out;           /* out starts as in */
+	bool have_in;
+	Pos src_pos, size_pos;   /* size_pos: where its size is written (units, filters) */
+} Build;
+
+/* A kind's shape rule: sets B->out (and the layer's own sizes) from the
+ * input and the kind's arguments; false after reporting an error. */
+typedef bool ShapeRule(Build *B);
+
+/* A row: the name in programs, the IR kind (and, for the standalone
+ * activations, the function), the parameters (the first npositional may
+ * be given by position), the defaults of eps, momentum and p, the shape
+ * rule. What the kind has (weights, a rule, an activation) is WTN_OPS's
+ * flags in runtime/wtn_model.h; its lowering is in codegen.c. */
+struct OpDef {
 	const char *name;
 	OpKind kind;
-	Act act;                 /* the standalone activations */
+	Act act;
 	int nparams, npositional;
 	const char *params[8];
 	const char *usage;
-} OpDef;
+	ShapeRule *shape;
+	double eps, momentum, p;
+};
+
+static int source_node(Sema *S, const Value *v, const char *owner, const char *self);
+
+static bool shape_same(Build *B) { return true; }
+
+static bool shape_dense(Build *B)
+{
+	long n;
+	bool ok = true;
+	if (!B->a[1]) {
+		diag_error(B->v->pos, "dense needs a number of units, as in %s", B->op->usage);
+		ok = false;
+	} else {
+		B->size_pos = B->a[1]->val->pos;
+		if (int_value(B->S, B->a[1]->val, "the number of units", 1, MAX_UNITS, &n))
+			B->out = (Shape){(int)n, 1, 1};
+		else
+			ok = false;
+	}
+	if (B->have_in && !is_vector(B->in)) {
+		diag_error(B->src_pos, "dense needs a vector input, but '%s' is %s; flatten it first",
+		           B->S->nodes[B->src].name, shape_str(B->in));
+		ok = false;
+	}
+	return ok;
+}
+
+/* conv2d(SOURCE, FILTERS, KERNEL, stride, pad) and the pools
+ * (SOURCE, KERNEL, stride=KERNEL, pad <= KERNEL/2): a window over the image. */
+static bool shape_window(Build *B)
+{
+	Sema *S = B->S;
+	const OpDef *op = B->op;
+	const Arg **a = B->a;
+	bool conv = op->kind == OP_CONV2D, ok = true;
+	int ki = conv ? 2 : 1;        /* index of the kernel parameter */
+	long filters = 0, k = 0, stride = 0, pad = 0;
+	if (conv) {
+		if (!a[1]) {
+			diag_error(B->v->pos, "conv2d needs a number of filters, as in %s", op->usage);
+			ok = false;
+		} else {
+			B->size_pos = a[1]->val->pos;
+			ok = int_value(S, a[1]->val, "the number of filters", 1, MAX_DIM, &filters) && ok;
+		}
+	}
+	if (!a[ki]) {
+		if (!conv || a[1])
+			diag_error(B->v->pos, "%s needs a kernel size, as in %s", op->name, op->usage);
+		ok = false;
+	} else {
+		ok = int_value(S, a[ki]->val, "the kernel size", 1, MAX_DIM, &k) && ok;
+	}
+	stride = conv ? 1 : k;
+	if (a[ki + 1])
+		ok = int_value(S, a[ki + 1]->val, "the stride", 1, MAX_DIM, &stride) && ok;
+	if (a[ki + 2])
+		ok = int_value(S, a[ki + 2]->val, "the padding", 0, MAX_DIM, &pad) && ok;
+	if (!conv && a[ki + 2] && k > 0 && pad > k / 2) {
+		diag_error(a[ki + 2]->val->pos, "the padding of a pool must be at most half its kernel "
+		           "(%ld), found %ld", k / 2, pad);
+		ok = false;
+	}
+	B->L->kh = B->L->kw = (int)k;
+	B->L->stride = (int)stride;
+	B->L->pad = (int)pad;
+	Shape in = B->in;
+	if (B->have_in && ok) {
+		if (k > in.h + 2 * pad || k > in.w + 2 * pad) {
+			diag_error(a[ki]->val->pos, "kernel %ld of '%s' is larger than its input '%s' (%dx%d, pad %ld)",
+			           k, B->path, S->nodes[B->src].name, in.h, in.w, pad);
+			return false;
+		}
+		B->out.h = (int)((in.h + 2 * pad - k) / stride + 1);
+		B->out.w = (int)((in.w + 2 * pad - k) / stride + 1);
+		if (conv)
+			B->out.c = (int)filters;
+	}
+	return ok;
+}
+
+static bool shape_gap(Build *B)
+{
+	B->out = (Shape){B->in.c, 1, 1};
+	return true;
+}
+
+static bool shape_flatten(Build *B)
+{
+	B->out = (Shape){(int)((long)B->in.c * B->in.h * B->in.w), 1, 1};
+	return true;
+}
+
+/* add(A, B): the second source, of the first's shape. */
+static bool shape_add(Build *B)
+{
+	Sema *S = B->S;
+	const Arg *b = B->a[1];
+	if (!b) {
+		if (B->a[0])
+			diag_error(B->v->pos, "add needs two layers, as in %s", B->op->usage);
+		return false;
+	}
+	int src2 = source_node(S, b->val, B->local, B->self);
+	if (src2 < 0)
+		return false;
+	B->L->input2 = S->nodes[src2].layer;
+	Shape s = S->nodes[src2].shape;
+	if (B->have_in && (s.c != B->in.c || s.h != B->in.h || s.w != B->in.w)) {
+		diag_error(b->val->pos, "add needs two layers of the same shape, but '%s' is %s "
+		           "and '%s' is %s", S->nodes[B->src].name, shape_str(B->in),
+		           S->nodes[src2].name, shape_str(s));
+		return false;
+	}
+	return true;
+}
 
 static const OpDef op_defs[] = {
 	{"dense", OP_DENSE, ACT_IDENTITY, 5, 2, {"source", "units", "act", "init", "bias"},
-	 "dense(SOURCE, UNITS, act=..., init=..., bias=...)"},
+	 "dense(SOURCE, UNITS, act=..., init=..., bias=...)", .shape = shape_dense},
 	{"conv2d", OP_CONV2D, ACT_IDENTITY, 8, 6,
 	 {"source", "filters", "kernel", "stride", "pad", "bias", "act", "init"},
-	 "conv2d(SOURCE, FILTERS, KERNEL, stride=1, pad=0, bias=true, act=..., init=...)"},
+	 "conv2d(SOURCE, FILTERS, KERNEL, stride=1, pad=0, bias=true, act=..., init=...)", .shape = shape_window},
 	{"maxpool", OP_MAXPOOL, ACT_IDENTITY, 4, 4, {"source", "kernel", "stride", "pad"},
-	 "maxpool(SOURCE, KERNEL, stride=KERNEL, pad=0)"},
+	 "maxpool(SOURCE, KERNEL, stride=KERNEL, pad=0)", .shape = shape_window},
 	{"avgpool", OP_AVGPOOL, ACT_IDENTITY, 4, 4, {"source", "kernel", "stride", "pad"},
-	 "avgpool(SOURCE, KERNEL, stride=KERNEL, pad=0)"},
-	{"global_avgpool", OP_GLOBAL_AVGPOOL, ACT_IDENTITY, 1, 1, {"source"}, "global_avgpool(SOURCE)"},
+	 "avgpool(SOURCE, KERNEL, stride=KERNEL, pad=0)", .shape = shape_window},
+	{"global_avgpool", OP_GLOBAL_AVGPOOL, ACT_IDENTITY, 1, 1, {"source"}, "global_avgpool(SOURCE)",
+	 .shape = shape_gap},
 	{"batchnorm", OP_BATCHNORM, ACT_IDENTITY, 4, 1, {"source", "act", "eps", "momentum"},
-	 "batchnorm(SOURCE, act=..., eps=1e-5, momentum=0.1)"},
-	{"flatten", OP_FLATTEN, ACT_IDENTITY, 1, 1, {"source"}, "flatten(SOURCE)"},
-	{"add", OP_ADD, ACT_IDENTITY, 3, 2, {"a", "b", "act"}, "add(A, B, act=...)"},
-	{"relu", OP_ACT, ACT_RELU, 1, 1, {"source"}, "relu(SOURCE)"},
-	{"tanh", OP_ACT, ACT_TANH, 1, 1, {"source"}, "tanh(SOURCE)"},
-	{"sigmoid", OP_ACT, ACT_SIGMOID, 1, 1, {"source"}, "sigmoid(SOURCE)"},
+	 "batchnorm(SOURCE, act=..., eps=1e-5, momentum=0.1)", .shape = shape_same, .eps = 1e-5, .momentum = 0.1},
+	{"layernorm", OP_LAYERNORM, ACT_IDENTITY, 2, 1, {"source", "eps"},
+	 "layernorm(SOURCE, eps=1e-5)", .shape = shape_same, .eps = 1e-5},
+	{"dropout", OP_DROPOUT, ACT_IDENTITY, 2, 2, {"source", "p"}, "dropout(SOURCE, P)", .shape = shape_same,
+	 .p = 0.5},
+	{"flatten", OP_FLATTEN, ACT_IDENTITY, 1, 1, {"source"}, "flatten(SOURCE)", .shape = shape_flatten},
+	{"add", OP_ADD, ACT_IDENTITY, 3, 2, {"a", "b", "act"}, "add(A, B, act=...)", .shape = shape_add},
+	{"relu", OP_ACT, ACT_RELU, 1, 1, {"source"}, "relu(SOURCE)", .shape = shape_same},
+	{"tanh", OP_ACT, ACT_TANH, 1, 1, {"source"}, "tanh(SOURCE)", .shape = shape_same},
+	{"sigmoid", OP_ACT, ACT_SIGMOID, 1, 1, {"source"}, "sigmoid(SOURCE)", .shape = shape_same},
+	{"gelu", OP_ACT, ACT_GELU, 1, 1, {"source"}, "gelu(SOURCE)", .shape = shape_same},
 };
 enum { NOPS = sizeof op_defs / sizeof op_defs[0] };
 
@@ -648,7 +803,7 @@ static BlockDef *find_block(Sema *S, const char *name)
 
 static bool has_weights(OpKind k)
 {
-	return k == OP_DENSE || k == OP_CONV2D;
+	return wtn_op_has(k, WTN_OP_RULE);
 }
 
 static int build(Sema *S, const Value *v, const char *local, Pos name_pos, const char *self);
@@ -698,6 +853,40 @@ static IRLayer new_layer(const char *path, Pos pos, OpKind kind)
 	return L;
 }
 
+/* The arguments every kind spells the same way: act, init, bias, eps,
+ * momentum, p. */
+static bool named_args(Build *B)
+{
+	bool ok = true;
+	IRLayer *L = B->L;
+	for (int i = 0; i < B->op->nparams; i++) {
+		if (!B->a[i])
+			continue;
+		const char *p = B->op->params[i];
+		const Value *x = B->a[i]->val;
+		if (!strcmp(p, "act")) {
+			ok = check_act(x, &L->act) && ok;
+			/* its derivative needs the pre-activation, which only a layer of its own keeps */
+			if (L->act == ACT_GELU) {
+				diag_error(x->pos, "gelu is not fused into %s; write gelu(%s) as a layer of its own",
+				           B->op->name, B->path);
+				ok = false;
+			}
+		} else if (!strcmp(p, "init")) {
+			ok = check_init(B->S, x, &L->init, &L->init_arg) && ok;
+		} else if (!strcmp(p, "bias")) {
+			ok = bool_value(x, "bias", &L->bias) && ok;
+		} else if (!strcmp(p, "eps")) {
+			ok = real_value(B->S, x, "'eps'", 0, true, HUGE_VAL, false, "positive", &L->eps) && ok;
+		} else if (!strcmp(p, "momentum")) {
+			ok = real_value(B->S, x, "'momentum'", 0, false, 1, false, "in [0, 1]", &L->momentum) && ok;
+		} else if (!strcmp(p, "p")) {
+			ok = real_value(B->S, x, "the drop probability", 0, false, 1, true, "in [0, 1)", &L->p) && ok;
+		}
+	}
+	return ok;
+}
+
 /* Builds a built-in layer. Returns its node, -1 after errors. */
 static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local, Pos name_pos,
                     const char *self)
@@ -708,13 +897,13 @@ static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local,
 	bool ok = bind_args(v, op->params, op->nparams, op->npositional, op->name, op->usage, a);
 	IRLayer L = new_layer(path, name_pos, op->kind);
 	L.act = op->act;
-	L.bias = op->kind == OP_DENSE || op->kind == OP_CONV2D || op->kind == OP_BATCHNORM;
-	if (op->kind == OP_BATCHNORM) {
-		L.eps = 1e-5;
-		L.momentum = 0.1;
-	}
-	int src = -1, src2 = -1;
-	Pos src_pos = v->pos;
+	L.bias = wtn_op_has(op->kind, WTN_OP_PARAMS);
+	L.eps = op->eps;
+	L.momentum = op->momentum;
+	L.p = op->p;
+	Build B = { .S = S, .op = op, .v = v, .a = a, .L = &L, .path = path, .local = local,
+	            .self = self, .src = -1,
+	            .src_pos = v->pos, .size_pos = v->pos };
 	/* sources first: nested calls become layers before this one */
 	if (!a[0]) {
 		if (op->kind == OP_ADD)
@@ -723,149 +912,33 @@ static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local,
 			diag_error(v->pos, "%s needs a source layer, as in %s", op->name, op->usage);
 		ok = false;
 	} else {
-		src_pos = a[0]->val->pos;
-		src = source_node(S, a[0]->val, local, self);
-		ok = ok && src >= 0;
+		B.src_pos = a[0]->val->pos;
+		B.src = source_node(S, a[0]->val, local, self);
+		ok = ok && B.src >= 0;
 	}
-	if (op->kind == OP_ADD) {
-		if (!a[1]) {
-			if (a[0])
-				diag_error(v->pos, "add needs two layers, as in %s", op->usage);
-			ok = false;
-		} else {
-			src2 = source_node(S, a[1]->val, local, self);
-			ok = ok && src2 >= 0;
-		}
-	}
-	Shape in = src >= 0 ? S->nodes[src].shape : (Shape){0, 0, 0};
-	bool have_in = src >= 0 && in.c > 0;
-	Shape out = in;
-	long n;
-	Pos size_pos = v->pos;
-	switch (op->kind) {
-	case OP_DENSE:
-		if (!a[1]) {
-			diag_error(v->pos, "dense needs a number of units, as in %s", op->usage);
-			ok = false;
-		} else {
-			size_pos = a[1]->val->pos;
-			if (int_value(S, a[1]->val, "the number of units", 1, MAX_UNITS, &n))
-				out = (Shape){(int)n, 1, 1};
-			else
-				ok = false;
-		}
-		if (have_in && !is_vector(in)) {
-			diag_error(src_pos, "dense needs a vector input, but '%s' is %s; flatten it first",
-			           S->nodes[src].name, shape_str(in));
-			ok = false;
-		}
-		break;
-	case OP_CONV2D:
-	case OP_MAXPOOL:
-	case OP_AVGPOOL: {
-		bool conv = op->kind == OP_CONV2D;
-		int ki = conv ? 2 : 1;        /* index of the kernel parameter */
-		long filters = 0, k = 0, stride = 0, pad = 0;
-		if (conv) {
-			if (!a[1]) {
-				diag_error(v->pos, "conv2d needs a number of filters, as in %s", op->usage);
-				ok = false;
-			} else {
-				size_pos = a[1]->val->pos;
-				ok = int_value(S, a[1]->val, "the number of filters", 1, MAX_DIM, &filters) && ok;
-			}
-		}
-		if (!a[ki]) {
-			if (!conv || a[1])
-				diag_error(v->pos, "%s needs a kernel size, as in %s", op->name, op->usage);
-			ok = false;
-		} else {
-			ok = int_value(S, a[ki]->val, "the kernel size", 1, MAX_DIM, &k) && ok;
-		}
-		stride = conv ? 1 : k;
-		if (a[ki + 1])
-			ok = int_value(S, a[ki + 1]->val, "the stride", 1, MAX_DIM, &stride) && ok;
-		if (a[ki + 2])
-			ok = int_value(S, a[ki + 2]->val, "the padding", 0, MAX_DIM, &pad) && ok;
-		if (!conv && a[ki + 2] && k > 0 && pad > k / 2) {
-			diag_error(a[ki + 2]->val->pos, "the padding of a pool must be at most half its kernel "
-			           "(%ld), found %ld", k / 2, pad);
-			ok = false;
-		}
-		L.kh = L.kw = (int)k;
-		L.stride = (int)stride;
-		L.pad = (int)pad;
-		if (have_in && ok) {
-			Pos kpos = a[ki]->val->pos;
-			if (k > in.h + 2 * pad || k > in.w + 2 * pad) {
-				diag_error(kpos, "kernel %ld of '%s' is larger than its input '%s' (%dx%d, pad %ld)",
-				           k, path, S->nodes[src].name, in.h, in.w, pad);
-				ok = false;
-			} else {
-				out.h = (int)((in.h + 2 * pad - k) / stride + 1);
-				out.w = (int)((in.w + 2 * pad - k) / stride + 1);
-				if (conv)
-					out.c = (int)filters;
-			}
-		}
-		break;
-	}
-	case OP_GLOBAL_AVGPOOL:
-		out = (Shape){in.c, 1, 1};
-		break;
-	case OP_FLATTEN:
-		out = (Shape){(int)((long)in.c * in.h * in.w), 1, 1};
-		break;
-	case OP_ADD:
-		if (have_in && src2 >= 0) {
-			Shape b = S->nodes[src2].shape;
-			if (b.c != in.c || b.h != in.h || b.w != in.w) {
-				diag_error(a[1]->val->pos, "add needs two layers of the same shape, but '%s' is %s "
-				           "and '%s' is %s", S->nodes[src].name, shape_str(in),
-				           S->nodes[src2].name, shape_str(b));
-				ok = false;
-			}
-		}
-		break;
-	default:
-		break;
-	}
-	/* named arguments after the sizes */
-	for (int i = 0; i < op->nparams; i++) {
-		if (!a[i])
-			continue;
-		const char *p = op->params[i];
-		const Value *x = a[i]->val;
-		if (!strcmp(p, "act"))
-			ok = check_act(x, &L.act) && ok;
-		else if (!strcmp(p, "init"))
-			ok = check_init(S, x, &L.init, &L.init_arg) && ok;
-		else if (!strcmp(p, "bias"))
-			ok = bool_value(x, "bias", &L.bias) && ok;
-		else if (!strcmp(p, "eps"))
-			ok = real_value(S, x, "'eps'", 0, true, HUGE_VAL, false, "positive", &L.eps) && ok;
-		else if (!strcmp(p, "momentum"))
-			ok = real_value(S, x, "'momentum'", 0, false, 1, false, "in [0, 1]", &L.momentum) && ok;
-	}
-	if (ok && src < 0)
+	B.in = B.src >= 0 ? S->nodes[B.src].shape : (Shape){0, 0, 0};
+	B.have_in = B.src >= 0 && B.in.c > 0;
+	B.out = B.in;
+	ok = op->shape(&B) && ok;
+	ok = named_args(&B) && ok;
+	if (ok && B.src < 0)
 		ok = false;
+	Shape in = B.in, out = B.out;
 	long weights = op->kind == OP_DENSE ? (long)in.c * out.c
 	             : op->kind == OP_CONV2D ? (long)out.c * in.c * L.kh * L.kw : 0;
 	if (ok && weights > MAX_WEIGHTS) {
-		diag_error(size_pos, "layer '%s' would have %ld weights; the limit is %ld", path, weights,
+		diag_error(B.size_pos, "layer '%s' would have %ld weights; the limit is %ld", path, weights,
 		           MAX_WEIGHTS);
 		ok = false;
 	}
 	if (ok && (long)out.c * out.h * out.w > MAX_ACTIVATION) {
-		diag_error(size_pos, "layer '%s' would have %ld outputs per sample; the limit is %ld", path,
+		diag_error(B.size_pos, "layer '%s' would have %ld outputs per sample; the limit is %ld", path,
 		           (long)out.c * out.h * out.w, MAX_ACTIVATION);
 		ok = false;
 	}
 	if (me < 0 || !ok)
 		return -1;
-	Node *src_node = &S->nodes[src];
-	L.input = src_node->layer;
-	L.input2 = src2 >= 0 ? S->nodes[src2].layer : -1;
+	L.input = S->nodes[B.src].layer;
 	L.in_shape = in;
 	L.out_shape = out;
 	L.in = in.c * in.h * in.w;
@@ -875,7 +948,7 @@ static int build_op(Sema *S, const OpDef *op, const Value *v, const char *local,
 	self_node->layer = S->nlayers;
 	self_node->broken = false;
 	self_node->shape = out;
-	self_node->shape_pos = size_pos;
+	self_node->shape_pos = B.size_pos;
 	S->layers = grow(S->layers, S->nlayers, sizeof *S->layers);
 	S->layers[S->nlayers++] = L;
 	return me;
@@ -1088,12 +1161,8 @@ static int build(Sema *S, const Value *v, const char *local, Pos name_pos, const
 		kinds[k++] = op_defs[i].name;
 	for (int i = 0; i < S->nblocks && k < NOPS + 64; i++)
 		kinds[k++] = S->blocks[i].stmt->name;
-	const char *sg = suggest_from(c->text, kinds, k);
-	if (sg)
-		diag_error(c->pos, "unknown layer kind '%s' (did you mean '%s'?)", c->text, sg);
-	else
-		diag_error(c->pos, "unknown layer kind '%s' (expected a layer such as dense or conv2d, "
-		           "a block or repeat)", c->text);
+	lookup_name(c->pos, "layer kind", c->text, kinds, k,
+	            "a layer such as dense or conv2d, a block or repeat");
 	return -1;
 }
 
@@ -1386,11 +1455,7 @@ static bool check_rule(Sema *S, const Value *v, IRRule *out)
 		int n = 0;
 		for (int i = 0; i < rule_count && n < 32; i++)
 			names[n++] = rule_table[i].name;
-		const char *sg = suggest_from(v->text, names, n);
-		if (sg)
-			diag_error(v->pos, "unknown rule '%s' (did you mean '%s'?)", v->text, sg);
-		else
-			diag_error(v->pos, "unknown rule '%s'", v->text);
+		lookup_name(v->pos, "rule", v->text, names, n, NULL);
 		return false;
 	}
 	bool ok = true;
@@ -1450,9 +1515,7 @@ static bool glob_match(const char *pat, const char *s)
 
 static const char *kind_name(OpKind k)
 {
-	static const char *const names[] = {"dense", "conv2d", "batchnorm", "maxpool", "avgpool",
-	                                    "global_avgpool", "flatten", "add", "activation"};
-	return (unsigned)k < 9 ? names[k] : "?";
+	return k == OP_ACT ? "activation" : wtn_name(wtn_op_names, WTN_NOPS, k);
 }
 
 /* A feedback pattern: every layer with weights whose path matches. */
@@ -1521,9 +1584,9 @@ static void feedback_entry(Sema *S, Stmt *e, bool override)
 		return;
 	}
 	OpKind kind = S->layers[n->layer].kind;
-	if (kind == OP_BATCHNORM) {
-		diag_error(e->name_pos, "'%s' is a batchnorm layer: batchnorm always learns by backprop "
-		           "and takes no feedback rule", e->name);
+	if (!has_weights(kind) && wtn_op_has(kind, WTN_OP_PARAMS)) {
+		diag_error(e->name_pos, "'%s' is a %s layer: %s always learns by backprop "
+		           "and takes no feedback rule", e->name, kind_name(kind), kind_name(kind));
 		return;
 	}
 	if (!has_weights(kind)) {
@@ -1602,7 +1665,6 @@ static void check_output(Sema *S, Stmt *net, bool layers_ok)
 	}
 }
 
-static const char *const loss_names[] = {"softmax_cross_entropy", "mse"};
 
 static void check_loss(Sema *S, Stmt *s)
 {
@@ -1618,14 +1680,8 @@ static void check_loss(Sema *S, Stmt *s)
 		diag_error(v->pos, "expected a loss such as softmax_cross_entropy(out), found %s", describe(v));
 		return;
 	}
-	if (index_of(v->text, loss_names, 2) < 0) {
-		const char *sg = suggest_from(v->text, loss_names, 2);
-		if (sg)
-			diag_error(v->pos, "unknown loss '%s' (did you mean '%s'?)", v->text, sg);
-		else
-			diag_error(v->pos, "unknown loss '%s' (expected softmax_cross_entropy or mse)", v->text);
+	if (lookup_name(v->pos, "loss", v->text, wtn_loss_names, WTN_NLOSSES, NULL) < 0)
 		return;
-	}
 	if (v->kind == VAL_NAME || v->nargs == 0) {
 		diag_error(v->pos, "the loss needs the network's output layer, as in %s(out)", v->text);
 		return;
@@ -1683,34 +1739,21 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 	const char *names[NDATA];
 	for (int i = 0; i < NDATA; i++)
 		names[i] = data_sets[i].name;
-	if (index_of(v->text, names, NDATA) < 0) {
-		const char *sg = suggest_from(v->text, names, NDATA);
-		if (sg)
-			diag_error(v->pos, "unknown data set '%s' (did you mean '%s'?)", v->text, sg);
-		else
-			diag_error(v->pos, "unknown data set '%s' (expected fashion_mnist, mnist, cifar10, synthetic or a \"path\")",
-			           v->text);
+	if (lookup_name(v->pos, "data set", v->text, names, NDATA,
+	                "fashion_mnist, mnist, cifar10, synthetic or a \"path\"") < 0)
 		return;
-	}
 	t->data = v->text;
 }
 
 static void check_optimizer(Sema *S, const Value *v, TrainCfg *t)
 {
-	static const char *const opts[] = {"sgd", "adam"};
 	if (v->kind != VAL_NAME && v->kind != VAL_CALL) {
 		diag_error(v->pos, "expected an optimizer such as sgd(lr=0.1), found %s", describe(v));
 		return;
 	}
-	int o = index_of(v->text, opts, 2);
-	if (o < 0) {
-		const char *sg = suggest_from(v->text, opts, 2);
-		if (sg)
-			diag_error(v->pos, "unknown optimizer '%s' (did you mean '%s'?)", v->text, sg);
-		else
-			diag_error(v->pos, "unknown optimizer '%s' (expected sgd or adam)", v->text);
+	int o = lookup_name(v->pos, "optimizer", v->text, wtn_opt_names, WTN_NOPTS, NULL);
+	if (o < 0)
 		return;
-	}
 	t->optimizer = (Opt)o;
 	if (o == OPT_ADAM)
 		t->lr = 0.001;
@@ -1750,20 +1793,13 @@ static void check_optimizer(Sema *S, const Value *v, TrainCfg *t)
 
 static void check_schedule(Sema *S, const Value *v, TrainCfg *t)
 {
-	static const char *const scheds[] = {"none", "step", "cosine"};
 	if (v->kind != VAL_NAME && v->kind != VAL_CALL) {
 		diag_error(v->pos, "expected a schedule such as step(every=10, gamma=0.1), found %s", describe(v));
 		return;
 	}
-	int k = index_of(v->text, scheds, 3);
-	if (k < 0) {
-		const char *sg = suggest_from(v->text, scheds, 3);
-		if (sg)
-			diag_error(v->pos, "unknown schedule '%s' (did you mean '%s'?)", v->text, sg);
-		else
-			diag_error(v->pos, "unknown schedule '%s' (expected none, step or cosine)", v->text);
+	int k = lookup_name(v->pos, "schedule", v->text, wtn_sched_names, WTN_NSCHEDS, NULL);
+	if (k < 0)
 		return;
-	}
 	t->schedule = (Sched)k;
 	if (v->kind == VAL_NAME)
 		return;
@@ -1857,16 +1893,9 @@ static void check_train(Sema *S, Stmt *train, TrainCfg *t)
 	for (Stmt *s = train->body; s; s = s->next) {
 		if (s->kind == ST_LET)
 			continue;
-		int k = index_of(s->name, setting_names, NSETTINGS);
-		if (k < 0) {
-			const char *sg = suggest_from(s->name, setting_names, NSETTINGS);
-			if (sg)
-				diag_error(s->name_pos, "unknown train setting '%s' (did you mean '%s'?)", s->name, sg);
-			else
-				diag_error(s->name_pos, "unknown train setting '%s' (expected data, batch, epochs, seed, "
-				           "optimizer, schedule, mean, std, crop or flip)", s->name);
+		int k = lookup_name(s->name_pos, "train setting", s->name, setting_names, NSETTINGS, NULL);
+		if (k < 0)
 			continue;
-		}
 		if (seen[k]) {
 			diag_error(s->name_pos, "duplicate train setting '%s'", s->name);
 			diag_note(seen[k]->name_pos, "'%s' is first set here", s->name);
@@ -2006,10 +2035,14 @@ static void check_combination(Sema *S, const TrainCfg *t)
 	}
 	if (S->loss && S->loss_layer >= 0 && S->loss_layer == S->nlayers - 1) {
 		const IRLayer *out = &S->layers[S->loss_layer];
-		if (out->act != ACT_IDENTITY && S->loss->val->text &&
+		/* the loss's kernel takes f' from the output, which gelu's is not written in */
+		if (out->act == ACT_GELU)
+			diag_error(out->pos, "the output '%s' cannot be a gelu; put a dense layer after it",
+			           out->name);
+		else if (out->act != ACT_IDENTITY && S->loss->val->text &&
 		    !strcmp(S->loss->val->text, "softmax_cross_entropy"))
 			diag_warning(out->pos, "'%s' has act=%s, but softmax_cross_entropy applies softmax itself; "
-			             "the output usually has no activation", out->name, act_names[out->act]);
+			             "the output usually has no activation", out->name, wtn_act_names[out->act]);
 	}
 }
 
@@ -2017,7 +2050,7 @@ static void check_combination(Sema *S, const TrainCfg *t)
 
 static Loss loss_kind(const Stmt *loss)
 {
-	return loss && !strcmp(loss->val->text, "mse") ? LOSS_MSE : LOSS_SOFTMAX_CE;
+	return loss ? index_of(loss->val->text, wtn_loss_names, WTN_NLOSSES) : LOSS_SOFTMAX_CE;
 }
 
 

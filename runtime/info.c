@@ -3,9 +3,6 @@
 #include <string.h>
 #include "wtnrt.h"
 
-static const char *const act_label[] = {"identity", "relu", "tanh", "sigmoid"};
-static const char *const loss_label[] = {"softmax_cross_entropy", "mse"};
-
 static void print_rule(FILE *out, const RtLayer *l)
 {
 	fprintf(out, "%s", l->rule);
@@ -112,8 +109,8 @@ int rt_cmd_info(const RtModel *m, FILE *out)
 			snprintf(shape, sizeof shape, "%s -> %s", from, to);
 		long p = layer_params(m, l), mac = layer_macs(l);
 		fprintf(out, "%-*s %-16s %-28s %-9s %10ld %13ld  ", width, l->name, kind, shape,
-		        act_label[l->act], p, mac);
-		if (rt_layer_has_rule(l) || l->kind == RT_OP_BATCHNORM)
+		        wtn_name(wtn_act_names, WTN_NACTS, l->act), p, mac);
+		if (wtn_op_has(l->kind, WTN_OP_PARAMS))
 			print_rule(out, l);
 		else
 			fputc('-', out);
@@ -128,10 +125,10 @@ int rt_cmd_info(const RtModel *m, FILE *out)
 		if (l->rmean >= 0)
 			stats += m->bufs[l->rmean].elems + m->bufs[l->rvar].elems;
 	}
-	fprintf(out, "loss %s\n", loss_label[m->loss]);
+	fprintf(out, "loss %s\n", wtn_name(wtn_loss_names, WTN_NLOSSES, m->loss));
 	fprintf(out, "parameters: ");
 	print_count(out, params);
-	fprintf(out, " trained (weights, biases, batchnorm gamma and beta)");
+	fprintf(out, " trained (weights, biases, normalisation gamma and beta)");
 	if (feedback)
 		fprintf(out, ", plus %ld in feedback matrices", feedback);
 	if (stats)

@@ -1,7 +1,8 @@
 /* init.c: fills the parameters at the start of training as each buffer's
  * init descriptor says (wtn_model.h; the compiler works out the formulas:
  * fans, scales, PyTorch's starts). Each layer draws from its own stream
- * derived from the seed, so one layer's draws do not shift another's. */
+ * derived from the seed, so one layer's draws do not shift another's.
+ * And dropout's masks, drawn before each training step. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,5 +82,17 @@ void rt_init_mags_from_feedback(const RtModel *m, float **bufs)
 		if (in->fill == WTN_FILL_RANDMAG_SIGN && in->keep >= 0)
 			for (long k = 0; k < m->bufs[i].elems; k++)
 				bufs[in->keep][k] = fabsf(bufs[i][k]);
+	}
+}
+
+void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r)
+{
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (l->kind != RT_OP_DROPOUT)
+			continue;
+		float keep = (float)(1.0 / (1.0 - l->p)), *mask = bufs[l->aux];
+		for (long k = 0; k < (long)n * l->out; k++)
+			mask[k] = rt_rng_uniform(r) >= l->p ? keep : 0.0f;
 	}
 }

@@ -28,6 +28,7 @@ typedef struct Run {
 	FILE *metrics;
 	RtLayerStat *stats;
 	RtProbe *probe;
+	RtRng dropout;         /* the dropout masks' stream */
 } Run;
 
 static void run_close(Run *r)
@@ -66,6 +67,7 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 		rt_init_mags_from_feedback(m, r->bufs);
 	}
 	rt_noise_seed((uint64_t)t->seed);
+	rt_rng_seed(&r->dropout, rt_mix64((uint64_t)t->seed ^ 0x64726f706f7574ULL));
 	return 0;
 }
 
@@ -100,6 +102,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	while ((!o->steps || opt->step < o->steps) &&
 	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
 		step++;
+		rt_dropout_masks(m, r->bufs, n, &r->dropout);
 		wtn_forward(r->bufs, n);
 		float loss = wtn_loss(r->bufs, r->labels, n);
 		if (!isfinite(loss)) {

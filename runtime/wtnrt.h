@@ -126,6 +126,9 @@ int rt_batcher_next(RtBatcher *b, float *x, int32_t *labels);
 int rt_init_params(const RtModel *m, float **bufs, uint64_t seed);
 /* After a checkpoint load: M = |B| for layers that keep M (B = |M| sign(W)). */
 void rt_init_mags_from_feedback(const RtModel *m, float **bufs);
+/* Each dropout layer's mask for n samples: 0 with probability p, else
+ * 1/(1-p) (inverted dropout), from the run's stream r. */
+void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r);
 
 /* ---- noise.c: the generator behind wtn_noise ---- */
 void rt_noise_seed(uint64_t seed);
