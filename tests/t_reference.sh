@@ -11,6 +11,9 @@
 # flatten, standalone acts, dense head, a random rule per conv and dense
 # layer) get the same checks plus the eval forward and batchnorm's
 # statistics, and finite differences through batchnorm and an add.
+# dropout, layernorm and gelu (tests/reference/new_kinds*.wtn) get the same
+# checks and finite differences; layernorm's and gelu's match PyTorch's
+# definitions (checked by hand: tools/torch_check_kinds.py).
 # Rerun one case: tests/t_reference.sh SEED | cSEED (a conv net); keeps
 # its files, prints paths
 # WTNC and WTNLIB pick another compiler and runtime library.
@@ -130,8 +133,21 @@ if build fa_net $R/fa_net.wtn && build bp_twin "$T/bp_twin.wtn"; then
 	cmp_dump fa_bw.dump bp_bw.dump h1.weight same 1e-5
 fi
 
+# 4. dropout, layernorm and gelu: the reference with two seeds (and the
+# runtime's dropout masks), then finite differences with every layer on bp
+for net in new_kinds new_kinds_conv; do
+	if build "$net" $R/$net.wtn; then
+		check "$net" "tests/reference/$net.wtn" --seed 1
+		check "$net" "tests/reference/$net.wtn" --seed 2
+	fi
+done
+build fd_new_kinds $R/new_kinds.wtn --feedback h1=bp --feedback h2=bp &&
+	check fd_new_kinds "new_kinds.wtn, all bp" --fd --seed 1
+build fd_new_kinds_conv $R/new_kinds_conv.wtn --feedback c1=bp &&
+	check fd_new_kinds_conv "new_kinds_conv.wtn, all bp" --fd --seed 1
+
 if [ $failed = 0 ]; then
-	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences and fa properties ok"
+	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm and gelu ok"
 else
 	echo "t_reference: $failed failing case(s)"
 fi

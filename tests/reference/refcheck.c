@@ -59,7 +59,7 @@ static void rng_seed_name(const char *name, long seed)
 
 /* ---- the network and its buffers ---- */
 enum { ROLE_OTHER, ROLE_X, ROLE_WEIGHT, ROLE_BIAS, ROLE_FEEDBACK, ROLE_DFA, ROLE_MAG,
-       ROLE_GRAD, ROLE_M, ROLE_V, ROLE_ACT, ROLE_GAMMA, ROLE_RMEAN, ROLE_RVAR };
+       ROLE_GRAD, ROLE_M, ROLE_V, ROLE_ACT, ROLE_GAMMA, ROLE_RMEAN, ROLE_RVAR, ROLE_MASK };
 
 typedef struct Ctx {
 	RtModel m;
@@ -68,6 +68,7 @@ typedef struct Ctx {
 	long seed;
 	int *role;
 	int *fan_in;           /* per slot: W's fan_in for weight-like slots */
+	double *drop;          /* per slot: a dropout mask's p */
 	int *need;             /* per layer, scratch of error_needed */
 	int32_t *labels;
 	float hyper[WTN_H_COUNT];
@@ -89,13 +90,18 @@ static void assign_roles(Ctx *c)
 {
 	c->role = calloc(c->m.nbufs, sizeof *c->role);
 	c->fan_in = calloc(c->m.nbufs, sizeof *c->fan_in);
+	c->drop = calloc(c->m.nbufs, sizeof *c->drop);
 	c->need = calloc(c->m.nlayers, sizeof *c->need);
 	set_role(c, c->m.x_slot, ROLE_X);
 	for (int l = 0; l < c->m.nlayers; l++) {
 		const RtLayer *L = &c->m.layers[l];
 		const RefOp *o = ref_op(l);
-		int bn = o->kind == REF_BN;
+		int bn = ref_is_norm(l);
 		set_role(c, L->W, bn ? ROLE_GAMMA : ROLE_WEIGHT);
+		if (o->kind == REF_DROPOUT && L->aux >= 0 && L->aux < c->m.nbufs) {
+			set_role(c, L->aux, ROLE_MASK);
+			c->drop[L->aux] = o->p;
+		}
 		set_role(c, L->b, ROLE_BIAS);
 		set_role(c, L->B, ROLE_FEEDBACK);
 		set_role(c, L->D, ROLE_DFA);
@@ -148,6 +154,7 @@ static void fill_buffer(Ctx *c, int slot)
 		case ROLE_GAMMA: v = rng_uniform(0.5, 1.5); break;
 		case ROLE_RMEAN: v = rng_uniform(-0.5, 0.5); break;
 		case ROLE_RVAR: v = rng_uniform(0.5, 2); break;
+		case ROLE_MASK: v = rng_uniform(0, 1) >= c->drop[slot] ? 1 / (1 - c->drop[slot]) : 0; break;
 		case ROLE_GRAD:
 		case ROLE_ACT: v = rng_uniform(-1000, 1000); break;
 		default: v = rng_uniform(-1, 1); break;
@@ -188,13 +195,15 @@ static void check_slots(Ctx *c)
 		const RtLayer *L = &c->m.layers[l];
 		const RefOp *o = ref_op(l);
 		const char *missing = NULL;
-		int rule = ref_has_rule(&c->m, l), bn = o->kind == REF_BN;
-		int need[] = {rule || bn ? L->W : 0, L->y, L->d, rule || bn ? L->gW : 0,
-		              L->bias || bn ? L->b : 0, L->bias || bn ? L->gb : 0,
+		int rule = ref_has_rule(&c->m, l), norm = ref_is_norm(l), bn = o->kind == REF_BN;
+		int drop = o->kind == REF_DROPOUT;
+		int need[] = {rule || norm ? L->W : 0, L->y, L->d, rule || norm ? L->gW : 0,
+		              L->bias || norm ? L->b : 0, L->bias || norm ? L->gb : 0,
 		              rule && (L->carry == RT_CARRY_B || L->change != RT_CHANGE_NONE) ? L->B : 0,
 		              ref_takes_output_error(&c->m, l) ? L->D : 0,
 		              rule && L->change == RT_CHANGE_RANDMAG_SIGN_W ? L->M : 0,
-		              bn ? o->rmean : 0, bn ? o->rvar : 0, bn ? o->aux : 0, bn ? o->aux2 : 0};
+		              bn ? o->rmean : 0, bn ? o->rvar : 0, norm || drop ? o->aux : 0,
+		              norm ? o->aux2 : 0};
 		static const char *const names[] = {"W", "y", "d", "gW", "b", "gb", "B", "D", "M",
 		                                    "rmean", "rvar", "aux", "aux2"};
 		for (int i = 0; i < 13 && !missing; i++)
@@ -430,7 +439,7 @@ static void check_layer_backward(Ctx *c, const char *stage, int l, const double 
 	if (!ref_has_weights(&c->m, l))
 		return;
 	long nw = wcount(c, L);
-	int nb = ref_op(l)->kind == REF_BN ? ref_op(l)->in.c : ref_op(l)->out.c;
+	int nb = ref_is_norm(l) ? ref_op(l)->in.c : ref_op(l)->out.c;
 	double *gW = malloc(nw * sizeof *gW), *gb = malloc(nb * sizeof *gb);
 	double *sW = malloc(nw * sizeof *sW), *sb = malloc(nb * sizeof *sb);
 	ref_layer_grads(&c->m, c->bufs, l, c->n, gW, gb);
@@ -441,7 +450,7 @@ static void check_layer_backward(Ctx *c, const char *stage, int l, const double 
 	} else {
 		check_close_slack(c, stage, c->m.bufs[L->gW].name, c->bufs[L->gW], gW, sW, nw, TOL);
 	}
-	int bias = L->bias || ref_op(l)->kind == REF_BN;
+	int bias = L->bias || ref_is_norm(l);
 	if (bias && L->gb < 0) {
 		fail_head(c);
 		printf("  FAIL layer %s has a bias but no gb slot\n", L->name);
@@ -836,8 +845,48 @@ static void check_mirror(Ctx *c, float **start)
 	restore(c, start);
 }
 
+/* The runtime's dropout masks (rt_dropout_masks): every value 0 or
+ * 1/(1-p), zeros a fraction p of them within 5 standard deviations, and
+ * another stream gives other masks. */
+static void check_dropout_masks(Ctx *c)
+{
+	for (int l = 0; l < c->m.nlayers; l++) {
+		const RtLayer *L = &c->m.layers[l];
+		if (ref_op(l)->kind != REF_DROPOUT)
+			continue;
+		long len = (long)c->batch * L->out, zeros = 0, same = 0;
+		float **bufs = calloc(c->m.nbufs, sizeof *bufs), *first = malloc(len * sizeof *first);
+		bufs[L->aux] = malloc(len * sizeof **bufs);
+		RtRng r;
+		rt_rng_seed(&r, (uint64_t)c->seed);
+		rt_dropout_masks(&c->m, bufs, c->batch, &r);
+		memcpy(first, bufs[L->aux], len * sizeof *first);
+		rt_rng_seed(&r, (uint64_t)c->seed + 1);
+		rt_dropout_masks(&c->m, bufs, c->batch, &r);
+		double keep = 1 / (1 - L->p), sd = sqrt(L->p * (1 - L->p) / len);
+		for (long i = 0; i < len; i++) {
+			zeros += first[i] == 0;
+			same += first[i] == bufs[L->aux][i];
+			if (first[i] != 0 && fabs(first[i] - keep) > 1e-6 * keep) {
+				fail_head(c);
+				printf("  FAIL dropout %s: mask value %g, not 0 or %g\n", L->name, first[i], keep);
+				break;
+			}
+		}
+		if (fabs((double)zeros / len - L->p) > 5 * sd + 1e-12 || (L->p > 0 && same == len)) {
+			fail_head(c);
+			printf("  FAIL dropout %s: %ld of %ld zeros for p %g (or one mask for two streams)\n",
+			       L->name, zeros, len, L->p);
+		}
+		free(bufs[L->aux]);
+		free(bufs);
+		free(first);
+	}
+}
+
 static int mode_reference(Ctx *c)
 {
+	check_dropout_masks(c);
 	float **init = snapshot(c);
 	wtn_forward_eval(c->bufs, c->n);
 	float **now = snapshot(c);
@@ -968,7 +1017,7 @@ static int mode_fd(Ctx *c)
 		const RtLayer *L = &c->m.layers[l];
 		if (!ref_has_weights(&c->m, l) || !true_gradient(&c->m, l))
 			continue;
-		int nb = ref_op(l)->kind == REF_BN ? ref_op(l)->in.c : ref_op(l)->out.c;
+		int nb = ref_is_norm(l) ? ref_op(l)->in.c : ref_op(l)->out.c;
 		double g[FD_SAMPLES], fdf[FD_SAMPLES], fdd[FD_SAMPLES];
 		int k = 0;
 		rng_seed_name(L->name, c->seed + 17);

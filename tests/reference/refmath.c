@@ -81,7 +81,12 @@ int ref_model_load(const RtModel *m)
 int ref_has_weights(const RtModel *m, int l)
 {
 	int k = ops[l].kind;
-	return (k == REF_DENSE || k == REF_CONV || k == REF_BN) && m->layers[l].W >= 0;
+	return (k == REF_DENSE || k == REF_CONV || ref_is_norm(l)) && m->layers[l].W >= 0;
+}
+
+int ref_is_norm(int l)
+{
+	return ops[l].kind == REF_BN || ops[l].kind == REF_LN;
 }
 
 int ref_has_rule(const RtModel *m, int l)
@@ -97,7 +102,8 @@ long ref_weight_count(const RtModel *m, int l)
 	switch (o->kind) {
 	case REF_DENSE:
 	case REF_CONV: return (long)o->out.c * o->in.c * o->kh * o->kw;
-	case REF_BN: return o->in.c;
+	case REF_BN:
+	case REF_LN: return o->in.c;
 	default: return 0;
 	}
 }
@@ -139,8 +145,14 @@ double ref_act(int act, double a)
 	case RT_ACT_RELU: return a > 0 ? a : 0;
 	case RT_ACT_TANH: return tanh(a);
 	case RT_ACT_SIGMOID: return 1 / (1 + exp(-a));
+	case RT_ACT_GELU: return 0.5 * a * (1 + erf(a / sqrt(2)));
 	default: return a;
 	}
+}
+
+double ref_gelu_grad(double a)
+{
+	return 0.5 * (1 + erf(a / sqrt(2))) + a * exp(-a * a / 2) / sqrt(2 * M_PI);
 }
 
 double ref_act_grad_from_y(int act, double y)
@@ -384,6 +396,72 @@ static void bn_back(const RtModel *m, float **bufs, int l, int n, double *dx)
 	free(xhat);
 }
 
+/* ---- layernorm: over the C channels of each position ---- */
+/* xhat of n samples' positions from x (float or double via get) and each
+ * position's 1/sqrt(var + eps), the biased variance. */
+static double *ln_xhat(const RefOp *o, const float *xf, const double *xd, int n, double **invstd)
+{
+	int C = o->in.c;
+	long rows = (long)n * o->in.h * o->in.w;
+	double *xhat = malloc(rows * C * sizeof *xhat);
+	*invstd = malloc(rows * sizeof **invstd);
+	for (long r = 0; r < rows; r++) {
+		double mean = 0, var = 0;
+		for (int c = 0; c < C; c++)
+			mean += xf ? xf[r * C + c] : xd[r * C + c];
+		mean /= C;
+		for (int c = 0; c < C; c++) {
+			double v = (xf ? xf[r * C + c] : xd[r * C + c]) - mean;
+			var += v * v;
+		}
+		(*invstd)[r] = 1 / sqrt(var / C + o->eps);
+		for (int c = 0; c < C; c++)
+			xhat[r * C + c] = ((xf ? xf[r * C + c] : xd[r * C + c]) - mean) * (*invstd)[r];
+	}
+	return xhat;
+}
+
+/* dx += invstd (g - mean_c g - xhat mean_c(g xhat)), g = d gamma */
+static void ln_back(const RtModel *m, float **bufs, int l, int n, double *dx)
+{
+	const RefOp *o = &ops[l];
+	int C = o->in.c;
+	long rows = (long)n * o->in.h * o->in.w;
+	const float *d = bufs[m->layers[l].d], *gamma = bufs[m->layers[l].W];
+	double *invstd, *xhat = ln_xhat(o, bufs[ref_input_slot(m, l)], NULL, n, &invstd);
+	for (long r = 0; r < rows; r++) {
+		double sg = 0, sgx = 0;
+		for (int c = 0; c < C; c++) {
+			sg += d[r * C + c] * (double)gamma[c];
+			sgx += d[r * C + c] * (double)gamma[c] * xhat[r * C + c];
+		}
+		for (int c = 0; c < C; c++)
+			dx[r * C + c] += invstd[r] * (d[r * C + c] * (double)gamma[c] - sg / C -
+			                              xhat[r * C + c] * sgx / C);
+	}
+	free(invstd);
+	free(xhat);
+}
+
+/* gW = sum over positions of d xhat (abs: of |d xhat|), gb = sum of d */
+static void ln_grads(const RtModel *m, float **bufs, int l, int n, int abs_terms,
+                     double *gW, double *gb)
+{
+	const RefOp *o = &ops[l];
+	int C = o->in.c;
+	long len = (long)n * o->in.h * o->in.w * C;
+	const float *d = bufs[m->layers[l].d];
+	double *invstd, *xhat = ln_xhat(o, bufs[ref_input_slot(m, l)], NULL, n, &invstd);
+	for (int c = 0; c < C; c++)
+		gW[c] = gb[c] = 0;
+	for (long i = 0; i < len; i++) {
+		gW[i % C] += abs_terms ? fabs(d[i] * xhat[i]) : d[i] * xhat[i];
+		gb[i % C] += abs_terms ? fabs(d[i]) : d[i];
+	}
+	free(invstd);
+	free(xhat);
+}
+
 /* ---- forward of one layer ---- */
 void ref_layer_forward(const RtModel *m, float **bufs, int l, const double *in,
                        const double *in2, int n, int eval, double *y)
@@ -430,6 +508,20 @@ void ref_layer_forward(const RtModel *m, float **bufs, int l, const double *in,
 		for (long i = 0; i < len; i++)
 			y[i] = ref_act(L->act, in[i]);
 		break;
+	case REF_DROPOUT:   /* the mask in aux: 0 or 1/(1-p) */
+		for (long i = 0; i < len; i++)
+			y[i] = eval ? in[i] : in[i] * bufs[o->aux][i];
+		break;
+	case REF_LN: {
+		int C = o->in.c;
+		const float *gamma = bufs[L->W], *beta = bufs[L->b];
+		double *invstd, *xhat = ln_xhat(o, NULL, in, n, &invstd);
+		for (long i = 0; i < len; i++)
+			y[i] = xhat[i] * gamma[i % C] + beta[i % C];
+		free(invstd);
+		free(xhat);
+		break;
+	}
 	}
 }
 
@@ -535,6 +627,13 @@ static void send_error(const RtModel *m, float **bufs, int l, int n, int force_w
 		for (long i = 0; i < len; i++)
 			dx[i] += d[i];
 		break;
+	case REF_DROPOUT:
+		for (long i = 0; i < len; i++)
+			dx[i] += d[i] * (double)bufs[o->aux][i];
+		break;
+	case REF_LN:
+		ln_back(m, bufs, l, n, dx);
+		break;
 	}
 }
 
@@ -555,9 +654,9 @@ int ref_layer_error(const RtModel *m, float **bufs, int p, int n, double *d,
 				send_error(m, bufs, l, n, force_w, d);
 		}
 	}
-	const float *y = bufs[P->y];
-	for (long i = 0; i < len; i++)
-		d[i] *= ref_act_grad_from_y(P->act, y[i]);
+	const float *y = bufs[P->y], *x = bufs[ref_input_slot(m, p)];
+	for (long i = 0; i < len; i++)   /* gelu's derivative from its input */
+		d[i] *= P->act == RT_ACT_GELU ? ref_gelu_grad(x[i]) : ref_act_grad_from_y(P->act, y[i]);
 	return 0;
 }
 
@@ -568,6 +667,10 @@ void ref_layer_grads(const RtModel *m, float **bufs, int l, int n,
 	const RefOp *o = &ops[l];
 	long len = (long)n * L->out;
 	const float *df = bufs[L->d];
+	if (o->kind == REF_LN) {
+		ln_grads(m, bufs, l, n, 0, gW, gb);
+		return;
+	}
 	if (o->kind == REF_BN) {
 		int C = o->in.c;
 		double *invstd = malloc(C * sizeof *invstd);
@@ -733,6 +836,10 @@ void ref_layer_grads_magnitude(const RtModel *m, float **bufs, int l, int n,
 	const RefOp *o = &ops[l];
 	long len = (long)n * L->out, in_len = (long)n * L->in;
 	const float *df = bufs[L->d];
+	if (o->kind == REF_LN) {
+		ln_grads(m, bufs, l, n, 1, gW, gb);
+		return;
+	}
 	if (o->kind == REF_BN) {
 		int C = o->in.c;
 		double *invstd = malloc(C * sizeof *invstd);

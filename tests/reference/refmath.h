@@ -29,9 +29,13 @@ int ref_model_load(const RtModel *m);
 const RefOp *ref_op(int l);
 int ref_buf_kind(int slot);
 RefShape ref_input_shape(void);
-/* Layers with a weight tensor W: dense, conv2d (W, feedback rule) and
- * batchnorm (gamma). */
+/* Layers with a weight tensor W: dense, conv2d (W, feedback rule),
+ * batchnorm and layernorm (gamma). */
 int ref_has_weights(const RtModel *m, int l);
+/* batchnorm and layernorm: gamma in W, beta in b, by backprop. */
+int ref_is_norm(int l);
+/* gelu's derivative at its input a (it is not a function of gelu(a)). */
+double ref_gelu_grad(double a);
 /* Layers with a feedback rule: dense and conv2d. */
 int ref_has_rule(const RtModel *m, int l);
 long ref_weight_count(const RtModel *m, int l);
