@@ -34,7 +34,7 @@ $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 $(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
-	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -DWTN_RUNTIME_INCLUDE='"$(abspath runtime)"' -c -o $@ $<
+	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -c -o $@ $<
 
 $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
 	@mkdir -p $(dir $@)

@@ -71,6 +71,13 @@ static void verify_layer(const IRNetwork *net, int i)
 	check_slot(net, l, "gb", l->gb, BUF_GRAD, l->out_shape.c, params && l->bias);
 	check_slot(net, l, "rmean", l->rmean, BUF_STAT, l->out_shape.c, l->kind == OP_BATCHNORM);
 	check_slot(net, l, "rvar", l->rvar, BUF_STAT, l->out_shape.c, l->kind == OP_BATCHNORM);
+	long positions = (long)l->out_shape.h * l->out_shape.w;
+	if (l->kind == OP_DROPOUT || l->kind == OP_MAXPOOL)   /* mask, argmax */
+		check_slot(net, l, "aux", l->aux, BUF_BATCH, l->out, true);
+	if (l->kind == OP_LAYERNORM) {   /* each position's mean and 1/std */
+		check_slot(net, l, "aux", l->aux, BUF_BATCH, positions, true);
+		check_slot(net, l, "aux2", l->aux2, BUF_BATCH, positions, true);
+	}
 	check_slot(net, l, "y", l->y, BUF_BATCH, l->out, true);
 	check_slot(net, l, "d", l->d, BUF_BATCH, l->out, true);
 	int any[] = { l->mW, l->mb, l->mB, l->vW, l->vb, l->vB, l->aux, l->aux2 };

@@ -80,13 +80,13 @@ static int load_dir(const char *dir, bool cifar, RtShape in, int nclasses, RtDat
 	                  in, nclasses, &d->test);
 }
 
-/* x = (x - mean[c]) / std[c] over NHWC samples (one value pair: every
- * channel). */
+/* x = (x - mean[c]) / std[c] over NHWC samples (the compiler gives one
+ * pair per channel). */
 static void normalise(RtSet *s, const RtTrain *t, int channels)
 {
 	long total = s->n * s->dim;
 	for (long i = 0; i < total; i++) {
-		int c = t->nnorm == 1 ? 0 : (int)(i % channels);
+		int c = (int)(i % channels);
 		s->x[i] = (float)((s->x[i] - t->norm_mean[c]) / t->norm_std[c]);
 	}
 }
@@ -219,7 +219,7 @@ static void augment_sample(RtAugment *a, const float *src, float *dst)
 			float *o = dst + ((long)h * W + w) * C;
 			if (sh < 0 || sh >= H || sw < 0 || sw >= W) {
 				for (int c = 0; c < C; c++)
-					o[c] = a->npad == 0 ? 0.0f : a->pad[a->npad == 1 ? 0 : c];
+					o[c] = a->npad == 0 ? 0.0f : a->pad[c];
 				continue;
 			}
 			memcpy(o, src + ((long)sh * W + sw) * C, C * sizeof *o);

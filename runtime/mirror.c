@@ -37,13 +37,6 @@ int rt_mirror_max_batch(const RtModel *m)
 	return most;
 }
 
-int rt_max_batch(const RtModel *m, const RtOptions *o)
-{
-	int most = o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
-	int mb = rt_mirror_max_batch(m);
-	return mb > most ? mb : most;
-}
-
 static void mirror_step(const RtModel *m, float **bufs, int i)
 {
 	wtn_mirror(bufs, i, mirror_batch(&m->layers[i]));

@@ -71,6 +71,13 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 	return 0;
 }
 
+int rt_max_batch(const RtModel *m, const RtOptions *o)
+{
+	int most = o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
+	int mb = rt_mirror_max_batch(m);
+	return mb > most ? mb : most;
+}
+
 int rt_thread_count(const RtOptions *o)
 {
 	if (o->threads > 0)

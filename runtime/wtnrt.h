@@ -98,7 +98,7 @@ typedef struct RtAugment {
 	RtShape shape;
 	int crop_pad;
 	bool flip;
-	int npad;              /* 0: pad with 0; 1: pad[0] for every channel; else C */
+	int npad;              /* 0: pad with 0; else C */
 	float pad[RT_MAX_NORM];
 	RtRng rng;
 } RtAugment;
@@ -195,6 +195,9 @@ void rt_mirror_warmup(const RtModel *m, float **bufs);
 /* After optimiser step `step` (counting from 1): a mirror step of each
  * mirror layer whose `every` divides it. */
 void rt_mirror_after_step(const RtModel *m, float **bufs, long step);
+/* The mirror command: mirror steps alone, W fixed. */
+typedef struct RtOptions RtOptions;
+int rt_cmd_mirror(RtModel *m, const RtOptions *o);
 
 /* ---- json.c: the JSON subset of safetensors headers ---- */
 enum { RT_JSON_NULL, RT_JSON_BOOL, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY, RT_JSON_OBJECT };
@@ -231,8 +234,6 @@ int rt_cmd_eval(RtModel *m, const RtOptions *o);
 int rt_cmd_info(const RtModel *m, FILE *out);
 /* --threads, or the online CPUs. */
 int rt_thread_count(const RtOptions *o);
-/* mirror.c: mirror steps alone, W fixed. */
-int rt_cmd_mirror(RtModel *m, const RtOptions *o);
 /* The buffers' batch capacity: compiled batch, train batch, mirror batches. */
 int rt_max_batch(const RtModel *m, const RtOptions *o);
 

@@ -322,11 +322,11 @@ write_mlp() {
 	build/wtnc "$net" --emit-ir >"$ir" 2>/dev/null || echo "(the network does not compile)" >"$ir"
 	data_note=""
 	[ -z "${REPRO_DATA:-}" ] || data_note=" (data overridden: --data $REPRO_DATA)"
-	# "784-1000 relu-1000 relu-10 identity" from the input and layer lines.
-	shape=$(awk '/^input / { for (i = 2; i <= NF; i++) if ($i ~ /^units=/) s = substr($i, 7) }
+	# "784-1000 relu-1000 relu-10 identity" from the network and layer lines.
+	shape=$(awk '/^network / { for (i = 2; i <= NF; i++) { if ($i ~ /^in_units=/) s = substr($i, 10)
+			if ($i ~ /^loss=/) l = substr($i, 6) } }
 		/^layer / { for (i = 2; i <= NF; i++) { if ($i ~ /^out=/) o = substr($i, 5); if ($i ~ /^act=/) a = substr($i, 5) }
 			s = s "-" o " " a }
-		/^loss / { for (i = 2; i <= NF; i++) if ($i ~ /^kind=/) l = substr($i, 6) }
 		END { print s ", loss " l }' "$ir")
 	tables=$work/mlp-tables.md
 	"$work/plot" "$out" <"$work/mlp.tsv" >"$tables" || die "tools/plot.c failed on the mlp runs"
