@@ -158,6 +158,7 @@ static Rule pick_rule(int batch)
 typedef struct Node {
 	char name[16], kind[16], src[16], src2[16], act[12], rule_name[8];
 	int c, h, w, oc, oh, ow, k, stride, pad, bias;   /* k = 0: no kernel */
+	double p;                                         /* dropout */
 	Rule rule;
 	int has_rule, entry;
 } Node;
@@ -290,6 +291,18 @@ static void standalone_act(void)
 	moved_to(nd);
 }
 
+/* layernorm over the channels, dropout, or a gelu */
+static void norm_drop_gelu(void)
+{
+	static const char *const kinds[] = {"layernorm", "dropout", "gelu"};
+	int i = rnd(3);
+	Node *nd = add_node(i == 0 ? "ln" : i == 1 ? "drop" : "gelu", i == 2 ? "act" : kinds[i]);
+	if (i == 2)
+		snprintf(nd->act, sizeof nd->act, "gelu");
+	nd->p = i == 1 ? 0.1 * rnd(6) : 0;
+	moved_to(nd);
+}
+
 static void dense(int units, int last)
 {
 	Node *nd = add_node(last ? "out" : "fc", "dense");
@@ -316,6 +329,8 @@ static void write_node(const Node *nd)
 		printf("add(%s, %s", nd->src, nd->src2);
 	else if (!strcmp(nd->kind, "act"))
 		printf("%s(%s", nd->act, nd->src);
+	else if (!strcmp(nd->kind, "dropout"))
+		printf("dropout(%s, %g", nd->src, nd->p);
 	else
 		printf("%s(%s", nd->kind, nd->src);
 	if (*nd->act && strcmp(nd->kind, "act"))
@@ -330,7 +345,7 @@ static void write_node(const Node *nd)
 		snprintf(pad, sizeof pad, "%d", nd->pad);
 	}
 	const char *act = *nd->act ? nd->act : nd->has_rule || !strcmp(nd->kind, "batchnorm") ||
-	                  !strcmp(nd->kind, "add") ? "identity" : "-";
+	                  !strcmp(nd->kind, "add") || !strcmp(nd->kind, "layernorm") ? "identity" : "-";
 	char bias[12] = "-";
 	if (nd->bias >= 0)
 		snprintf(bias, sizeof bias, "%d", nd->bias);
@@ -358,7 +373,7 @@ static int gen_conv(long seed, int smooth, int bp_only)
 			break;
 		case 1: random_pool(); break;
 		case 2: residual(); break;
-		case 3: standalone_act(); break;
+		case 3: rnd(2) ? standalone_act() : norm_drop_gelu(); break;
 		default:
 			random_conv();
 			random_pool();
@@ -379,7 +394,7 @@ static int gen_conv(long seed, int smooth, int bp_only)
 	}
 	if (rnd(2))
 		dense(1 + rnd(12), 0);
-	dense(1 + rnd(8), 1);
+	dense(2 + rnd(7), 1);   /* softmax of one class has no gradient */
 
 	/* rules on the conv and dense layers */
 	int has_feedback = !bp_only && rnd(6) != 0;

@@ -1445,7 +1445,6 @@ static void expect_text(Ctx *c, const char *what, const char *want, const char *
  * ("-": not checked); a rule other than "-" is checked as a layer line. */
 static void expect_node(Ctx *c, int l, char w[13][64])
 {
-	static const char *const act_names[] = {"identity", "relu", "tanh", "sigmoid"};
 	const RtLayer *L = l < c->m.nlayers ? &c->m.layers[l] : NULL;
 	if (!L || strcmp(L->name, w[1])) {
 		expect_fail(c, "a layer name", w[1], L ? L->name : "(no layer)");
@@ -1467,7 +1466,7 @@ static void expect_node(Ctx *c, int l, char w[13][64])
 	EXPECT("kernel", "%dx%d", o->kh, o->kw);
 	EXPECT("stride", "%d", o->stride);
 	EXPECT("pad", "%d", o->pad);
-	EXPECT("act", "%s", L->act >= 0 && L->act <= 3 ? act_names[L->act] : "?");
+	EXPECT("act", "%s", wtn_name(wtn_act_names, WTN_NACTS, L->act));
 	EXPECT("bias", "%d", L->bias);
 	k++;   /* the rule, below */
 	EXPECT("input", "%s", source_name(c, L->input));
