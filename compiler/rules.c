@@ -61,22 +61,3 @@ const RuleDef *rule_lookup(const char *name)
 			return &rule_table[i];
 	return NULL;
 }
-
-const char *fb_start_name(FbStart s)
-{
-	static const char *const names[] = {"none", "like_w", "sign_w", "randmag_sign_w"};
-	return (unsigned)s < 4 ? names[s] : "?";
-}
-
-const char *fb_carry_name(FbCarry c)
-{
-	static const char *const names[] = {"W", "B", "D"};
-	return (unsigned)c < 3 ? names[c] : "?";
-}
-
-const char *fb_change_name(FbChange c)
-{
-	static const char *const names[] = {
-		"none", "as_w", "sign_w", "randmag_sign_w", "redraw_sign_w", "mirror"};
-	return (unsigned)c < 6 ? names[c] : "?";
-}

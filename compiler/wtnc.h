@@ -140,9 +140,6 @@ typedef struct RuleDef {
 extern const RuleDef rule_table[];
 extern const int rule_count;
 const RuleDef *rule_lookup(const char *name);
-const char *fb_start_name(FbStart s);
-const char *fb_carry_name(FbCarry c);
-const char *fb_change_name(FbChange c);
 /* What a rule argument accepts (sema.c checks it at the argument). */
 typedef enum {
 	RULE_ARG_ANY,                /* any number */
