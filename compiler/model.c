@@ -29,12 +29,14 @@ static bool same(Shape a, Shape b) { return a.c == b.c && a.h == b.h && a.w == b
 static void check_slot(const IRNetwork *net, const IRLayer *l, const char *what, int slot,
                        int kind, long elems, bool present)
 {
-	if (slot < -1 || slot >= net->nbufs)
-		return bad(net, "layer %s: slot %s out of range", l->name, what);
+	if (slot < -1 || slot >= net->nbufs) {
+		bad(net, "layer %s: slot %s out of range", l->name, what);
+		return;
+	}
 	if ((slot >= 0) != present)
-		return bad(net, present ? "layer %s: no %s buffer" : "layer %s: a %s buffer it has no use for",
-		           l->name, what);
-	if (slot < 0)
+		bad(net, present ? "layer %s: no %s buffer" : "layer %s: a %s buffer it has no use for",
+		    l->name, what);
+	if (slot < 0 || !present)
 		return;
 	const IRBuf *b = &net->bufs[slot];
 	if ((kind >= 0 && b->kind != kind) || (elems >= 0 && b->elems != elems))
@@ -51,8 +53,10 @@ static void verify_layer(const IRNetwork *net, int i)
 	const IRLayer *l = &net->layers[i];
 	bool params = wtn_op_has(l->kind, WTN_OP_PARAMS), rule = wtn_op_has(l->kind, WTN_OP_RULE);
 	if (l->kind < 0 || l->kind >= WTN_NOPS || l->input < -1 || l->input >= i ||
-	    l->input2 < -1 || l->input2 >= i || (l->input2 >= 0 && l->kind != OP_ADD))
-		return bad(net, "layer %s: %s", l->name, "bad kind or inputs");
+	    l->input2 < -1 || l->input2 >= i || (l->input2 >= 0 && l->kind != OP_ADD)) {
+		bad(net, "layer %s: %s", l->name, "bad kind or inputs");
+		return;
+	}
 	if (!same(l->in_shape, source_shape(net, l->input)) || l->in != units(l->in_shape) ||
 	    l->out != units(l->out_shape) || l->in <= 0 || l->out <= 0)
 		bad(net, "layer %s: %s", l->name, "shapes disagree with the input or the sizes");
@@ -86,14 +90,10 @@ static void verify_layer(const IRNetwork *net, int i)
 			bad(net, "layer %s: %s", l->name, "a state or scratch slot out of range");
 	if (!rule && (l->start != FB_START_NONE || l->carry != FB_CARRY_W || l->nargs))
 		bad(net, "layer %s: a %s has no feedback rule", l->name, wtn_op_names[l->kind]);
-	static const char *const mirror_args[] = {"noise", "rate", "decay", "batch", "every", "warmup"};
-	for (int k = 0; l->mirror && k < 6; k++) {
-		int j = 0;
-		while (j < l->nargs && strcmp(l->arg_name[j], mirror_args[k]))
-			j++;
-		if (j == l->nargs)
-			bad(net, "layer %s: the weight mirror has no argument %s", l->name, mirror_args[k]);
-	}
+	/* every argument of the rule, defaults filled in (wm's schedule among them) */
+	const RuleDef *r = ir_layer_rule(l);
+	if (rule && l->feedback.def && (l->nargs != r->nparams || strcmp(l->rule, r->name)))
+		bad(net, "layer %s: rule %s without all its arguments", l->name, r->name);
 }
 
 int model_verify(const IRNetwork *net)
@@ -121,8 +121,8 @@ int model_verify(const IRNetwork *net)
 	}
 	for (int i = 0; i < net->nlayers && !verify_errors; i++)
 		verify_layer(net, i);
-	const IRLayer *last = &net->layers[net->nlayers - 1];
-	if (net->nlayers > 0 && (last->out_shape.h != 1 || last->out_shape.w != 1))
+	const IRLayer *last = net->nlayers > 0 ? &net->layers[net->nlayers - 1] : NULL;
+	if (last && (last->out_shape.h != 1 || last->out_shape.w != 1))
 		bad(net, "the output layer %s: %s", last->name, "not a vector of class scores");
 	return verify_errors > 0;
 }
