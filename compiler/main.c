@@ -30,7 +30,7 @@ static void usage(FILE *out)
 		"Compiles a wtn network into a native training binary.\n\n"
 		"  -o FILE                 output file (default: the input's name without .wtn)\n"
 		"  -c                      stop after writing the object file\n"
-		"  --emit-ir               print the checked IR (the spec text) and stop\n"
+		"  --emit-ir               print the checked model the binary embeds and stop\n"
 		"  --emit-llvm             print the optimised LLVM IR and stop\n"
 		"  --feedback LAYER=RULE   use RULE (e.g. fa, bp) on LAYER's feedback path;\n"
 		"                          repeatable, overrides the file's feedback block\n"
