@@ -1851,8 +1851,8 @@ static void bwd_dropout(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef 
 /* ---- layernorm ---- */
 
 /* Over the C channels (features) of each of the n * H * W positions, as
- * PyTorch's LayerNorm(C) on channels-last data: y = (x - mean) invstd
- * gamma + beta, invstd = 1/sqrt(var + eps), the biased variance, summed
+ * PyTorch's LayerNorm(C) on channels-last data: y = f((x - mean) invstd
+ * gamma + beta), invstd = 1/sqrt(var + eps), the biased variance, summed
  * in double; mean and invstd saved per position (aux, aux2) for the
  * backward. Params (x, y, gamma, beta, mean, invstd, n). */
 static LLVMValueRef build_ln_forward(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1891,7 +1891,8 @@ static LLVMValueRef build_ln_forward(Cg *cg, const IRLayer *l, int li, int varia
 	store_f32(cg, sf, P[5], r);
 	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), mf), sf);
-	store_f32(cg, fadd(cg, fmul(cg, xhat, load_f32(cg, P[2], c)), load_f32(cg, P[3], c)), yr, c);
+	LLVMValueRef v = fadd(cg, fmul(cg, xhat, load_f32(cg, P[2], c)), load_f32(cg, P[3], c));
+	store_f32(cg, emit_act(cg, l->act, v), yr, c);
 	loop_end(cg, &lc);
 	loop_end(cg, &lr);
 	LLVMBuildRetVoid(cg->b);
@@ -1907,7 +1908,8 @@ static void fwd_layernorm(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLay
 	call_fn(cg, helper(cg, build_ln_forward, "ln_forward", l, li, 0), args, 7);
 }
 
-/* With g = d gamma and xhat recomputed from the saved mean and invstd:
+/* After the finishing pass (d *= f'(y)), with g = d gamma and xhat
+ * recomputed from the saved mean and invstd:
  * dx (+)= invstd (g - mean_c g - xhat mean_c(g xhat)) per position;
  * gW = sum d xhat, gb = sum d over positions (double). Params (d, x,
  * gamma, mean, invstd, gW, gb, dx, n); variant LN_SEND, LN_ACCUMULATE. */

@@ -517,7 +517,7 @@ void ref_layer_forward(const RtModel *m, float **bufs, int l, const double *in,
 		const float *gamma = bufs[L->W], *beta = bufs[L->b];
 		double *invstd, *xhat = ln_xhat(o, NULL, in, n, &invstd);
 		for (long i = 0; i < len; i++)
-			y[i] = xhat[i] * gamma[i % C] + beta[i % C];
+			y[i] = ref_act(L->act, xhat[i] * gamma[i % C] + beta[i % C]);
 		free(invstd);
 		free(xhat);
 		break;
