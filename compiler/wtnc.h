@@ -123,7 +123,7 @@ typedef enum {
 	FB_CHANGE_MIRROR           /* weight mirror phase (wm) */
 } FbChange;
 
-#define RULE_MAX_PARAMS 6
+#define RULE_MAX_PARAMS 8
 typedef struct RuleParam { const char *name; double def; } RuleParam;
 typedef struct RuleDef {
 	const char *name, *title;

@@ -24,7 +24,7 @@ enum { RT_BUF_PARAM, RT_BUF_STAT, RT_BUF_STATE, RT_BUF_GRAD, RT_BUF_BATCH, RT_BU
 enum { RT_OP_DENSE, RT_OP_CONV2D, RT_OP_BATCHNORM, RT_OP_MAXPOOL, RT_OP_AVGPOOL,
        RT_OP_GLOBAL_AVGPOOL, RT_OP_FLATTEN, RT_OP_ADD, RT_OP_ACT };
 
-#define RT_MAX_RULE_ARGS 6
+#define RT_MAX_RULE_ARGS 8
 #define RT_MAX_DIMS 4
 #define RT_MAX_NORM 16
 typedef struct RtShape { int c, h, w; } RtShape;   /* a vector of n units: {n, 1, 1} */

@@ -51,15 +51,17 @@ torch.set_num_threads(1)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WTNC = os.environ.get("WTNC", os.path.join(ROOT, "build", "wtnc"))
 STEPS = int(os.environ.get("CROSSCHECK_STEPS", "6"))
-RULES = os.environ.get("CROSSCHECK_RULES", "bp fa usf frsf brsf kp kp-wd wm dfa").split()
+RULES = os.environ.get("CROSSCHECK_RULES", "bp fa usf frsf brsf kp kp-wd kp-steps wm wm-growth dfa").split()
 DATA = "/usr/share/datasets/fashion-mnist"
 TOL = 1e-4          # float32 against float64 over a few steps
 BATCH = 16
 LR, MOMENTUM, WD = 0.05, 0.9, 1e-3
 KP_DECAY = 0.02     # kp's own decay (the optimiser's is also tried: kp-wd)
+KP_DECAY_STEPS = 3  # kp-steps: KP_DECAY for the first 3 steps, then the optimiser's
 WM = dict(noise=0.5, rate=0.004, decay=0.01, batch=32, warmup=0)
 MIRROR_STEPS = 400
 MIRROR_RUNS = 12    # the reference's noisy runs that set the spread
+GROWTH = 0.5        # wm-growth: B rescaled after every mirror step
 
 # ---- the two networks: one description drives the .wtn text and the reference
 # (name, kind, args); kinds: dense(units, act, init), conv(F, k, stride, pad, act, init),
@@ -118,10 +120,14 @@ def wtn_source(name, net):
 def rule_entry(rule):
     if rule == "wm":
         return "wm(" + ", ".join("%s=%g" % kv for kv in WM.items()) + ")"
+    if rule == "wm-growth":
+        return "wm(" + ", ".join("%s=%g" % kv for kv in WM.items()) + ", growth=%g)" % GROWTH
     if rule == "kp":
         return "kp(decay=%g)" % KP_DECAY
     if rule == "kp-wd":
         return "kp"
+    if rule == "kp-steps":
+        return "kp(decay=%g, decay_steps=%d)" % (KP_DECAY, KP_DECAY_STEPS)
     return rule
 
 
@@ -179,7 +185,7 @@ def initial_state(net, rule, seed=7):
         W = draw_like_w(L, L["W"], rng)
         st[L["name"] + ".weight"] = W
         st[L["name"] + ".bias"] = rng.normal(0, 0.05, size=L["W"][0])
-        if rule in ("fa", "kp", "kp-wd", "wm"):
+        if rule in ("fa", "kp", "kp-wd", "kp-steps", "wm", "wm-growth"):
             B = draw_like_w(L, L["W"], rng)
         elif rule == "usf":
             B = np.sign(W) * usf_scale(L)
@@ -328,13 +334,13 @@ def ref_steps(net, rule, P0, batches, nsteps, wtn_B=None):
             n = L["name"]
             gW, gb = grads[n]
             # kp's decay is W's and B's (docs/rules.md); biases keep the optimiser's
-            lam = KP_DECAY if rule == "kp" else WD
+            lam = KP_DECAY if rule == "kp" or (rule == "kp-steps" and k < KP_DECAY_STEPS) else WD
             for key, g in ((n + ".weight", gW), (n + ".bias", gb)):
                 g = g + (lam if key.endswith(".weight") else WD) * P[key]
                 mom[key] = MOMENTUM * mom[key] + g
                 P[key] = P[key] - LR * mom[key]
             fb = n + ".feedback"
-            if rule in ("kp", "kp-wd"):
+            if rule in ("kp", "kp-wd", "kp-steps"):
                 g = gW + lam * P[fb]
                 mom[fb] = MOMENTUM * mom[fb] + g
                 P[fb] = P[fb] - LR * mom[fb]
@@ -367,7 +373,16 @@ def mirror_expectation(L, W, B0, K):
     return keep * B0 + (1 - keep) * target
 
 
-def ref_mirror(L, W, B0, K, gen):
+def growth_control(L, B):
+    """biotorch's growth control, exactly: unit-noise response std = GROWTH
+    (dense: mean row norm; conv: each filter's norm)."""
+    rows = B.reshape(B.shape[0], -1).norm(dim=1)
+    if L["kind"] == "conv":
+        return B * (GROWTH / rows).reshape((-1,) + (1,) * (B.dim() - 1))
+    return B * (GROWTH / rows.mean())
+
+
+def ref_mirror(L, W, B0, K, gen, growth=False):
     """K mirror steps, written from docs/rules.md, with torch's noise."""
     W, B = torch.tensor(W), torch.tensor(B0)
     n, d, r, s = WM["batch"], WM["decay"], WM["rate"], WM["noise"]
@@ -383,6 +398,8 @@ def ref_mirror(L, W, B0, K, gen):
             corr = torch.nn.grad.conv2d_weight(x, W.shape, y, stride=L["a"]["stride"],
                                                padding=L["a"]["pad"])
             B = (1 - d) * B + r / (n * pix) * corr
+        if growth:
+            B = growth_control(L, B)
     return B.numpy()
 
 
@@ -432,7 +449,7 @@ def fmt(v):
 
 def check_exact(tab, netname, net, rule, exe, tmp, init_path, P0, batches):
     """Exact trajectory of W and b (and B where deterministic)."""
-    stochastic = rule in ("wm", "brsf")
+    stochastic = rule in ("wm", "wm-growth", "brsf")
     wtn_B = None
     if stochastic:
         wtn_B = {k: wtn_train(exe, tmp, init_path, k, "s%d" % k) for k in range(1, STEPS)}
@@ -469,6 +486,35 @@ def check_brsf(tab, netname, net, got, prev):
         cb = 5 / math.sqrt(cnt)
         tab.add("brsf", netname, "%s corr(|B_k|, |B_k-1|) (redrawn)" % n, fmt(c), "|.| < %.2f" % cb,
                 abs(c) < cb)
+
+
+def angle(a, b):
+    a, b = a.ravel() / np.linalg.norm(a), b.ravel() / np.linalg.norm(b)
+    return math.degrees(2 * math.atan2(np.linalg.norm(a - b), np.linalg.norm(a + b)))
+
+
+def check_growth(tab, netname, net, exe, tmp, init_path, P0):
+    """With growth control B's scale is fixed and its direction is the mirror's."""
+    out = os.path.join(tmp, "%s.mirror.safetensors" % os.path.basename(exe))
+    run([exe, "mirror", "--init", init_path, "--steps", str(MIRROR_STEPS), "--threads", "1",
+         "--save", out], tmp)
+    got = st_read(out)
+    gen = torch.Generator().manual_seed(12)
+    for L in shapes(net):
+        n = L["name"]
+        B, W, B0 = got[n + ".feedback"], P0[n + ".weight"], P0[n + ".feedback"]
+        rows = np.linalg.norm(B.reshape(B.shape[0], -1), axis=1)
+        scale = float(rows.mean()) if L["kind"] == "dense" else float(rows.max() / rows.min() * GROWTH)
+        tab.add("wm-growth", netname, "%s %s" % (n, "mean row norm" if L["kind"] == "dense" else
+                "max/min filter norm * g"), fmt(scale), "%g" % GROWTH, abs(scale - GROWTH) < 1e-4)
+        Weff = W * tap_share(L) if L["kind"] == "conv" else W
+        refs = [angle(ref_mirror(L, W, B0, MIRROR_STEPS, gen, growth=True), Weff)
+                for _ in range(MIRROR_RUNS // 2)]
+        mu, sd = float(np.mean(refs)), float(np.std(refs, ddof=1))
+        a = angle(B, Weff)
+        tab.add("wm-growth", netname, "%s angle(B, W_eff) after %d mirror steps" % (n, MIRROR_STEPS),
+                fmt(a), "ref %.3g..%.3g" % (min(refs), max(refs)),
+                abs(a - mu) <= 4 * sd + 0.1 * mu)
 
 
 def check_mirror(tab, netname, net, exe, tmp, init_path, P0):
@@ -516,6 +562,8 @@ def main():
                         check_brsf(tab, netname, net, got, wtn_B[STEPS - 1])
                     if rule == "wm":
                         check_mirror(tab, netname, net, exe, tmp, init_path, P0)
+                    if rule == "wm-growth":
+                        check_growth(tab, netname, net, exe, tmp, init_path, P0)
                 except RuntimeError as e:
                     tab.add(rule, netname, "build and run", "error", "-", False)
                     print(str(e), file=sys.stderr)
