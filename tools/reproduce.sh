@@ -49,7 +49,7 @@ cd "$(dirname "$0")/.." || exit 1
 # rule but wm, which takes about 7.5 times that (its mirror steps); an epoch
 # of the eight rules is about 1 minute, so 4 epochs x 3 seeds is about 11
 # minutes. With the mlp suite's defaults (about 28 minutes: 112 s per epoch
-# and seed for its 13 configurations) `make reproduce` takes about 40
+# and seed for its 14 configurations) `make reproduce` takes about 40
 # minutes, less on idle cores.
 lenet_default_epochs=4
 lenet_all_rules="bp fa dfa usf brsf frsf kp wm"
@@ -119,7 +119,8 @@ fi
 # NAME and per-layer rules (the layers of examples/fashion_mlp.wtn), in the
 # syntax of a feedback entry. Every rule alone with its defaults; kp with the
 # optimiser's weight decay (1e-4) barely shrinks W - B in a few epochs, so
-# kp-decay gives it its own decay; 'example' is the mix the example file
+# kp-decay gives it its own decay (which also shrinks W), kp-steps a strong
+# one for the first epoch only (docs/rules.md); 'example' is the mix the example file
 # declares, spelled out so that it stays put if the file changes.
 all_configs='
 bp            h1=bp h2=bp out=bp
@@ -129,12 +130,13 @@ frsf          h1=frsf h2=frsf out=frsf
 brsf          h1=brsf h2=brsf out=brsf
 kp            h1=kp h2=kp out=kp
 kp-decay      h1=kp(decay=0.01) h2=kp(decay=0.01) out=kp(decay=0.01)
+kp-steps      h1=kp(decay=0.1,decay_steps=469) h2=kp(decay=0.1,decay_steps=469) out=kp(decay=0.1,decay_steps=469)
 wm            h1=wm h2=wm out=wm
 dfa           h1=dfa h2=dfa out=dfa
 mix-bp-kp-wm  h1=bp h2=kp out=wm
 mix-fa-wm-kp  h1=fa h2=wm out=kp
 mix-usf-fa-bp h1=usf h2=fa out=bp
-example       h1=fa h2=wm out=kp(decay=0.01)
+example       h1=fa h2=wm out=kp(decay=0.1,decay_steps=469)
 '
 mlp_configs=$(echo "$all_configs" | awk 'NF')
 if [ -n "${REPRO_CONFIGS:-}" ]; then
