@@ -15,7 +15,7 @@ COMPILER_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(wildcard compiler/*.
                 $(B)/grammar/lexer.o $(B)/grammar/parser.o
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(B)/runtime/%.o,$(filter-out runtime/main.c,$(wildcard runtime/*.c)))
 
-.PHONY: all test demo bench reproduce deps clean
+.PHONY: all test demo bench reproduce crosscheck deps clean
 all: $(B)/wtnc $(B)/libwtnrt.a $(B)/wtn_main.o
 
 $(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
@@ -66,6 +66,12 @@ bench:
 
 reproduce: all
 	tools/reproduce.sh
+
+# Every rule against an independent PyTorch implementation (not in `make test`).
+crosscheck:
+	@tools/install-deps.sh bench
+	$(MAKE) all
+	tools/crosscheck.py
 
 # Installs the Debian packages the project needs (as root, when missing).
 deps:

@@ -2028,7 +2028,7 @@ static void build_backward(Cg *cg, const char *fn_name, bool all_bp)
 /* ---- update ---- */
 
 typedef struct Hyper {
-	LLVMValueRef lr, mom, wd, b1, one_b1, b2, one_b2, eps, step_size, bc2_sqrt, seed;
+	LLVMValueRef lr, mom, wd, b1, one_b1, b2, one_b2, eps, step_size, bc2_sqrt, seed, step;
 } Hyper;
 
 static LLVMValueRef load_hyper(Cg *cg, LLVMValueRef hyper, int idx)
@@ -2051,6 +2051,7 @@ static Hyper emit_load_hyper(Cg *cg, LLVMValueRef hyper)
 	h.step_size = fdiv(cg, h.lr, load_hyper(cg, hyper, WTN_H_BC1));
 	h.bc2_sqrt = call1(cg, cg->f_sqrt, load_hyper(cg, hyper, WTN_H_BC2));
 	h.seed = load_hyper(cg, hyper, WTN_H_SEED);
+	h.step = load_hyper(cg, hyper, WTN_H_STEP);
 	return h;
 }
 
@@ -2096,6 +2097,8 @@ typedef struct FbUpdate {
 	int layer;          /* brsf: mixed into the seed, so layers draw apart */
 	bool own_decay;     /* kp(decay >= 0): W and B use `decay`, not the optimiser's */
 	double decay;
+	double decay_steps; /* kp: `decay` for the first decay_steps steps, then the
+	                       optimiser's (0: throughout) */
 } FbUpdate;
 
 /* sign(w) as a float: -1, 0 or 1. */
@@ -2191,6 +2194,10 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 	LLVMValueRef mB = has_m ? P[5] : null_f32(cg), vB = has_v ? P[6] : null_f32(cg);
 	Hyper h = emit_load_hyper(cg, P[8]);
 	LLVMValueRef wd = fb->own_decay ? cf32(cg, fb->decay) : h.wd;
+	if (fb->own_decay && fb->decay_steps > 0)
+		wd = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, h.step,
+		                                          cf32(cg, fb->decay_steps), ""),
+		                     wd, h.wd, "");
 	LLVMValueRef key = NULL, unit = NULL;
 	if (fb->change == FB_CHANGE_REDRAW_SIGN_W) {
 		/* the step's seed, as its bits, and the layer, hashed once per call */
@@ -2260,6 +2267,7 @@ static FbUpdate feedback_update(const IRLayer *l, int li)
 	if (fb.change == FB_CHANGE_AS_W) {
 		fb.decay = rule_arg(l, "decay");
 		fb.own_decay = fb.decay >= 0;
+		fb.decay_steps = rule_arg(l, "decay_steps");
 	}
 	return fb;
 }

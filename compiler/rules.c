@@ -16,11 +16,11 @@ const RuleDef rule_table[] = {
 	{"brsf", "batchwise random-magnitude sign-concordant feedback",
 	 FB_START_RANDMAG_SIGN_W, FB_CARRY_B, FB_CHANGE_REDRAW_SIGN_W, 0, {{0}}, true},
 	{"kp", "Kolen-Pollack",
-	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_AS_W, 1, {{"decay", -1}}, true},
+	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_AS_W, 2, {{"decay", -1}, {"decay_steps", 0}}, true},
 	{"wm", "weight mirror",
-	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_MIRROR, 6,
+	 FB_START_LIKE_W, FB_CARRY_B, FB_CHANGE_MIRROR, 7,
 	 {{"noise", 1}, {"rate", 0.001}, {"decay", 0.001}, {"batch", 128},
-	  {"every", 1}, {"warmup", 1000}}, true},
+	  {"every", 1}, {"warmup", 1000}, {"growth", 0}}, true},
 	{"dfa", "direct feedback alignment",
 	 FB_START_LIKE_W, FB_CARRY_D, FB_CHANGE_NONE, 0, {{0}}, true},
 };
@@ -33,9 +33,10 @@ static const RuleArgKind arg_kinds[][RULE_MAX_PARAMS] = {
 	{RULE_ARG_NONNEG},                             /* usf scale (0: 1/sqrt(in)) */
 	{0},                                           /* frsf */
 	{0},                                           /* brsf */
-	{RULE_ARG_NONNEG_OR_DEFAULT},                  /* kp decay (-1: the optimiser's) */
+	{RULE_ARG_NONNEG_OR_DEFAULT, RULE_ARG_NONNEG_INT},  /* kp decay (-1: the optimiser's), decay_steps */
 	{RULE_ARG_POSITIVE, RULE_ARG_POSITIVE, RULE_ARG_FRACTION,
-	 RULE_ARG_POS_INT, RULE_ARG_POS_INT, RULE_ARG_NONNEG_INT},  /* wm */
+	 RULE_ARG_POS_INT, RULE_ARG_POS_INT, RULE_ARG_NONNEG_INT,
+	 RULE_ARG_NONNEG},                             /* wm (growth 0: off) */
 	{0},                                           /* dfa */
 };
 _Static_assert(sizeof arg_kinds / sizeof arg_kinds[0] ==

@@ -2023,6 +2023,10 @@ static void check_combination(Sema *S, const TrainCfg *t)
 		if (!r->def || r->def->change != FB_CHANGE_AS_W)
 			continue;
 		int k = rule_param_index(r->def, "decay");
+		int ks = rule_param_index(r->def, "decay_steps");
+		if (ks >= 0 && r->args[ks] > 0 && k >= 0 && r->args[k] < 0 && !warned_before(S, i))
+			diag_warning(r->pos, "%s: decay_steps has no effect without its own decay "
+			             "(give it decay=...)", r->def->name);
 		double decay = k >= 0 && r->args[k] >= 0 ? r->args[k] : t->weight_decay;
 		if (decay != 0 || warned_before(S, i))
 			continue;

@@ -125,7 +125,7 @@ typedef enum { WTN_STARTS(C_START) } FbStart;
 typedef enum { WTN_CARRIES(C_CARRY) } FbCarry;
 typedef enum { WTN_CHANGES(C_CHANGE) } FbChange;
 
-#define RULE_MAX_PARAMS 6
+#define RULE_MAX_PARAMS 8
 typedef struct RuleParam { const char *name; double def; } RuleParam;
 typedef struct RuleDef {
 	const char *name, *title;

@@ -37,9 +37,41 @@ int rt_mirror_max_batch(const RtModel *m)
 	return most;
 }
 
+/* Growth control (biotorch's weight mirror, damping factor g): after each
+ * mirror step B is rescaled so that its response to unit noise has
+ * standard deviation g: a dense layer's rows to a mean norm of g, each
+ * filter of a conv layer to norm g. B then keeps W's direction but not W's
+ * scale, so the error sent down cannot grow with W. The norms are computed
+ * exactly rather than estimated from a second noise batch. */
+static void growth_control(const RtModel *m, float **bufs, const RtLayer *l, double g)
+{
+	const RtBuf *bb = &m->bufs[l->B];
+	float *B = bufs[l->B];
+	int rows = bb->rows;
+	long cols = bb->elems / rows;
+	double mean = 0;
+	for (int r = 0; r < rows; r++) {
+		double s = 0;
+		for (long c = 0; c < cols; c++)
+			s += (double)B[r * cols + c] * B[r * cols + c];
+		s = sqrt(s);
+		if (l->kind == RT_OP_CONV2D) {
+			if (s > 0)
+				cblas_sscal((int)cols, (float)(g / s), B + r * cols, 1);
+		} else
+			mean += s / rows;
+	}
+	if (l->kind != RT_OP_CONV2D && mean > 0)
+		cblas_sscal((int)bb->elems, (float)(g / mean), B, 1);
+}
+
 static void mirror_step(const RtModel *m, float **bufs, int i)
 {
-	wtn_mirror(bufs, i, mirror_batch(&m->layers[i]));
+	const RtLayer *l = &m->layers[i];
+	wtn_mirror(bufs, i, mirror_batch(l));
+	double g = rt_rule_arg(l, "growth", 0);
+	if (g > 0)
+		growth_control(m, bufs, l, g);
 }
 
 void rt_mirror_warmup(const RtModel *m, float **bufs)

@@ -44,6 +44,7 @@ const float *rt_optim_next(RtOptim *o)
 	h[WTN_H_BC2] = (float)(1.0 - pow(t->beta2, step));
 	/* A float holds integers exactly below 2^24. */
 	h[WTN_H_SEED] = (float)(rt_mix64((uint64_t)t->seed * 0x9e3779b1ULL + o->step) & 0xffffff);
+	h[WTN_H_STEP] = (float)o->step;   /* exact below 2^24 steps */
 	o->step++;
 	return h;
 }

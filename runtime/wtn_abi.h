@@ -33,6 +33,7 @@ enum {
 	WTN_H_BC1,          /* adam bias corrections: 1 - beta1^t, 1 - beta2^t */
 	WTN_H_BC2,
 	WTN_H_SEED,         /* per-step random seed (brsf redraws, mirror noise) */
+	WTN_H_STEP,         /* steps taken before this one (0, 1, ...; kp's decay_steps) */
 	WTN_H_COUNT = 16
 };
 

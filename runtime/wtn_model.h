@@ -82,7 +82,7 @@ static inline const char *wtn_name(const char *const *names, int n, int v)
  * of n, of which the first `count` (another field) are used ----
  * TYPE is one of the WTN_T_* below: C's type, and LLVM's in model.c.
  * The enum-valued ones are ints printed by name. */
-#define WTN_MAX_ARGS 6
+#define WTN_MAX_ARGS 8
 #define WTN_MAX_DIMS 4
 #define WTN_MAX_NORM 16
 typedef struct WtnShape { int c, h, w; } WtnShape;   /* a vector of n units: {n, 1, 1} */

@@ -187,6 +187,20 @@ else
 	fail "reproduce.sh lenet with steps failed: $(tail -n 3 "$tmp/log")"
 fi
 
+# REPRO_LONG=1: 30 LeNet epochs and 3 seeds by default (each run cut to 2
+# steps here), wm with the stable setting, output under docs/results/long
+# unless REPRO_OUT says otherwise.
+out=$tmp/long
+if REPRO_LONG=1 REPRO_SUITES=lenet REPRO_DATA=synthetic REPRO_LENET_RULES="wm" \
+	REPRO_LENET_STEPS=2 REPRO_OUT=$out tools/reproduce.sh >"$tmp/log" 2>&1; then
+	has "$tmp/log" "3 seeds x 30 epochs"
+	has "$out/lenet/README.md" "REPRO_SEEDS=3 REPRO_LENET_EPOCHS=30"
+	has "$out/lenet/README.md" "The wm runs use \`wm(growth=0.5)\`"
+	[ "$(ls "$out/lenet/runs/wm" | wc -l)" = 3 ] || fail "REPRO_LONG=1: want 3 wm seeds"
+else
+	fail "reproduce.sh REPRO_LONG=1 failed: $(tail -n 3 "$tmp/log")"
+fi
+
 # A network that does not compile: every configuration is an ERROR, the
 # README still says so, and the status is 1.
 out=$tmp/broken
@@ -210,7 +224,8 @@ has "$out/lenet/README.md" "**2 ERROR(S)**"
 has "$out/README.md" "**2 ERROR(S)**: see [lenet/README.md](lenet/README.md)."
 
 for bad in "REPRO_SEEDS=0" "REPRO_EPOCHS=x" "REPRO_CONFIGS=nope" "REPRO_DATA=a b" "REPRO_SUITES=mlp nope" \
-	"REPRO_LENET_EPOCHS=0" "REPRO_LENET_RULES=bp xx" "REPRO_LENET_STEPS=-1" "REPRO_LENET_NET=none.wtn"; do
+	"REPRO_LENET_EPOCHS=0" "REPRO_LENET_RULES=bp xx" "REPRO_LENET_STEPS=-1" "REPRO_LENET_NET=none.wtn" "REPRO_LONG=yes" \
+	"REPRO_LENET_WM=kp"; do
 	env "$bad" REPRO_OUT="$tmp/unused" tools/reproduce.sh >/dev/null 2>"$tmp/err"
 	st=$?
 	[ "$st" = 1 ] || fail "$bad: status $st, want 1"

@@ -177,6 +177,48 @@ if harness conv_dfa $F/conv_dfa.wtn; then
 	check "dfa on conv layers: D fixed over 10 steps" conv_dfa --rule-props 10 --seed 3
 fi
 
+# st_rows FILE TENSOR COLS: the norm of each row of COLS floats of a
+# tensor in a safetensors checkpoint (header: u64 length, JSON, data).
+st_rows() {
+	hlen=$(od -A n -t u8 -N 8 "$1" | tr -d ' ')
+	off=$(head -c $((8 + hlen)) "$1" | tail -c "$hlen" | tr '}' '\n' |
+		sed -n "s/.*\"$2\":{[^}]*\"data_offsets\":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/p")
+	set -- "$1" $off "$3"
+	od -A n -v -t f4 -j $((8 + hlen + $2)) -N $(($3 - $2)) "$1" | tr -s ' ' '\n' | awk NF |
+		awk -v c="$4" '{ s += $1 * $1 } NR % c == 0 { printf "%.6f\n", sqrt(s); s = 0 }'
+}
+
+# wm growth control: after every mirror step a dense layer's rows have
+# mean norm `growth` and a conv layer's filters have norm `growth` each.
+sed 's/warmup=0)/warmup=0, growth=0.5)/' $F/wm.wtn >"$T/wm_growth.wtn"
+sed 's/warmup=0)/warmup=0, growth=0.25)/' $F/conv_wm.wtn >"$T/conv_wm_growth.wtn"
+if binary wm_growth "$T/wm_growth.wtn" && binary conv_wm_growth "$T/conv_wm_growth.wtn"; then
+	"$T/wm_growth" mirror --steps 30 --threads 1 --save "$T/wmg.st" >/dev/null 2>&1 &&
+	"$T/conv_wm_growth" mirror --steps 30 --threads 1 --save "$T/cwmg.st" >/dev/null 2>&1 ||
+		fail "wm growth: a mirror run failed"
+	m=$(st_rows "$T/wmg.st" h1.feedback 16 | awk '{ s += $1 } END { printf "%.5f", s / NR }')
+	holds "$m" "v > 0.4999 && v < 0.5001" || fail "wm growth=0.5: h1's mean row norm is $m"
+	n=$(st_rows "$T/cwmg.st" c2.feedback 54 | awk '$1 < 0.2499 || $1 > 0.2501' | wc -l)
+	[ "$n" = 0 ] || fail "wm growth=0.25: $n of c2's filters do not have norm 0.25"
+	[ "$(st_rows "$T/cwmg.st" c2.feedback 54 | wc -l)" = 8 ] || fail "wm growth: c2 should have 8 filters"
+fi
+
+# kp decay_steps: its own decay for the first S steps, then the
+# optimiser's: the same checkpoint as kp(decay=D) after S steps, another
+# one after 2S.
+sed 's/^\( *[a-z0-9]* *\)kp(decay=\([0-9.e-]*\))/\1kp(decay=\2, decay_steps=4)/' $F/kp.wtn >"$T/kp_steps.wtn"
+if grep -q decay_steps=4 "$T/kp_steps.wtn" && binary kp_plain $F/kp.wtn && binary kp_steps "$T/kp_steps.wtn"; then
+	for s in 4 8; do
+		"$T/kp_plain" train --steps $s --epochs 1 --threads 1 --save "$T/kpp$s.st" >/dev/null 2>&1 &&
+		"$T/kp_steps" train --steps $s --epochs 1 --threads 1 --save "$T/kps$s.st" >/dev/null 2>&1 ||
+			fail "kp decay_steps: a training run failed"
+	done
+	cmp -s "$T/kpp4.st" "$T/kps4.st" || fail "kp decay_steps=4: differs from kp(decay) within the first 4 steps"
+	cmp -s "$T/kpp8.st" "$T/kps8.st" && fail "kp decay_steps=4: still kp(decay) after 8 steps"
+else
+	fail "kp decay_steps: tests/rules/kp.wtn has no kp(decay=...) entry to schedule, or a build failed"
+fi
+
 # ---- delta angle: 0 under bp at every layer, nonzero below fa layers ----
 sed 's/default bp/default fa/' $F/bp.wtn >"$T/fa.wtn"
 if binary bp $F/bp.wtn && binary fa "$T/fa.wtn"; then

@@ -202,7 +202,7 @@ rnet allbp "out=bp" && NET=allbp &&
 # ---- weight mirror ----
 rnet wm "h=wm(rate=0.01, decay=0.01, warmup=50)" "out=wm(rate=0.01, decay=0.01, batch=200, every=2)" && {
 	NET=wm
-	net info | grep -q '^h .*wm(noise=1, rate=0.01, decay=0.01, batch=128, every=1, warmup=50)  B \[8, 16\]' ||
+	net info | grep -q '^h .*wm(noise=1, rate=0.01, decay=0.01, batch=128, every=1, warmup=50, growth=0)  B \[8, 16\]' ||
 		bad "info does not show wm's arguments: $(net info)"
 	# Noise batch 200 is above the compiled batch 32: buffers must hold it.
 	expect 0 "" "" -- mirror --steps 200 --save "$T/wm200.st"

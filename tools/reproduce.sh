@@ -34,6 +34,13 @@
 #   REPRO_LENET_NET    the network file (default tools/lenet_repro.wtn)
 #   REPRO_LENET_STEPS  stop each run after N training steps (--steps; for
 #                      quick checks; default: whole epochs)
+#   REPRO_LENET_WM     the feedback entry the lenet suite's wm runs use
+#                      (default wm(growth=0.5): docs/rules.md, weight mirror
+#                      on LeNet)
+#   REPRO_LONG=1       the long suite: defaults become 20 MLP epochs, 30 LeNet
+#                      epochs, 3 seeds and REPRO_OUT=docs/results/long (each
+#                      still overridable). About 3.5 hours on 2 idle cores,
+#                      scaled from the timings below.
 set -u
 set -f   # '*=RULE' is a feedback pattern, never a file name
 cd "$(dirname "$0")/.." || exit 1
@@ -43,7 +50,7 @@ cd "$(dirname "$0")/.." || exit 1
 # rule but wm, which takes about 7.5 times that (its mirror steps); an epoch
 # of the eight rules is about 1 minute, so 4 epochs x 3 seeds is about 11
 # minutes. With the mlp suite's defaults (about 28 minutes: 112 s per epoch
-# and seed for its 13 configurations) `make reproduce` takes about 40
+# and seed for its 14 configurations) `make reproduce` takes about 40
 # minutes, less on idle cores.
 lenet_default_epochs=4
 lenet_all_rules="bp fa dfa usf brsf frsf kp wm"
@@ -58,6 +65,12 @@ brsf 10.02
 frsf 9.61
 '
 
+if [ "${REPRO_LONG:-0}" = 1 ]; then
+	: "${REPRO_EPOCHS:=20}" "${REPRO_LENET_EPOCHS:=30}" "${REPRO_SEEDS:=3}" "${REPRO_OUT:=docs/results/long}"
+elif [ "${REPRO_LONG:-0}" != 0 ]; then
+	echo "reproduce: REPRO_LONG must be 0 or 1 (got '$REPRO_LONG')" >&2
+	exit 1
+fi
 suites=${REPRO_SUITES:-mlp lenet}
 seeds=${REPRO_SEEDS:-3}
 epochs=${REPRO_EPOCHS:-5}
@@ -68,6 +81,9 @@ lenet_net=${REPRO_LENET_NET:-tools/lenet_repro.wtn}
 lenet_rules=${REPRO_LENET_RULES:-$lenet_all_rules}
 
 die() { echo "reproduce: $*" >&2; exit 1; }
+lenet_wm=${REPRO_LENET_WM:-wm(growth=0.5)}
+case $lenet_wm in wm | wm\(*\)) ;; *) die "REPRO_LENET_WM must be wm or wm(ARGS) (got '$lenet_wm')" ;; esac
+case $lenet_wm in *[[:space:]]*) die "REPRO_LENET_WM must not contain spaces" ;; esac
 is_count() { case $1 in '' | *[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] 2>/dev/null ;; esac; }
 in_list() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }   # WORD LIST
 wants() { in_list "$1" "$suites"; }
@@ -104,7 +120,8 @@ fi
 # NAME and per-layer rules (the layers of examples/fashion_mlp.wtn), in the
 # syntax of a feedback entry. Every rule alone with its defaults; kp with the
 # optimiser's weight decay (1e-4) barely shrinks W - B in a few epochs, so
-# kp-decay gives it its own decay; 'example' is the mix the example file
+# kp-decay gives it its own decay (which also shrinks W), kp-steps a strong
+# one for the first epoch only (docs/rules.md); 'example' is the mix the example file
 # declares, spelled out so that it stays put if the file changes.
 all_configs='
 bp            h1=bp h2=bp out=bp
@@ -114,12 +131,13 @@ frsf          h1=frsf h2=frsf out=frsf
 brsf          h1=brsf h2=brsf out=brsf
 kp            h1=kp h2=kp out=kp
 kp-decay      h1=kp(decay=0.01) h2=kp(decay=0.01) out=kp(decay=0.01)
+kp-steps      h1=kp(decay=0.1,decay_steps=469) h2=kp(decay=0.1,decay_steps=469) out=kp(decay=0.1,decay_steps=469)
 wm            h1=wm h2=wm out=wm
 dfa           h1=dfa h2=dfa out=dfa
 mix-bp-kp-wm  h1=bp h2=kp out=wm
 mix-fa-wm-kp  h1=fa h2=wm out=kp
 mix-usf-fa-bp h1=usf h2=fa out=bp
-example       h1=fa h2=wm out=kp(decay=0.01)
+example       h1=fa h2=wm out=kp(decay=0.1,decay_steps=469)
 '
 mlp_configs=$(echo "$all_configs" | awk 'NF')
 if [ -n "${REPRO_CONFIGS:-}" ]; then
@@ -151,7 +169,7 @@ started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 threads_env="${REPRO_THREADS:+ REPRO_THREADS=$REPRO_THREADS}"
 data_env="${REPRO_DATA:+ REPRO_DATA=$REPRO_DATA}"
 mlp_command="REPRO_SUITES=mlp REPRO_SEEDS=$seeds REPRO_EPOCHS=$epochs${REPRO_CONFIGS:+ REPRO_CONFIGS=\"$REPRO_CONFIGS\"}$threads_env${REPRO_NET:+ REPRO_NET=$REPRO_NET}$data_env tools/reproduce.sh"
-lenet_command="REPRO_SUITES=lenet REPRO_SEEDS=$seeds REPRO_LENET_EPOCHS=$lenet_epochs${REPRO_LENET_RULES:+ REPRO_LENET_RULES=\"$REPRO_LENET_RULES\"}$threads_env${REPRO_LENET_NET:+ REPRO_LENET_NET=$REPRO_LENET_NET}${REPRO_LENET_STEPS:+ REPRO_LENET_STEPS=$REPRO_LENET_STEPS}$data_env tools/reproduce.sh"
+lenet_command="REPRO_SUITES=lenet REPRO_SEEDS=$seeds REPRO_LENET_EPOCHS=$lenet_epochs${REPRO_LENET_RULES:+ REPRO_LENET_RULES=\"$REPRO_LENET_RULES\"}$threads_env${REPRO_LENET_NET:+ REPRO_LENET_NET=$REPRO_LENET_NET}${REPRO_LENET_STEPS:+ REPRO_LENET_STEPS=$REPRO_LENET_STEPS}${REPRO_LENET_WM:+ REPRO_LENET_WM='$REPRO_LENET_WM'}$data_env tools/reproduce.sh"
 
 # The parametric (conv and dense) layers of a network file, from its IR.
 param_layers() {
@@ -177,7 +195,9 @@ fi
 # wtnc's --feedback options of a configuration of a suite.
 config_flags() {   # SUITE NAME SPEC
 	if [ "$1" = lenet ]; then
-		echo "--feedback default=$2 --feedback *=$2"
+		entry=$2
+		[ "$2" != wm ] || entry=$lenet_wm
+		echo "--feedback default=$entry --feedback *=$entry"
 		return
 	fi
 	flags=""
@@ -421,6 +441,9 @@ from the 16x5x5 features, also with ReLU) and no ReLU between its two dense
 layers where our fc2 has one; both initialise weights as Xavier does. At a
 learning rate of 0.005, fa and wm diverged within two epochs for some seeds
 (and so did a PyTorch LeNet with fa on its dense layers), so ours is 0.002.
+The wm runs use \`$lenet_wm\` (REPRO_LENET_WM): with wm's defaults every
+seed diverged in epoch 3 or 4 at 0.002 (docs/rules.md, weight mirror on
+LeNet).
 Our errors after $lenet_epochs epochs are therefore
 higher than errors after 100, and our gaps between rules are those of early
 training, which can differ from the gaps at the end (a rule that aligns
