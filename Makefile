@@ -5,6 +5,7 @@ LLVM_CONFIG ?= $(shell command -v llvm-config-14 || command -v llvm-config)
 CC       ?= cc
 B        := build
 CFLAGS   ?= -O2 -g
+LDFLAGS  ?=
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -Icompiler -Iruntime -I$(B)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null)
@@ -29,19 +30,22 @@ $(B)/grammar/lexer.c: grammar/lexer.re $(B)/grammar/parser.h
 $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -c -o $@ $<
 
-# The compiler knows where the runtime it links against was built; WTN_HOME
-# overrides it for an installed tree.
+# The compiler knows where the runtime it links against was built (WTN_HOME
+# overrides it for an installed tree) and links binaries with the compiler
+# and sanitizer flags the runtime was built with.
+WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS) $(LDFLAGS)))
 $(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
-	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -DWTN_RUNTIME_INCLUDE='"$(abspath runtime)"' -c -o $@ $<
+	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -DWTN_RUNTIME_INCLUDE='"$(abspath runtime)"' \
+	  -DWTN_LINK_CC='"$(WTN_LINK_CC)"' -c -o $@ $<
 
 $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/wtnc: $(COMPILER_OBJ)
-	$(CC) -o $@ $^ $(LLVM_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^

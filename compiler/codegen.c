@@ -5,6 +5,7 @@
  * the buffers are disjoint and vectorises the fused loops. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
@@ -2267,6 +2268,37 @@ static LLVMTargetMachineRef create_target_machine(const CodegenOpts *opts, char 
 	free(features);
 	*triple_out = triple;
 	return tm;
+}
+
+/* LLVM only warns about a CPU it does not know (once per function it
+ * compiles) and then generates generic code; catch its warning instead. */
+bool codegen_cpu_known(const char *cpu)
+{
+	LLVMInitializeNativeTarget();
+	char *triple = LLVMGetDefaultTargetTriple(), *err = NULL;
+	LLVMTargetRef target;
+	bool known = true;
+	FILE *capture = tmpfile();
+	int saved = dup(STDERR_FILENO);
+	if (capture && saved >= 0 && !LLVMGetTargetFromTriple(triple, &target, &err)) {
+		fflush(stderr);
+		dup2(fileno(capture), STDERR_FILENO);
+		const char *features = strncmp(triple, "x86_64", 6) == 0 ? "+64bit" : "";
+		LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, cpu, features,
+		                                                  LLVMCodeGenLevelNone, LLVMRelocPIC,
+		                                                  LLVMCodeModelDefault);
+		dup2(saved, STDERR_FILENO);
+		known = lseek(fileno(capture), 0, SEEK_END) == 0;
+		if (tm)
+			LLVMDisposeTargetMachine(tm);
+	}
+	if (saved >= 0)
+		close(saved);
+	if (capture)
+		fclose(capture);
+	LLVMDisposeMessage(err);
+	LLVMDisposeMessage(triple);
+	return known;
 }
 
 static int optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, int level)
