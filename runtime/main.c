@@ -197,6 +197,9 @@ int main(int argc, char **argv)
 		return 1;
 	o.max_batch = m.train.batch;
 	int rc = parse_args(argc, argv, &m, &o);
+	if (rc < 0 && rt_check_outputs(&o) < 0)
+		rc = 1;
+	rt_signals_install(false);
 	if (rc < 0) {
 		if (strcmp(o.command, "info") == 0)
 			rc = rt_cmd_info(&m, stdout);

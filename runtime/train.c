@@ -28,6 +28,10 @@ typedef struct Run {
 	FILE *metrics;
 	RtLayerStat *stats;
 	RtProbe *probe;
+	double start_loss;     /* the run's first step's: explosions are measured from it */
+	double *w0;            /* each layer's |W| at the start, for the blame */
+	int last_n;            /* samples of the last forward pass */
+	int saved_epoch;       /* the last epoch --save wrote, 0: none yet */
 } Run;
 
 static void run_close(Run *r)
@@ -40,6 +44,7 @@ static void run_close(Run *r)
 	rt_free_buffers(r->m, r->bufs);
 	free(r->labels);
 	free(r->stats);
+	free(r->w0);
 	rt_data_free(&r->data);
 }
 
@@ -66,7 +71,24 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 		rt_init_mags_from_feedback(m, r->bufs);
 	}
 	rt_noise_seed((uint64_t)t->seed);
+	r->start_loss = NAN;
 	return 0;
+}
+
+/* The end of a diverged run: a message naming where it blew up, and what
+ * became of the checkpoint (never replaced by the diverged state). */
+static void report_divergence(Run *r, const RtOptions *o, const char *what)
+{
+	char blame[200];
+	rt_blame(r->m, r->bufs, r->last_n, r->w0, blame, sizeof blame);
+	fflush(stdout);
+	fprintf(stderr, "wtn: %s; first blow-up: %s; stopping", what, blame);
+	if (o->save && r->saved_epoch > 0)
+		fprintf(stderr, " (checkpoint %s keeps epoch %d)\n", o->save, r->saved_epoch);
+	else if (o->save)
+		fprintf(stderr, " (checkpoint %s not written by this run)\n", o->save);
+	else
+		fputc('\n', stderr);
 }
 
 int rt_thread_count(const RtOptions *o)
@@ -101,20 +123,18 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
 		step++;
 		wtn_forward(r->bufs, n);
+		r->last_n = n;
 		float loss = wtn_loss(r->bufs, r->labels, n);
 		if (!isfinite(loss)) {
 			if (tty)
 				fputs("\r\033[K", stdout);
-			fflush(stdout);
-			fprintf(stderr, "wtn: non-finite loss at epoch %d step %d; stopping", epoch + 1, step);
-			if (o->save && epoch > 0)
-				fprintf(stderr, " (checkpoint %s keeps epoch %d)\n", o->save, epoch);
-			else if (o->save)
-				fprintf(stderr, " (checkpoint %s not written by this run)\n", o->save);
-			else
-				fputc('\n', stderr);
+			char what[80];
+			snprintf(what, sizeof what, "non-finite loss at epoch %d step %d", epoch + 1, step);
+			report_divergence(r, o, what);
 			return -1;
 		}
+		if (isnan(r->start_loss))
+			r->start_loss = loss;
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
 		count_correct(m, r->bufs, r->labels, n, e);
@@ -141,8 +161,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	int status = 1;
 	if (run_open(&r, m, o) < 0)
 		goto out;
-	if (o->metrics && !(r.metrics = fopen(o->metrics, "w"))) {
-		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+	if (!(r.w0 = rt_weight_norms(m, r.bufs))) {
+		fprintf(stderr, "wtn: out of memory\n");
 		goto out;
 	}
 	int threads = rt_thread_count(o);
@@ -171,17 +191,48 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		s.train_acc = 100.0 * e.correct / e.seen;
 		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
 		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
+		/* A diverged epoch is shown but neither saved nor written to the
+		 * metrics: the files keep the last good epoch. */
+		char what[160] = "";
+		if (rt_loss_exploded(s.train_loss, r.start_loss))
+			snprintf(what, sizeof what, "epoch %d diverged: train loss %.4g, over %g times "
+			         "the first step's %.4g", epoch + 1, s.train_loss, RT_EXPLODE_FACTOR,
+			         r.start_loss);
+		else if (!isfinite(s.test_loss))
+			snprintf(what, sizeof what, "epoch %d diverged: test loss %g", epoch + 1, s.test_loss);
+		else if (!rt_params_finite(m, r.bufs))
+			snprintf(what, sizeof what, "epoch %d diverged: parameters are not finite", epoch + 1);
+		if (what[0]) {
+			long tail = r.data.test.n % t->batch;
+			r.last_n = tail ? (int)tail : t->batch;   /* the last evaluated batch */
+			if (tty)
+				fputs("\r\033[K", stdout);
+			rt_layer_stats(m, r.bufs, r.stats);
+			for (int i = 0; i < m->nlayers; i++)
+				r.stats[i].delta = NAN;
+			rt_print_epoch(stdout, m, &s);
+			report_divergence(&r, o, what);
+			goto out;
+		}
 		rt_layer_stats(m, r.bufs, r.stats);
 		rt_probe_delta(r.probe, r.bufs, r.labels, r.stats);
 		if (tty)
 			fputs("\r\033[K", stdout);
 		rt_print_epoch(stdout, m, &s);
+		/* Opened at the first epoch's end: a run that fails before has
+		 * written nothing (and left an earlier file alone). */
+		if (o->metrics && !r.metrics && !(r.metrics = fopen(o->metrics, "w"))) {
+			fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+			goto out;
+		}
 		if (r.metrics && rt_write_metrics_json(r.metrics, m, &s) < 0) {
 			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
 			goto out;
 		}
 		if (o->save && rt_checkpoint_save(o->save, m, r.bufs, epoch + 1) < 0)
 			goto out;
+		if (o->save)
+			r.saved_epoch = epoch + 1;
 	}
 	status = 0;
 out:
