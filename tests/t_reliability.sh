@@ -1,0 +1,195 @@
+#!/bin/sh
+# t_reliability.sh: nothing destroyed, bounded costs, clear answers. Each
+# case is one that an adversarial review found on an earlier wtn: outputs
+# that replaced devices, links or the input; a diverged run that replaced
+# a good checkpoint; inputs whose cost exploded or that hung; misleading
+# messages. Costs are bounded with generous limits (seconds against what
+# used to take minutes, memory against what used to take gigabytes).
+cd "$(dirname "$0")/.." || exit 1
+WTNC=${WTNC:-build/wtnc}
+CC=${CC:-cc}
+T=$(mktemp -d /tmp/wtn_rel.XXXXXX) || exit 1
+trap 'rm -rf "$T"' EXIT
+fail=0
+bad() { echo "FAIL t_reliability: $*"; fail=1; }
+
+if ! $WTNC tests/runtime/tiny.wtn -o "$T/tiny" >"$T/cc.out" 2>&1; then
+	echo "FAIL t_reliability: $WTNC cannot compile tests/runtime/tiny.wtn:"
+	head -5 "$T/cc.out"
+	exit 1
+fi
+NET=$T/tiny
+net() { "$NET" --threads 1 "$@"; }
+
+# expect STATUS TEXT -- ARGS...: runs the network with ARGS (within 20 s);
+# checks the exit status and that stderr holds TEXT on one line.
+expect() {
+	want=$1 text=$2
+	shift 3
+	timeout 20 "$NET" --threads 1 "$@" >"$T/out" 2>"$T/err"
+	got=$?
+	[ "$got" = "$want" ] || bad "$*: exit $got, expected $want ($(head -c 300 "$T/err"))"
+	[ -z "$text" ] || grep -qF -- "$text" "$T/err" || bad "$*: stderr lacks '$text': $(head -c 300 "$T/err")"
+	[ "$(wc -l <"$T/err")" -le 1 ] || bad "$*: more than one line on stderr: $(head -c 300 "$T/err")"
+}
+# wtnc_expect STATUS TEXT -- ARGS...: the same for wtnc
+wtnc_expect() {
+	want=$1 text=$2
+	shift 3
+	timeout 20 $WTNC "$@" >"$T/out" 2>"$T/err"
+	got=$?
+	[ "$got" = "$want" ] || bad "wtnc $*: exit $got, expected $want ($(head -c 300 "$T/err"))"
+	grep -qF -- "$text" "$T/err" || bad "wtnc $*: stderr lacks '$text': $(head -c 300 "$T/err")"
+}
+
+# ---- nothing destroyed: outputs ----
+expect 0 "" -- --epochs 1 --save "$T/good.st"
+cp "$T/good.st" "$T/good0.st"
+mkfifo "$T/fifo"
+ln -s "$T/good.st" "$T/link.st"
+expect 1 "--save $T/fifo: will not write there: it is a FIFO" -- --epochs 1 --save "$T/fifo"
+[ -p "$T/fifo" ] || bad "--save replaced a FIFO"
+expect 1 "it is a symbolic link" -- --epochs 1 --save "$T/link.st"
+[ -L "$T/link.st" ] || bad "--save replaced a symbolic link"
+expect 1 "it is a directory" -- --epochs 1 --metrics "$T"
+if [ "$(id -u)" = 0 ] && mknod "$T/null" c 1 3 2>/dev/null; then
+	expect 1 "it is a device" -- --epochs 1 --save "$T/null"
+	[ -c "$T/null" ] || bad "--save replaced a device node"
+fi
+# An unwritable --save is found before the first epoch, not after it.
+expect 1 "directory $T/none does not exist" -- --epochs 1 --save "$T/none/x.st"
+[ -s "$T/out" ] && bad "--save into a missing directory trained first: $(cat "$T/out")"
+expect 1 "also the --init checkpoint" -- --epochs 1 --init "$T/good.st" --metrics "$T/good.st"
+cmp -s "$T/good.st" "$T/good0.st" || bad "--metrics over the --init checkpoint changed it"
+
+# wtnc never writes over its input, a device or a link.
+cp tests/runtime/tiny.wtn "$T/net"
+wtnc_expect 1 "has no .wtn suffix: name the binary with -o" -- "$T/net"
+cmp -s "$T/net" tests/runtime/tiny.wtn || bad "wtnc replaced its input 'net'"
+cp tests/runtime/tiny.wtn "$T/net.wtn"
+wtnc_expect 1 "will not write the output over the input" -- "$T/net.wtn" -o "$T/net.wtn"
+cmp -s "$T/net.wtn" tests/runtime/tiny.wtn || bad "wtnc -o INPUT replaced its input"
+wtnc_expect 1 "it is a FIFO" -- "$T/net.wtn" -c -o "$T/fifo"
+wtnc_expect 1 "it is a symbolic link" -- "$T/net.wtn" -o "$T/link.st"
+cmp -s "$T/good.st" "$T/good0.st" || bad "wtnc -o LINK changed the file behind the link"
+
+# ---- a diverged run keeps the good checkpoint and the metrics so far ----
+expect 1 "epoch 1 diverged: test loss" -- --steps 1 --lr 1e30 --init "$T/good.st" --save "$T/good.st" \
+	--metrics "$T/m1.jsonl"
+grep -qF "checkpoint $T/good.st not written by this run" "$T/err" || bad "no word on the checkpoint: $(cat "$T/err")"
+grep -qF "first blow-up: " "$T/err" || bad "divergence without a layer: $(cat "$T/err")"
+cmp -s "$T/good.st" "$T/good0.st" || bad "a diverged step replaced the good checkpoint"
+[ -e "$T/m1.jsonl" ] && bad "a run that failed in epoch 1 left a metrics file"
+# An explosion in epoch 2 (the schedule multiplies lr by 1000): epoch 1's
+# checkpoint and metrics stay, and the message names a layer.
+sed -e 's/network tiny/network grow/' -e 's/epochs    2/epochs    3/' \
+    -e 's/optimizer sgd(lr=0.05, momentum=0.9)/optimizer sgd(lr=0.05)\n    schedule step(every=1, gamma=1000)/' \
+    tests/runtime/tiny.wtn >"$T/grow.wtn"
+if $WTNC "$T/grow.wtn" -o "$T/grow" >"$T/cc.out" 2>&1; then
+	NET=$T/grow
+	expect 1 "epoch 2 diverged: train loss" -- --save "$T/grow.st" --metrics "$T/grow.jsonl"
+	grep -qF "(checkpoint $T/grow.st keeps epoch 1)" "$T/err" || bad "explosion: checkpoint not kept: $(cat "$T/err")"
+	grep -q "first blow-up: \(h\|out\)'s" "$T/err" || bad "explosion: no layer named: $(cat "$T/err")"
+	[ "$(grep -c '"epoch":1,' "$T/grow.jsonl")" = 1 ] && [ "$(wc -l <"$T/grow.jsonl")" = 1 ] ||
+		bad "explosion: metrics should hold epoch 1 alone: $(cat "$T/grow.jsonl")"
+	NET=$T/tiny
+	net eval --init "$T/grow.st" >/dev/null 2>&1 || bad "explosion: the kept checkpoint does not load"
+else
+	bad "cannot compile grow.wtn: $(head -3 "$T/cc.out")"
+fi
+
+# ---- no temporary file left after a signal during a save ----
+# fsync is where a save has written its temporary file; the shim sends
+# SIGTERM there.
+printf '#include <signal.h>\nint fsync(int fd) { (void)fd; raise(SIGTERM); return 0; }\n' >"$T/shim.c"
+if $CC -shared -fPIC -o "$T/shim.so" "$T/shim.c" 2>/dev/null; then
+	mkdir "$T/sig"
+	LD_PRELOAD=$T/shim.so "$T/tiny" --threads 1 --epochs 1 --save "$T/sig/x.st" >/dev/null 2>&1
+	[ -n "$(ls "$T/sig")" ] && bad "a save killed by SIGTERM left: $(ls "$T/sig")"
+fi
+
+# ---- inputs: regular files only, answers without hanging ----
+expect 1 "$T/fifo: not a regular file (it is a FIFO)" -- eval --init "$T/fifo"
+byte() { printf "\\$(printf %03o "$1")"; }
+be32() { byte $(($1 >> 24 & 255)); byte $(($1 >> 16 & 255)); byte $(($1 >> 8 & 255)); byte $(($1 & 255)); }
+images() { { be32 2051; be32 "$2"; be32 4; be32 4; head -c $(($2 * 16)) /dev/zero; } >"$1"; }
+labels() { { be32 2049; be32 "$2"; head -c "$2" /dev/zero; } >"$1"; }
+dataset() {
+	mkdir -p "$1"
+	images "$1/train-images-idx3-ubyte" 64; labels "$1/train-labels-idx1-ubyte" 64
+	images "$1/t10k-images-idx3-ubyte" 32; labels "$1/t10k-labels-idx1-ubyte" 32
+}
+dataset "$T/good"
+expect 0 "" -- --data "$T/good" --epochs 1
+# a FIFO in place of a data file
+dataset "$T/fifod" && rm "$T/fifod/t10k-labels-idx1-ubyte" && mkfifo "$T/fifod/t10k-labels-idx1-ubyte"
+expect 1 "t10k-labels-idx1-ubyte: not a regular file (it is a FIFO)" -- --data "$T/fifod"
+# a directory in place of a data file
+dataset "$T/dird" && rm "$T/dird/train-images-idx3-ubyte" && mkdir "$T/dird/train-images-idx3-ubyte"
+expect 1 "train-images-idx3-ubyte: not a regular file (it is a directory)" -- --data "$T/dird"
+# a symbolic link loop is not "missing"
+dataset "$T/loop" && rm "$T/loop/train-labels-idx1-ubyte" &&
+	ln -s train-labels-idx1-ubyte "$T/loop/train-labels-idx1-ubyte"
+expect 1 "train-labels-idx1-ubyte: cannot open: Too many levels of symbolic links" -- --data "$T/loop"
+# a corrupt gzip header is not "truncated"
+dataset "$T/gzhead" && gzip -n "$T/gzhead/train-images-idx3-ubyte" &&
+	printf '\037\213\011' | dd of="$T/gzhead/train-images-idx3-ubyte.gz" conv=notrunc 2>/dev/null
+expect 1 "train-images-idx3-ubyte.gz: corrupt compressed data: unknown compression method" -- --data "$T/gzhead"
+# garbage after a gzip stream is not part of the data
+dataset "$T/gztail" && gzip -n "$T/gztail/t10k-images-idx3-ubyte" &&
+	printf 'junk' >>"$T/gztail/t10k-images-idx3-ubyte.gz"
+expect 1 "t10k-images-idx3-ubyte.gz: unexpected data after the compressed stream" -- --data "$T/gztail"
+# two gzip members one after another are one file, as gzip says
+dataset "$T/gzcat" && head -c 100 "$T/gzcat/train-images-idx3-ubyte" | gzip -n >"$T/a.gz" &&
+	tail -c +101 "$T/gzcat/train-images-idx3-ubyte" | gzip -n >"$T/b.gz" &&
+	rm "$T/gzcat/train-images-idx3-ubyte" && cat "$T/a.gz" "$T/b.gz" >"$T/gzcat/train-images-idx3-ubyte.gz"
+expect 0 "" -- --data "$T/gzcat" --epochs 1
+# A 3 GB checkpoint (sparse) with a bad header: answered from the header,
+# without reading the file (the memory limit would stop a whole read).
+printf '\020\000\000\000\000\000\000\000{"a":[1,2,3]}   ' >"$T/big.st"
+truncate -s 3G "$T/big.st"
+(ulimit -v 2000000 2>/dev/null; "$T/tiny" --threads 1 eval --init "$T/big.st") >"$T/out" 2>"$T/err"
+grep -qF "$T/big.st: unknown tensor a" "$T/err" || bad "3 GB checkpoint: $(head -c 300 "$T/err")"
+rm -f "$T/big.st"
+# 200k keys in a header: the duplicate check is not quadratic
+awk 'BEGIN { printf "{"; for (i = 0; i < 200000; i++) printf "\"k%d\":0,", i; printf "\"k1\":0}" }' >"$T/keys.json"
+{ n=$(wc -c <"$T/keys.json"); i=0; while [ $i -lt 8 ]; do byte $((n & 255)); n=$((n >> 8)); i=$((i + 1)); done
+  cat "$T/keys.json"; } >"$T/keys.st"
+expect 1 "header is not valid JSON: at byte" -- eval --init "$T/keys.st"
+grep -qF 'duplicate key "k1"' "$T/err" || bad "200k keys: $(head -c 200 "$T/err")"
+# a \u0000 in a tensor name, and escapes, never reach the terminal raw
+printf '\027\000\000\000\000\000\000\000{"h.w\\u0000x":{}}      ' >"$T/nul.st"
+expect 1 "\\u0000 in a string" -- eval --init "$T/nul.st"
+printf '\040\000\000\000\000\000\000\000{"\\u001b[2Jh":{"dtype":"F32"}}  ' >"$T/esc.st"
+expect 1 'unknown tensor \x1b[2Jh' -- eval --init "$T/esc.st"
+grep -q "$(printf '\033')" "$T/err" && bad "an escape from the checkpoint reached stderr raw"
+
+# ---- wtnc: bounded costs, one clear answer ----
+# 4,000 definitions of one name (was cubic: a minute and 0.5 GB)
+{ echo 'network dup {'; echo ' input x[4]'; i=0
+  while [ $i -lt 4000 ]; do echo ' h = dense(x, 10)'; i=$((i + 1)); done
+  echo ' loss softmax_cross_entropy(h)'; echo '}'; } >"$T/dup.wtn"
+(ulimit -v 800000 2>/dev/null; exec timeout 10 $WTNC --emit-ir "$T/dup.wtn") >/dev/null 2>"$T/err"
+[ $? = 1 ] && grep -qF "duplicate name 'h'" "$T/err" || bad "4,000 duplicate names: $(tail -c 300 "$T/err")"
+# past the layer limit, the rest of the file is not run (was: minutes)
+awk 'BEGIN { print "network many {\n input x[4]\n h0 = dense(x, 4)";
+             for (i = 1; i < 60000; i++) printf " h%d = dense(h%d, 4)\n", i, i - 1;
+             print " loss softmax_cross_entropy(h59999)\n}" }' >"$T/many.wtn"
+(exec timeout 10 $WTNC --emit-ir "$T/many.wtn") >/dev/null 2>"$T/err"
+[ $? = 1 ] && grep -qF "too many layers (the limit is 16383)" "$T/err" &&
+	[ "$(grep -c error "$T/err")" = 1 ] || bad "60,000 layers: $(tail -c 300 "$T/err")"
+# deeply nested calls (was quadratic memory: 0.7 GB for 3,000)
+awk 'BEGIN { printf "network nest {\n input x[4]\n h = "; for (i = 0; i < 3000; i++) printf "relu(";
+             printf "x"; for (i = 0; i < 3000; i++) printf ")"; print "\n loss mse(h)\n}" }' >"$T/nest.wtn"
+(ulimit -v 800000 2>/dev/null; exec timeout 10 $WTNC --emit-ir "$T/nest.wtn") >/dev/null 2>"$T/err"
+[ $? = 1 ] && grep -qF "characters long; the limit is 63" "$T/err" || bad "3,000 nested calls: $(tail -c 300 "$T/err")"
+# an endless input is read up to a limit
+(exec timeout 10 $WTNC --emit-ir /dev/zero) >/dev/null 2>"$T/err"
+[ $? = 1 ] && grep -qF "'/dev/zero' is larger than 8 MB, the limit for a .wtn file" "$T/err" ||
+	bad "wtnc /dev/zero: $(head -c 300 "$T/err")"
+# an unknown CPU is a usage error, said once
+wtnc_expect 2 "unknown CPU 'nonsense' for --target-cpu" -- tests/runtime/tiny.wtn --target-cpu nonsense -c -o "$T/x.o"
+[ "$(grep -c nonsense "$T/err")" = 1 ] || bad "--target-cpu nonsense: $(cat "$T/err")"
+[ -e "$T/x.o" ] && bad "--target-cpu nonsense wrote an object file"
+
+[ "$fail" = 0 ]
