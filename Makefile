@@ -16,7 +16,7 @@ COMPILER_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(wildcard compiler/*.
                 $(B)/grammar/lexer.o $(B)/grammar/parser.o
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(B)/runtime/%.o,$(filter-out runtime/main.c,$(wildcard runtime/*.c)))
 
-.PHONY: all test demo bench reproduce deps clean
+.PHONY: all test demo bench reproduce deps clean fuzz fuzzers sanitize
 all: $(B)/wtnc $(B)/libwtnrt.a $(B)/wtn_main.o
 
 $(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
@@ -56,6 +56,36 @@ $(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h
 test: all
 	tests/run.sh
 
+# Sanitizer and fuzzing builds live in their own trees, built by this same
+# Makefile with clang (libclang-rt-14-dev brings the sanitizer runtimes).
+SAN_B      := build-san
+SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+sanitize:
+	$(MAKE) B=$(SAN_B) CC=clang CFLAGS='$(SAN_CFLAGS)' all
+
+# make fuzz: libFuzzer harnesses (fuzz/*.c) in build-fuzz/, see fuzz/README.md.
+FUZZ_B      := build-fuzz
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZERS     := frontend idx cifar checkpoint
+fuzz:
+	$(MAKE) B=$(FUZZ_B) CC=clang CFLAGS='$(FUZZ_CFLAGS)' fuzzers
+
+fuzzers: $(FUZZERS:%=$(B)/fuzz_%)
+
+FRONT_END_OBJ := $(filter-out $(B)/compiler/main.o $(B)/compiler/codegen.o,$(COMPILER_OBJ))
+$(B)/fuzz_frontend: fuzz/frontend.c $(FRONT_END_OBJ)
+	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
+
+$(B)/fuzz_idx $(B)/fuzz_cifar: $(B)/fuzz_%: fuzz/%.c fuzz/memfile.h $(B)/libwtnrt.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libwtnrt.a $(RT_LIBS)
+
+# The checkpoint reader checks files against a real network: tiny.wtn's.
+$(B)/fuzz_tiny.o: tests/runtime/tiny.wtn $(B)/wtnc
+	ASAN_OPTIONS=detect_leaks=0 $(B)/wtnc $< -O1 -c -o $@
+
+$(B)/fuzz_checkpoint: fuzz/checkpoint.c fuzz/memfile.h $(B)/fuzz_tiny.o $(B)/libwtnrt.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/fuzz_tiny.o $(B)/libwtnrt.a $(RT_LIBS)
+
 # deps first, then a fresh make: the LLVM flags above are read when make
 # starts, which on a new machine is before llvm-dev is installed.
 demo: deps
@@ -76,4 +106,4 @@ deps:
 	@tools/install-deps.sh
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) $(SAN_B) $(FUZZ_B)

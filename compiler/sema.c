@@ -1647,7 +1647,7 @@ static void check_feedback(Sema *S, const char *const *overrides, int noverrides
 	}
 	/* Layers with weights and no entry of their own follow the default;
 	 * the others (batchnorm, pools, ...) keep bp. */
-	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++)
+	for (Node *n = S->nodes; n && n < S->nodes + S->nnodes; n++)
 		if (n->layer >= 0 && !n->has_rule && has_weights(S->layers[n->layer].kind))
 			S->layers[n->layer].rule = S->default_rule;
 }
@@ -1661,7 +1661,7 @@ static void check_chain(Sema *S, Stmt *net)
 		           net->name);
 		return;
 	}
-	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++) {
+	for (Node *n = S->nodes; n && n < S->nodes + S->nnodes; n++) {
 		if (n->consumers > 0 || n->broken || n->layer == S->nlayers - 1)
 			continue;
 		if (n->layer < 0)

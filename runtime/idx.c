@@ -230,12 +230,14 @@ int rt_idx_load_images(const char *path, RtShape in, float **pixels, long *count
 	Reader rd, *f = &rd;
 	if (open_idx(f, path, IDX_IMAGES, 3, dims) < 0)
 		return -1;
-	long n = dims[0], size = (long)dims[1] * dims[2], units = (long)in.c * in.h * in.w;
+	/* Two 32-bit sides can overflow a long: multiply unsigned, 64-bit. */
+	uint64_t values = (uint64_t)dims[1] * dims[2];
+	long n = dims[0], units = (long)in.c * in.h * in.w;
 	/* A vector input takes the image flattened; an image input is 1xHxW. */
 	bool vector = in.h == 1 && in.w == 1;
-	if (vector && size != units) {
-		fprintf(stderr, "wtn: %s: images are %ux%u = %ld values, the network's input has %ld units\n",
-		        path, dims[1], dims[2], size, units);
+	if (vector && values != (uint64_t)units) {
+		fprintf(stderr, "wtn: %s: images are %ux%u = %llu values, the network's input has %ld units\n",
+		        path, dims[1], dims[2], (unsigned long long)values, units);
 		reader_close(f);
 		return -1;
 	}
@@ -245,6 +247,7 @@ int rt_idx_load_images(const char *path, RtShape in, float **pixels, long *count
 		reader_close(f);
 		return -1;
 	}
+	long size = (long)values;  /* the input's size now */
 	if (n == 0 || n > (1L << 33) / size) {
 		fprintf(stderr, "wtn: %s: implausible image count %ld\n", path, n);
 		reader_close(f);

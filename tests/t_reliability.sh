@@ -12,6 +12,9 @@ T=$(mktemp -d /tmp/wtn_rel.XXXXXX) || exit 1
 trap 'rm -rf "$T"' EXIT
 fail=0
 bad() { echo "FAIL t_reliability: $*"; fail=1; }
+# limit_mem KB: a memory limit for this subshell (not under ASan, which
+# reserves terabytes of address space; t_sanitize.sh sets WTN_SANITIZED).
+limit_mem() { [ -n "$WTN_SANITIZED" ] || ulimit -v "$1" 2>/dev/null; }
 
 if ! $WTNC tests/runtime/tiny.wtn -o "$T/tiny" >"$T/cc.out" 2>&1; then
 	echo "FAIL t_reliability: $WTNC cannot compile tests/runtime/tiny.wtn:"
@@ -148,7 +151,7 @@ expect 0 "" -- --data "$T/gzcat" --epochs 1
 # without reading the file (the memory limit would stop a whole read).
 printf '\020\000\000\000\000\000\000\000{"a":[1,2,3]}   ' >"$T/big.st"
 truncate -s 3G "$T/big.st"
-(ulimit -v 2000000 2>/dev/null; "$T/tiny" --threads 1 eval --init "$T/big.st") >"$T/out" 2>"$T/err"
+(limit_mem 2000000; "$T/tiny" --threads 1 eval --init "$T/big.st") >"$T/out" 2>"$T/err"
 grep -qF "$T/big.st: unknown tensor a" "$T/err" || bad "3 GB checkpoint: $(head -c 300 "$T/err")"
 rm -f "$T/big.st"
 # 200k keys in a header: the duplicate check is not quadratic
@@ -169,7 +172,7 @@ grep -q "$(printf '\033')" "$T/err" && bad "an escape from the checkpoint reache
 { echo 'network dup {'; echo ' input x[4]'; i=0
   while [ $i -lt 4000 ]; do echo ' h = dense(x, 10)'; i=$((i + 1)); done
   echo ' loss softmax_cross_entropy(h)'; echo '}'; } >"$T/dup.wtn"
-(ulimit -v 800000 2>/dev/null; exec timeout 10 $WTNC --emit-ir "$T/dup.wtn") >/dev/null 2>"$T/err"
+(limit_mem 800000; exec timeout 10 $WTNC --emit-ir "$T/dup.wtn") >/dev/null 2>"$T/err"
 [ $? = 1 ] && grep -qF "duplicate name 'h'" "$T/err" || bad "4,000 duplicate names: $(tail -c 300 "$T/err")"
 # past the layer limit, the rest of the file is not run (was: minutes)
 awk 'BEGIN { print "network many {\n input x[4]\n h0 = dense(x, 4)";
@@ -181,7 +184,7 @@ awk 'BEGIN { print "network many {\n input x[4]\n h0 = dense(x, 4)";
 # deeply nested calls (was quadratic memory: 0.7 GB for 3,000)
 awk 'BEGIN { printf "network nest {\n input x[4]\n h = "; for (i = 0; i < 3000; i++) printf "relu(";
              printf "x"; for (i = 0; i < 3000; i++) printf ")"; print "\n loss mse(h)\n}" }' >"$T/nest.wtn"
-(ulimit -v 800000 2>/dev/null; exec timeout 10 $WTNC --emit-ir "$T/nest.wtn") >/dev/null 2>"$T/err"
+(limit_mem 800000; exec timeout 10 $WTNC --emit-ir "$T/nest.wtn") >/dev/null 2>"$T/err"
 [ $? = 1 ] && grep -qF "characters long; the limit is 63" "$T/err" || bad "3,000 nested calls: $(tail -c 300 "$T/err")"
 # an endless input is read up to a limit
 (exec timeout 10 $WTNC --emit-ir /dev/zero) >/dev/null 2>"$T/err"

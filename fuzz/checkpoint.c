@@ -1,0 +1,25 @@
+/* checkpoint.c: fuzzes the safetensors reader (and its JSON parser) against
+ * the network of tests/runtime/tiny.wtn, compiled into fuzz_tiny.o. */
+#include "wtnrt.h"
+#include "memfile.h"
+
+static RtModel model;
+static float **bufs;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	/* The model as runtime/main.c obtains it from the compiled network. */
+	if (rt_spec_parse(wtn_spec, &model) < 0)
+		abort();
+	bufs = rt_alloc_buffers(&model, 1);
+	if (!bufs)
+		abort();
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *path = memfile_write(data, size);
+	rt_checkpoint_load(path, &model, bufs);
+	return 0;
+}
