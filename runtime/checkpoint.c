@@ -100,7 +100,7 @@ static void text_add_json_string(Text *t, const char *s)
 	text_add(t, "\"");
 }
 
-static Text build_header(const RtModel *m, int epoch)
+static Text build_header(const RtModel *m, int epoch, long step)
 {
 	Text t = {0};
 	long offset = 0, dims[RT_MAX_DIMS];
@@ -119,7 +119,7 @@ static Text build_header(const RtModel *m, int epoch)
 	}
 	text_add(&t, "\"__metadata__\":{\"format\":\"pt\",\"producer\":\"wtn\",\"network\":");
 	text_add_json_string(&t, m->name);
-	text_add(&t, ",\"epoch\":\"%d\"}}", epoch);
+	text_add(&t, ",\"epoch\":\"%d\",\"step\":\"%ld\"}}", epoch, step);
 	/* Pad with spaces so the data starts 8-byte aligned. */
 	while (t.len % 8)
 		text_add(&t, " ");
@@ -142,7 +142,7 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch)
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
@@ -155,7 +155,7 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 		free(tmp);
 		return -1;
 	}
-	Text h = build_header(m, epoch);
+	Text h = build_header(m, epoch, step);
 	if (!h.s) {
 		ck_fail(path, "out of memory");
 		close(fd);

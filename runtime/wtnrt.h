@@ -249,7 +249,8 @@ void rt_json_free(RtJson *j);
 const RtJson *rt_json_get(const RtJson *obj, const char *key);
 
 /* ---- checkpoint.c: safetensors ---- */
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch);
+/* epoch and step (optimiser steps so far) go into the metadata. */
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step);
 int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs);
 
 /* ---- train.c: the commands ---- */
@@ -261,6 +262,7 @@ typedef struct RtOptions {
 	int max_batch;         /* the compiled batch: buffers hold this many samples */
 	bool no_shuffle;
 	long steps;            /* --steps: mirror steps, or a limit on training steps */
+	long save_every;       /* --save-every: also save after every N steps (0: no) */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);

@@ -101,15 +101,65 @@ else
 	bad "cannot compile grow.wtn: $(head -3 "$T/cc.out")"
 fi
 
-# ---- no temporary file left after a signal during a save ----
+# ---- no temporary file left after signals during a save ----
 # fsync is where a save has written its temporary file; the shim sends
-# SIGTERM there.
-printf '#include <signal.h>\nint fsync(int fd) { (void)fd; raise(SIGTERM); return 0; }\n' >"$T/shim.c"
+# SIGTERM there twice: the first asks the run to stop after the save, the
+# second kills it in the middle of the save.
+printf '#include <signal.h>\nint fsync(int fd) { (void)fd; raise(SIGTERM); raise(SIGTERM); return 0; }\n' >"$T/shim.c"
 if $CC -shared -fPIC -o "$T/shim.so" "$T/shim.c" 2>/dev/null; then
 	mkdir "$T/sig"
 	LD_PRELOAD=$T/shim.so "$T/tiny" --threads 1 --epochs 1 --save "$T/sig/x.st" >/dev/null 2>&1
+	got=$?
+	[ "$got" = 143 ] || bad "two SIGTERMs during a save: exit $got, expected 143"
 	[ -n "$(ls "$T/sig")" ] && bad "a save killed by SIGTERM left: $(ls "$T/sig")"
 fi
+
+# ---- SIGTERM and SIGINT: the step finishes, the checkpoint is saved ----
+# (sent once the first epoch's metrics show the run is training)
+for sig in TERM INT; do
+	rm -f "$T/sig.jsonl"
+	"$T/tiny" --threads 1 --epochs 1000000 --save "$T/sig.st" --metrics "$T/sig.jsonl" \
+		>"$T/out" 2>"$T/err" &
+	pid=$!
+	i=0
+	while [ ! -s "$T/sig.jsonl" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	kill -$sig $pid
+	wait $pid
+	got=$?
+	case $sig in TERM) want=143 ;; *) want=130 ;; esac
+	[ "$got" = "$want" ] || bad "SIG$sig during training: exit $got, expected $want ($(cat "$T/err"))"
+	grep -q "^wtn: stopped by SIG$sig after step [0-9]* (epoch [0-9]*); checkpoint $T/sig.st holds it$" "$T/err" ||
+		bad "SIG$sig: $(cat "$T/err")"
+	net eval --init "$T/sig.st" >/dev/null 2>&1 || bad "SIG$sig: the checkpoint does not load"
+	ls "$T" | grep -q 'sig.st.tmp' && bad "SIG$sig: a temporary file was left"
+done
+
+# ---- --save-every N: a checkpoint after every N steps, of a sane state ----
+cat >"$T/renames.c" <<'EOF2'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+int rename(const char *from, const char *to)
+{
+	int (*real)(const char *, const char *) = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
+	FILE *f = fopen(getenv("RENAME_LOG"), "a");
+	if (f) { fprintf(f, "%s\n", to); fclose(f); }
+	return real(from, to);
+}
+EOF2
+if $CC -shared -fPIC -o "$T/renames.so" "$T/renames.c" -ldl 2>/dev/null; then
+	rm -f "$T/renames.log"
+	RENAME_LOG=$T/renames.log LD_PRELOAD=$T/renames.so "$T/tiny" --threads 1 --epochs 1 --steps 7 \
+		--save-every 3 --save "$T/every.st" >/dev/null 2>&1 || bad "--save-every 3 failed"
+	[ "$(grep -c "every.st" "$T/renames.log" 2>/dev/null)" = 3 ] ||
+		bad "--steps 7 --save-every 3: expected saves after steps 3 and 6 and at the end, got $(cat "$T/renames.log" 2>/dev/null)"
+	grep -qF '"epoch":"1","step":"7"' "$T/every.st" || bad "--save-every: the last checkpoint is not step 7"
+fi
+expect 2 "--save-every needs --save FILE" -- --save-every 5
+cp "$T/good0.st" "$T/good.st"
+expect 1 "first blow-up:" -- --init "$T/good.st" --lr 1e30 --save-every 1 --save "$T/good.st"
+cmp -s "$T/good.st" "$T/good0.st" || bad "--save-every saved a diverged state"
 
 # ---- inputs: regular files only, answers without hanging ----
 expect 1 "$T/fifo: not a regular file (it is a FIFO)" -- eval --init "$T/fifo"
