@@ -16,6 +16,7 @@
 
 enum { MAX_UNITS = 1 << 20, MAX_NODES = 16384, MAX_DIM = 1 << 15, MAX_DEPTH = 32 };
 enum { MAX_NAME = 63 };            /* characters of a network, input or layer path */
+enum { MAX_PATTERNS = 1024 };      /* feedback entries with * or ? */
 #define MAX_WEIGHTS 2147483647L
 #define MAX_ACTIVATION (1L << 28)   /* units per sample of one layer's output */
 
@@ -128,15 +129,18 @@ typedef struct Sema {
 	const SrcFile *file;
 	Const *consts;
 	int nconsts;
+	NameMap const_index;     /* name -> index in consts */
 	Node *nodes;             /* in definition order: input and layers */
 	int nnodes;
 	NameMap paths;           /* node path -> index */
 	NameMap next_suffix;     /* path of a generated name -> the next _K to try */
 	bool too_many;           /* past MAX_NODES: the rest of the body is not run */
+	int npatterns;           /* feedback patterns seen */
 	BlockDef *blocks;
 	int nblocks;
 	const char **instances;  /* paths of block calls, for feedback messages */
 	int ninstances;
+	NameMap instance_index;  /* path -> index in instances */
 	Scope *scope;            /* the scope being run */
 	int depth;
 	IRLayer *layers;
@@ -267,10 +271,8 @@ static const char *describe(const Value *v)
 
 static Const *find_const(Sema *S, const char *name)
 {
-	for (int i = 0; i < S->nconsts; i++)
-		if (!strcmp(S->consts[i].name, name))
-			return &S->consts[i];
-	return NULL;
+	int i = map_get(&S->const_index, name);
+	return i >= 0 ? &S->consts[i] : NULL;
 }
 
 /* The number a value stands for: a literal or an earlier constant.
@@ -382,9 +384,8 @@ static void collect_let(Sema *S, Stmt *s)
 	char what[96];
 	snprintf(what, sizeof what, "a number for constant '%.40s'", s->name);
 	c.ok = num_value(S, s->val, what, &c.val);
-	S->consts = realloc(S->consts, sizeof *S->consts * (size_t)(S->nconsts + 1));
-	if (!S->consts)
-		exit(1);
+	S->consts = grow(S->consts, S->nconsts, sizeof *S->consts);
+	map_put(&S->const_index, c.name, S->nconsts);
 	S->consts[S->nconsts++] = c;
 }
 
@@ -1056,7 +1057,9 @@ static int instantiate(Sema *S, BlockDef *bd, const Value *call, const char *loc
 	if (bd->failed)
 		return -1;             /* its errors were shown at the first call */
 	S->instances = grow(S->instances, S->ninstances, sizeof *S->instances);
-	S->instances[S->ninstances++] = cat(S->scope->prefix, local);
+	S->instances[S->ninstances] = cat(S->scope->prefix, local);
+	map_put(&S->instance_index, S->instances[S->ninstances], S->ninstances);
+	S->ninstances++;
 	collect_names(&inner, blk->body);
 	int before = diag_errors;
 	Scope *outer = S->scope;
@@ -1540,6 +1543,13 @@ static const char *kind_name(OpKind k)
 /* A feedback pattern: every layer with weights whose path matches. */
 static void feedback_pattern(Sema *S, Stmt *e)
 {
+	/* Each pattern is matched against every layer: the limit keeps that
+	 * product (and a 1 MB file) to a fraction of a second. */
+	if (++S->npatterns > MAX_PATTERNS) {
+		if (S->npatterns == MAX_PATTERNS + 1)
+			diag_error(e->name_pos, "too many feedback patterns (the limit is %d)", MAX_PATTERNS);
+		return;
+	}
 	IRRule r = {0};
 	bool ok = check_rule(S, e->val, &r);
 	int matched = 0;
@@ -1584,14 +1594,16 @@ static void feedback_entry(Sema *S, Stmt *e, bool override)
 		return;
 	}
 	if (!n) {
-		if (index_of(e->name, S->instances, S->ninstances) >= 0) {
+		if (map_get(&S->instance_index, e->name) >= 0) {
 			diag_error(e->name_pos, "'%s' is a block call, not a layer; '%s.*' names its layers",
 			           e->name, e->name);
 		} else {
-			/* only layers a rule can go on are worth suggesting */
-			const char **names = ast_alloc(sizeof *names * (size_t)(S->nnodes + 1));
+			/* only layers a rule can go on are worth suggesting (and only
+			 * while errors are shown: the list costs O(layers) per entry) */
+			bool shown = diag_will_show();
+			const char **names = shown ? ast_alloc(sizeof *names * (size_t)(S->nnodes + 1)) : NULL;
 			int k = 0;
-			for (int j = 0; j < S->nnodes; j++) {
+			for (int j = 0; shown && j < S->nnodes; j++) {
 				int li = S->nodes[j].layer;
 				if (li >= 0 && li < S->nlayers &&
 				    (S->layers[li].kind == OP_DENSE || S->layers[li].kind == OP_CONV2D))

@@ -236,6 +236,25 @@ awk 'BEGIN { printf "network nest {\n input x[4]\n h = "; for (i = 0; i < 3000; 
              printf "x"; for (i = 0; i < 3000; i++) printf ")"; print "\n loss mse(h)\n}" }' >"$T/nest.wtn"
 (limit_mem 800000; exec timeout 10 $WTNC --emit-ir "$T/nest.wtn") >/dev/null 2>"$T/err"
 [ $? = 1 ] && grep -qF "characters long; the limit is 63" "$T/err" || bad "3,000 nested calls: $(tail -c 300 "$T/err")"
+# about 1 MB of constants, of block calls with unknown feedback entries,
+# and of feedback patterns (were 19 s; 9.5 s and 2.6 GB; 10 s)
+awk 'BEGIN { for (i = 0; i < 60000; i++) printf "let c%d = %d\n", i, i;
+             print "network k {\n input x[4]\n out = dense(x, c5)\n loss mse(out)\n}" }' >"$T/consts.wtn"
+awk 'BEGIN { print "block b(x) {\n h = dense(x, 4)\n return h\n}\nnetwork k {\n input x[4]\n a0 = b(x)";
+             for (i = 1; i < 16000; i++) printf " a%d = b(a%d)\n", i, i - 1;
+             print " loss mse(a15999)\n feedback {"; for (i = 0; i < 20000; i++) printf "  z%d fa\n", i;
+             print " }\n}" }' >"$T/calls.wtn"
+awk 'BEGIN { print "network k {\n input x[4]\n h0 = dense(x, 4)";
+             for (i = 1; i < 16000; i++) printf " h%d = dense(h%d, 4)\n", i, i - 1;
+             print " out = dense(h15999, 3)\n loss mse(out)\n feedback {";
+             for (i = 0; i < 50000; i++) printf "  h%d* fa\n", i; print " }\n}" }' >"$T/patterns.wtn"
+for f in consts calls patterns; do
+	(limit_mem 800000; exec timeout 10 $WTNC --emit-ir "$T/$f.wtn") >/dev/null 2>"$T/err"
+	got=$?
+	case $f in consts) want=0 ;; *) want=1 ;; esac
+	[ "$got" = "$want" ] || bad "1 MB of $f: exit $got, expected $want: $(tail -c 300 "$T/err")"
+done
+grep -qF "too many feedback patterns (the limit is 1024)" "$T/err" || bad "50,000 patterns: $(head -c 300 "$T/err")"
 # an endless input is read up to a limit
 (exec timeout 10 $WTNC --emit-ir /dev/zero) >/dev/null 2>"$T/err"
 [ $? = 1 ] && grep -qF "'/dev/zero' is larger than 8 MB, the limit for a .wtn file" "$T/err" ||
