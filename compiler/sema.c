@@ -17,6 +17,7 @@
 enum { MAX_UNITS = 1 << 20, MAX_NODES = 16384, MAX_DIM = 1 << 15, MAX_DEPTH = 32 };
 enum { MAX_NAME = 63 };            /* characters of a network, input or layer path */
 enum { MAX_PATTERNS = 1024 };      /* feedback entries with * or ? */
+enum { MAX_DATA_PATH = 255 };
 #define MAX_WEIGHTS 2147483647L
 #define MAX_ACTIVATION (1L << 28)   /* units per sample of one layer's output */
 
@@ -1773,6 +1774,9 @@ static void check_data(Sema *S, const Value *v, TrainCfg *t)
 	if (v->kind == VAL_STR) {
 		if (!v->text[0])
 			diag_error(v->pos, "the data path is empty");
+		else if (strlen(v->text) > MAX_DATA_PATH)   /* what the binary's model holds */
+			diag_error(v->pos, "the data path is %zu characters long; the limit is %d (use "
+			           "--data DIR when running the binary)", strlen(v->text), MAX_DATA_PATH);
 		else if (strpbrk(v->text, " \t="))
 			/* the spec the binary reads is made of space-separated words */
 			diag_error(v->pos, "a data path cannot hold spaces, tabs or '=' (use --data DIR"
