@@ -28,7 +28,7 @@ fuzz() {
 	fi
 	runs="$runs $name $(sed -n 's/^stat::number_of_executed_units: *//p' "$T/$name.log")"
 }
-fuzz frontend fuzz/wtn.dict examples tests/diag tests/runtime
+fuzz frontend fuzz/wtn.dict fuzz/corpus/frontend examples tests/diag tests/runtime
 fuzz idx fuzz/idx.dict fuzz/corpus/idx
 fuzz cifar "" fuzz/corpus/cifar
 fuzz checkpoint fuzz/safetensors.dict fuzz/corpus/checkpoint
