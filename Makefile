@@ -31,9 +31,9 @@ $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -c -o $@ $<
 
 # The compiler knows where the runtime it links against was built (WTN_HOME
-# overrides it for an installed tree) and links binaries with the compiler
-# and sanitizer flags the runtime was built with.
-WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS) $(LDFLAGS)))
+# overrides it for an installed tree) and links binaries with the compiler,
+# the sanitizer flags and the LDFLAGS the runtime was built with.
+WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS)) $(LDFLAGS))
 $(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
