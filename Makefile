@@ -106,4 +106,4 @@ deps:
 	@tools/install-deps.sh
 
 clean:
-	rm -rf $(B) $(SAN_B) $(FUZZ_B)
+	rm -rf $(B) $(SAN_B) $(FUZZ_B) build-debug

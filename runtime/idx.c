@@ -19,9 +19,9 @@ static int idx_fail(const char *path, const char *fmt, long a, long b)
 	return -1;
 }
 
-/* A plain or gzip-compressed file read front to back. zlib's own gzread
- * would hide a corrupt header as an empty file and skip trailing garbage;
- * inflate is told apart here. */
+/* A plain or gzip-compressed file read front to back. zlib's gzread would
+ * report a corrupt header as an empty file and skip trailing garbage, so
+ * the stream goes through inflate here, where both can be told apart. */
 typedef struct Reader {
 	const char *path;
 	int fd;
