@@ -101,6 +101,15 @@ else
 	bad "cannot compile grow.wtn: $(head -3 "$T/cc.out")"
 fi
 
+# The blame names the layer that broke: h's weights set to 1e38 make h's
+# output overflow, not out's.
+hlen=$(od -An -tu8 -N8 "$T/good0.st" | tr -d ' ')
+cp "$T/good0.st" "$T/hot.st"
+i=0
+while [ $i -lt 128 ]; do printf '\231\166\226\176'; i=$((i + 1)); done |
+	dd of="$T/hot.st" bs=1 seek=$((8 + hlen)) conv=notrunc 2>/dev/null
+expect 1 "non-finite loss at epoch 1 step 1; first blow-up: h's output is not finite" -- --init "$T/hot.st"
+
 # ---- no temporary file left after signals during a save ----
 # fsync is where a save has written its temporary file; the shim sends
 # SIGTERM there twice: the first asks the run to stop after the save, the
