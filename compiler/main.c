@@ -158,8 +158,16 @@ static int run(char *const argv[])
 static int check_output(const char *input, const char *output)
 {
 	struct stat in, out;
-	if (lstat(output, &out) != 0)
-		return 0;
+	if (lstat(output, &out) != 0) {
+		/* a new name: its directory must take it (found now, not after compiling) */
+		char *dir = strdup(output), *slash = strrchr(dir, '/');
+		const char *d = !slash ? "." : slash == dir ? "/" : (*slash = '\0', dir);
+		int ok = access(d, W_OK | X_OK) == 0;
+		if (!ok)
+			fprintf(stderr, "wtnc: cannot write '%s': %s: %s\n", output, d, strerror(errno));
+		free(dir);
+		return !ok;
+	}
 	if (!S_ISREG(out.st_mode)) {
 		const char *kind = S_ISLNK(out.st_mode) ? "a symbolic link" : S_ISDIR(out.st_mode)
 		                 ? "a directory" : S_ISFIFO(out.st_mode) ? "a FIFO"

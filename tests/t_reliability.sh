@@ -74,6 +74,7 @@ wtnc_expect 1 "will not write the output over the input" -- "$T/net.wtn" -o "$T/
 cmp -s "$T/net.wtn" tests/runtime/tiny.wtn || bad "wtnc -o INPUT replaced its input"
 wtnc_expect 1 "it is a FIFO" -- "$T/net.wtn" -c -o "$T/fifo"
 wtnc_expect 1 "it is a symbolic link" -- "$T/net.wtn" -o "$T/link.st"
+wtnc_expect 1 "cannot write '$T/none/net': $T/none: No such file or directory" -- "$T/net.wtn" -o "$T/none/net"
 cmp -s "$T/good.st" "$T/good0.st" || bad "wtnc -o LINK changed the file behind the link"
 
 # ---- a diverged run keeps the good checkpoint and the metrics so far ----
