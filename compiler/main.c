@@ -2,6 +2,7 @@
  * links the generated kernels with the runtime into a training binary. */
 #include "wtnc.h"
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -223,6 +224,19 @@ static int link_binary(const Options *o, const char *object, const char *output)
 	return 0;
 }
 
+/* The temporary object file, removed if a signal ends wtnc while it
+ * compiles or links. */
+static char *volatile temp_object;
+
+static void remove_temp_and_die(int sig)
+{
+	char *p = temp_object;
+	if (p)
+		unlink(p);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 /* The file wtnc will write, or NULL for standard output. */
 static const char *output_path(const Options *o)
 {
@@ -264,7 +278,12 @@ int main(int argc, char **argv)
 		return codegen(net, &o.cg, o.output ? o.output : default_output(o.input, ".o"), false);
 
 	const char *output = o.output ? o.output : default_output(o.input, "");
-	char object[] = "/tmp/wtnc-XXXXXX.o";
+	const char *tmpdir = getenv("TMPDIR");
+	char *object = path_join(tmpdir && *tmpdir ? tmpdir : "/tmp", "wtnc-XXXXXX.o");
+	temp_object = object;
+	signal(SIGINT, remove_temp_and_die);
+	signal(SIGTERM, remove_temp_and_die);
+	signal(SIGHUP, remove_temp_and_die);
 	int fd = mkstemps(object, 2);
 	if (fd < 0) {
 		fprintf(stderr, "wtnc: cannot create a temporary object file: %s\n", strerror(errno));
@@ -273,5 +292,6 @@ int main(int argc, char **argv)
 	close(fd);
 	int status = codegen(net, &o.cg, object, false) || link_binary(&o, object, output);
 	unlink(object);
+	temp_object = NULL;
 	return status;
 }

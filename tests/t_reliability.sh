@@ -77,6 +77,20 @@ wtnc_expect 1 "it is a symbolic link" -- "$T/net.wtn" -o "$T/link.st"
 wtnc_expect 1 "cannot write '$T/none/net': $T/none: No such file or directory" -- "$T/net.wtn" -o "$T/none/net"
 cmp -s "$T/good.st" "$T/good0.st" || bad "wtnc -o LINK changed the file behind the link"
 
+# A signal while wtnc compiles removes its temporary object (in TMPDIR).
+awk 'BEGIN { print "network chain {\n input x[4]\n h0 = dense(x, 4)";
+             for (i = 1; i < 60; i++) printf " h%d = dense(h%d, 4)\n", i, i - 1;
+             print " loss mse(h59)\n}" }' >"$T/chain.wtn"
+mkdir "$T/tmpdir"
+TMPDIR=$T/tmpdir $WTNC "$T/chain.wtn" -o "$T/chain" >/dev/null 2>&1 &
+pid=$!
+i=0
+while [ -z "$(ls "$T/tmpdir")" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -n "$(ls "$T/tmpdir")" ] || bad "wtnc made no temporary object in TMPDIR"
+kill -TERM $pid
+wait $pid
+[ -z "$(ls "$T/tmpdir")" ] || bad "wtnc killed while compiling left $(ls "$T/tmpdir")"
+
 # ---- a diverged run keeps the good checkpoint and the metrics so far ----
 expect 1 "epoch 1 diverged: test loss" -- --steps 1 --lr 1e30 --init "$T/good.st" --save "$T/good.st" \
 	--metrics "$T/m1.jsonl"
