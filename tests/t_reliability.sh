@@ -88,7 +88,7 @@ i=0
 while [ -z "$(ls "$T/tmpdir")" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -n "$(ls "$T/tmpdir")" ] || bad "wtnc made no temporary object in TMPDIR"
 kill -TERM $pid
-wait $pid
+wait $pid 2>/dev/null
 [ -z "$(ls "$T/tmpdir")" ] || bad "wtnc killed while compiling left $(ls "$T/tmpdir")"
 
 # ---- a diverged run keeps the good checkpoint and the metrics so far ----
