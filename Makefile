@@ -79,12 +79,13 @@ $(B)/fuzz_frontend: fuzz/frontend.c $(FRONT_END_OBJ)
 $(B)/fuzz_idx $(B)/fuzz_cifar: $(B)/fuzz_%: fuzz/%.c fuzz/memfile.h $(B)/libwtnrt.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libwtnrt.a $(RT_LIBS)
 
-# The checkpoint reader checks files against a real network: tiny.wtn's.
-$(B)/fuzz_tiny.o: tests/runtime/tiny.wtn $(B)/wtnc
+# The checkpoint reader checks files against a real network: cnn.wtn's
+# (conv, batchnorm statistics, dense, a feedback matrix).
+$(B)/fuzz_cnn.o: tests/runtime/cnn.wtn $(B)/wtnc
 	ASAN_OPTIONS=detect_leaks=0 $(B)/wtnc $< -O1 -c -o $@
 
-$(B)/fuzz_checkpoint: fuzz/checkpoint.c fuzz/memfile.h $(B)/fuzz_tiny.o $(B)/libwtnrt.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/fuzz_tiny.o $(B)/libwtnrt.a $(RT_LIBS)
+$(B)/fuzz_checkpoint: fuzz/checkpoint.c fuzz/memfile.h $(B)/fuzz_cnn.o $(B)/libwtnrt.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/fuzz_cnn.o $(B)/libwtnrt.a $(RT_LIBS)
 
 # deps first, then a fresh make: the LLVM flags above are read when make
 # starts, which on a new machine is before llvm-dev is installed.

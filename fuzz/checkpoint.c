@@ -1,5 +1,7 @@
 /* checkpoint.c: fuzzes the safetensors reader (and its JSON parser) against
- * the network of tests/runtime/tiny.wtn, compiled into fuzz_tiny.o. */
+ * the network of tests/runtime/cnn.wtn (conv weights, batchnorm statistics
+ * and counters, a dense layer with a feedback matrix), compiled into
+ * fuzz_cnn.o. */
 #include "wtnrt.h"
 #include "memfile.h"
 
