@@ -5,6 +5,7 @@ LLVM_CONFIG ?= $(shell command -v llvm-config-14 || command -v llvm-config)
 CC       ?= cc
 B        := build
 CFLAGS   ?= -O2 -g
+LDFLAGS  ?=
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare
 CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -Icompiler -Iruntime -I$(B)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null)
@@ -15,7 +16,7 @@ COMPILER_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(wildcard compiler/*.
                 $(B)/grammar/lexer.o $(B)/grammar/parser.o
 RUNTIME_OBJ  := $(patsubst runtime/%.c,$(B)/runtime/%.o,$(filter-out runtime/main.c,$(wildcard runtime/*.c)))
 
-.PHONY: all test demo bench reproduce crosscheck deps clean
+.PHONY: all test demo bench reproduce crosscheck deps clean fuzz fuzzers sanitize
 all: $(B)/wtnc $(B)/libwtnrt.a $(B)/wtn_main.o
 
 $(B)/grammar/parser.c $(B)/grammar/parser.h: grammar/parser.y
@@ -29,19 +30,22 @@ $(B)/grammar/lexer.c: grammar/lexer.re $(B)/grammar/parser.h
 $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -c -o $@ $<
 
-# The compiler knows where the runtime it links against was built; WTN_HOME
-# overrides it for an installed tree.
+# The compiler knows where the runtime it links against was built (WTN_HOME
+# overrides it for an installed tree) and links binaries with the compiler,
+# the sanitizer flags and the LDFLAGS the runtime was built with.
+WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS)) $(LDFLAGS))
 $(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
-	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -c -o $@ $<
+	  -DWTN_BUILD_DIR='"$(abspath $(B))"' \
+	  -DWTN_LINK_CC='"$(WTN_LINK_CC)"' -c -o $@ $<
 
 $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/wtnc: $(COMPILER_OBJ)
-	$(CC) -o $@ $^ $(LLVM_LIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -51,6 +55,37 @@ $(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h
 
 test: all
 	tests/run.sh
+
+# Sanitizer and fuzzing builds live in their own trees, built by this same
+# Makefile with clang (libclang-rt-14-dev brings the sanitizer runtimes).
+SAN_B      := build-san
+SAN_CFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+sanitize:
+	$(MAKE) B=$(SAN_B) CC=clang CFLAGS='$(SAN_CFLAGS)' all
+
+# make fuzz: libFuzzer harnesses (fuzz/*.c) in build-fuzz/, see fuzz/README.md.
+FUZZ_B      := build-fuzz
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZERS     := frontend idx cifar checkpoint
+fuzz:
+	$(MAKE) B=$(FUZZ_B) CC=clang CFLAGS='$(FUZZ_CFLAGS)' fuzzers
+
+fuzzers: $(FUZZERS:%=$(B)/fuzz_%)
+
+FRONT_END_OBJ := $(filter-out $(B)/compiler/main.o $(B)/compiler/codegen.o,$(COMPILER_OBJ))
+$(B)/fuzz_frontend: fuzz/frontend.c $(FRONT_END_OBJ)
+	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
+
+$(B)/fuzz_idx $(B)/fuzz_cifar: $(B)/fuzz_%: fuzz/%.c fuzz/memfile.h $(B)/libwtnrt.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libwtnrt.a $(RT_LIBS)
+
+# The checkpoint reader checks files against a real network: cnn.wtn's
+# (conv, batchnorm statistics, dense, a feedback matrix).
+$(B)/fuzz_cnn.o: tests/runtime/cnn.wtn $(B)/wtnc
+	ASAN_OPTIONS=detect_leaks=0 $(B)/wtnc $< -O1 -c -o $@
+
+$(B)/fuzz_checkpoint: fuzz/checkpoint.c fuzz/memfile.h $(B)/fuzz_cnn.o $(B)/libwtnrt.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/fuzz_cnn.o $(B)/libwtnrt.a $(RT_LIBS)
 
 # deps first, then a fresh make: the LLVM flags above are read when make
 # starts, which on a new machine is before llvm-dev is installed.
@@ -78,4 +113,4 @@ deps:
 	@tools/install-deps.sh
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) $(SAN_B) $(FUZZ_B) build-debug

@@ -10,6 +10,7 @@
 int diag_errors;
 
 enum { MAX_SHOWN_ERRORS = 25, LINE_WINDOW = 160 };
+enum { MAX_SOURCE_BYTES = 8 << 20 };  /* beyond any real network; /dev/zero stops here */
 static bool suppressing;        /* past the limit: errors and their notes are hidden */
 
 SrcFile *diag_read_file(const char *path)
@@ -31,8 +32,20 @@ SrcFile *diag_read_file(const char *path)
 		len += n;
 		if (n == 0)
 			break;
-		if (cap - len - 1 == 0)
-			text = realloc(text, cap *= 2);
+		if (len > MAX_SOURCE_BYTES) {
+			fprintf(stderr, "wtnc: error: '%s' is larger than %d MB, the limit for a .wtn "
+			        "file\n", path, MAX_SOURCE_BYTES >> 20);
+			fclose(fp);
+			free(text);
+			diag_errors++;
+			return NULL;
+		}
+		if (cap - len - 1 == 0) {
+			char *grown = realloc(text, cap *= 2);
+			if (!grown)
+				free(text);
+			text = grown;
+		}
 	}
 	if (ferror(fp)) {
 		fprintf(stderr, "wtnc: error: cannot read '%s': %s\n", path, strerror(errno));
@@ -163,6 +176,11 @@ void diag_error(Pos pos, const char *fmt, ...)
 	report(pos, "error", fmt, ap);
 	va_end(ap);
 	report_context();
+}
+
+bool diag_will_show(void)
+{
+	return diag_errors < MAX_SHOWN_ERRORS;
 }
 
 void diag_warning(Pos pos, const char *fmt, ...)

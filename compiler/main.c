@@ -2,6 +2,7 @@
  * links the generated kernels with the runtime into a training binary. */
 #include "wtnc.h"
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,6 +11,9 @@
 
 #ifndef WTN_BUILD_DIR
 #define WTN_BUILD_DIR "build"
+#endif
+#ifndef WTN_LINK_CC
+#define WTN_LINK_CC "cc"
 #endif
 
 enum { MAX_OVERRIDES = 256 };
@@ -36,7 +40,8 @@ static void usage(FILE *out)
 		"                          repeatable, overrides the file's feedback block\n"
 		"  --target-cpu CPU        generate code for CPU (default: this machine's)\n"
 		"  -O0 .. -O3              optimisation level (default -O3)\n"
-		"  --cc CC                 C compiler used to link (default: $CC or cc)\n"
+		"  --cc CC                 C compiler used to link (default: $CC, else the\n"
+		"                          one wtnc was built with)\n"
 		"  -h, --help              this text\n");
 }
 
@@ -61,7 +66,7 @@ static Options parse_args(int argc, char **argv)
 	o.cg.opt_level = 3;
 	o.cc = getenv("CC");
 	if (!o.cc || !*o.cc)
-		o.cc = "cc";
+		o.cc = WTN_LINK_CC;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -96,6 +101,9 @@ static Options parse_args(int argc, char **argv)
 	}
 	if (!o.input)
 		die_usage("no input file%s", "");
+	if (o.cg.target_cpu && !codegen_cpu_known(o.cg.target_cpu))
+		die_usage("unknown CPU '%s' for --target-cpu (llc-14 -mcpu=help lists them)",
+		          o.cg.target_cpu);
 	return o;
 }
 
@@ -146,6 +154,47 @@ static int run(char *const argv[])
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* An output may be a new path or a regular file other than the input: never
+ * a device, a FIFO, a directory, a symbolic link, or the source itself. */
+static int check_output(const char *input, const char *output)
+{
+	struct stat in, out;
+	if (lstat(output, &out) != 0) {
+		/* a new name: its directory must take it (found now, not after compiling) */
+		char *dir = strdup(output), *slash = strrchr(dir, '/');
+		const char *d = !slash ? "." : slash == dir ? "/" : (*slash = '\0', dir);
+		int ok = access(d, W_OK | X_OK) == 0;
+		if (!ok)
+			fprintf(stderr, "wtnc: cannot write '%s': %s: %s\n", output, d, strerror(errno));
+		free(dir);
+		return !ok;
+	}
+	if (!S_ISREG(out.st_mode)) {
+		const char *kind = S_ISLNK(out.st_mode) ? "a symbolic link" : S_ISDIR(out.st_mode)
+		                 ? "a directory" : S_ISFIFO(out.st_mode) ? "a FIFO"
+		                 : S_ISCHR(out.st_mode) || S_ISBLK(out.st_mode) ? "a device"
+		                 : "not a regular file";
+		fprintf(stderr, "wtnc: will not write to '%s': it is %s\n", output, kind);
+		return 1;
+	}
+	if (stat(input, &in) == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino) {
+		fprintf(stderr, "wtnc: will not write the output over the input '%s' (name another "
+		        "file with -o)\n", input);
+		return 1;
+	}
+	return 0;
+}
+
+/* argv for CC, which may carry flags ("clang -fsanitize=address"). */
+enum { MAX_CC_WORDS = 32 };
+static int split_words(char *s, char **words, int max)
+{
+	int n = 0;
+	for (char *w = strtok(s, " \t"); w && n < max; w = strtok(NULL, " \t"))
+		words[n++] = w;
+	return n;
+}
+
 static int link_binary(const Options *o, const char *object, const char *output)
 {
 	const char *dir = runtime_dir();
@@ -156,9 +205,16 @@ static int link_binary(const Options *o, const char *object, const char *output)
 			"or set WTN_HOME to the directory holding libwtnrt.a and wtn_main.o)\n", dir);
 		return 1;
 	}
-	char *argv[] = {(char *)o->cc, "-o", (char *)output, (char *)object, main_obj, lib,
+	char *cc = strdup(o->cc);
+	char *argv[MAX_CC_WORDS + 16];
+	int n = split_words(cc, argv, MAX_CC_WORDS);
+	if (n == 0)
+		argv[n++] = "cc";
+	char *rest[] = {"-o", (char *)output, (char *)object, main_obj, lib,
 		"-lopenblas", "-lz", "-lm", "-lpthread", NULL};
+	memcpy(argv + n, rest, sizeof rest);
 	int status = run(argv);
+	free(cc);
 	free(lib);
 	free(main_obj);
 	if (status != 0) {
@@ -168,9 +224,41 @@ static int link_binary(const Options *o, const char *object, const char *output)
 	return 0;
 }
 
+/* The temporary object file, removed if a signal ends wtnc while it
+ * compiles or links. */
+static char *volatile temp_object;
+
+static void remove_temp_and_die(int sig)
+{
+	char *p = temp_object;
+	if (p)
+		unlink(p);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* The file wtnc will write, or NULL for standard output. */
+static const char *output_path(const Options *o)
+{
+	if (o->emit_ir)
+		return NULL;
+	if (o->emit_llvm)
+		return o->output && strcmp(o->output, "-") ? o->output : NULL;
+	if (o->output)
+		return o->output;
+	return default_output(o->input, o->compile_only ? ".o" : "");
+}
+
 int main(int argc, char **argv)
 {
 	Options o = parse_args(argc, argv);
+	const char *out = output_path(&o);
+	if (out && !o.output && !strcmp(out, o.input)) {
+		fprintf(stderr, "wtnc: '%s' has no .wtn suffix: name the binary with -o\n", o.input);
+		return 1;
+	}
+	if (out && check_output(o.input, out))
+		return 1;
 	SrcFile *file = diag_read_file(o.input);
 	if (!file)
 		return 1;
@@ -191,7 +279,12 @@ int main(int argc, char **argv)
 		return codegen(net, &o.cg, o.output ? o.output : default_output(o.input, ".o"), false);
 
 	const char *output = o.output ? o.output : default_output(o.input, "");
-	char object[] = "/tmp/wtnc-XXXXXX.o";
+	const char *tmpdir = getenv("TMPDIR");
+	char *object = path_join(tmpdir && *tmpdir ? tmpdir : "/tmp", "wtnc-XXXXXX.o");
+	temp_object = object;
+	signal(SIGINT, remove_temp_and_die);
+	signal(SIGTERM, remove_temp_and_die);
+	signal(SIGHUP, remove_temp_and_die);
 	int fd = mkstemps(object, 2);
 	if (fd < 0) {
 		fprintf(stderr, "wtnc: cannot create a temporary object file: %s\n", strerror(errno));
@@ -200,5 +293,6 @@ int main(int argc, char **argv)
 	close(fd);
 	int status = codegen(net, &o.cg, object, false) || link_binary(&o, object, output);
 	unlink(object);
+	temp_object = NULL;
 	return status;
 }

@@ -15,8 +15,65 @@
 #include <string.h>
 
 enum { MAX_UNITS = 1 << 20, MAX_NODES = 16384, MAX_DIM = 1 << 15, MAX_DEPTH = 32 };
+enum { MAX_NAME = 63 };            /* characters of a network, input or layer path */
+enum { MAX_PATTERNS = 1024 };      /* feedback entries with * or ? */
 #define MAX_WEIGHTS 2147483647L
 #define MAX_ACTIVATION (1L << 28)   /* units per sample of one layer's output */
+
+/* Names to indices, so that lookups stay constant-time however many names
+ * a file defines (open addressing; the keys are not owned). */
+typedef struct NameMap {
+	const char **keys;
+	int *vals;
+	int cap, n;
+} NameMap;
+
+static unsigned long name_hash(const char *s)
+{
+	unsigned long h = 1469598103934665603UL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211UL;
+	return h;
+}
+
+static int map_get(const NameMap *m, const char *key)
+{
+	if (!m->cap)
+		return -1;
+	for (unsigned long i = name_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->keys[i])
+			return -1;
+		if (!strcmp(m->keys[i], key))
+			return m->vals[i];
+	}
+}
+
+/* Sets key's value (a later definition replaces an earlier one). */
+static void map_put(NameMap *m, const char *key, int val)
+{
+	if (2 * (m->n + 1) > m->cap) {
+		NameMap bigger = {calloc(m->cap ? 2 * m->cap : 16, sizeof *m->keys),
+		                  calloc(m->cap ? 2 * m->cap : 16, sizeof *m->vals),
+		                  m->cap ? 2 * m->cap : 16, 0};
+		if (!bigger.keys || !bigger.vals) {
+			fprintf(stderr, "wtnc: out of memory\n");
+			exit(1);
+		}
+		for (int i = 0; i < m->cap; i++)
+			if (m->keys[i])
+				map_put(&bigger, m->keys[i], m->vals[i]);
+		free(m->keys);
+		free(m->vals);
+		*m = bigger;
+	}
+	unsigned long i = name_hash(key) & (m->cap - 1);
+	while (m->keys[i] && strcmp(m->keys[i], key))
+		i = (i + 1) & (m->cap - 1);
+	if (!m->keys[i])
+		m->n++;
+	m->keys[i] = key;
+	m->vals[i] = val;
+}
 
 typedef struct Const {
 	const char *name;
@@ -59,9 +116,11 @@ typedef struct Scope {
 	BlockDef *block;         /* NULL for the network body */
 	Binding *binds;
 	int nbinds;
+	NameMap bind_index;      /* name -> its latest binding */
 	const char **later;      /* every name the body defines, for "defined later" */
 	Pos *later_pos;
 	int nlater;
+	NameMap later_index;     /* name -> index in later */
 	int result;              /* the node `return` gives, -1 */
 	Stmt *return_stmt;
 } Scope;
@@ -70,12 +129,18 @@ typedef struct Sema {
 	const SrcFile *file;
 	Const *consts;
 	int nconsts;
+	NameMap const_index;     /* name -> index in consts */
 	Node *nodes;             /* in definition order: input and layers */
 	int nnodes;
+	NameMap paths;           /* node path -> index */
+	NameMap next_suffix;     /* path of a generated name -> the next _K to try */
+	bool too_many;           /* past MAX_NODES: the rest of the body is not run */
+	int npatterns;           /* feedback patterns seen */
 	BlockDef *blocks;
 	int nblocks;
 	const char **instances;  /* paths of block calls, for feedback messages */
 	int ninstances;
+	NameMap instance_index;  /* path -> index in instances */
 	Scope *scope;            /* the scope being run */
 	int depth;
 	IRLayer *layers;
@@ -180,6 +245,8 @@ static const char *suggest_from(const char *name, const char *const *names, int 
 static const char *mean(const char *name, const char *const *names, int n)
 {
 	static char buf[160];
+	if (!diag_will_show())
+		return "";            /* past the shown errors: save the search */
 	const char *s = suggest_from(name, names, n);
 	if (!s)
 		return "";
@@ -227,10 +294,8 @@ static const char *describe(const Value *v)
 
 static Const *find_const(Sema *S, const char *name)
 {
-	for (int i = 0; i < S->nconsts; i++)
-		if (!strcmp(S->consts[i].name, name))
-			return &S->consts[i];
-	return NULL;
+	int i = map_get(&S->const_index, name);
+	return i >= 0 ? &S->consts[i] : NULL;
 }
 
 /* The number a value stands for: a literal or an earlier constant.
@@ -342,9 +407,8 @@ static void collect_let(Sema *S, Stmt *s)
 	char what[96];
 	snprintf(what, sizeof what, "a number for constant '%.40s'", s->name);
 	c.ok = num_value(S, s->val, what, &c.val);
-	S->consts = realloc(S->consts, sizeof *S->consts * (size_t)(S->nconsts + 1));
-	if (!S->consts)
-		exit(1);
+	S->consts = grow(S->consts, S->nconsts, sizeof *S->consts);
+	map_put(&S->const_index, c.name, S->nconsts);
 	S->consts[S->nconsts++] = c;
 }
 
@@ -475,23 +539,19 @@ static Node *node_at(Sema *S, int i)
 
 static int find_path(Sema *S, const char *path)
 {
-	for (int i = S->nnodes - 1; i >= 0; i--)
-		if (!strcmp(S->nodes[i].name, path))
-			return i;
-	return -1;
+	return map_get(&S->paths, path);
 }
 
 static Binding *find_binding(Scope *sc, const char *name)
 {
-	for (int i = sc->nbinds - 1; i >= 0; i--)
-		if (!strcmp(sc->binds[i].name, name))
-			return &sc->binds[i];
-	return NULL;
+	int i = map_get(&sc->bind_index, name);
+	return i >= 0 ? &sc->binds[i] : NULL;
 }
 
 static void bind(Scope *sc, const char *name, Pos pos, int node, const Value *val)
 {
 	sc->binds = grow(sc->binds, sc->nbinds, sizeof *sc->binds);
+	map_put(&sc->bind_index, name, sc->nbinds);
 	sc->binds[sc->nbinds++] = (Binding){name, pos, node, val};
 }
 
@@ -506,8 +566,9 @@ static void collect_names(Scope *sc, Stmt *body)
 		}
 		if (s->kind != ST_INPUT && s->kind != ST_LAYER)
 			continue;
-		if (index_of(s->name, sc->later, sc->nlater) >= 0)
+		if (map_get(&sc->later_index, s->name) >= 0)
 			continue;
+		map_put(&sc->later_index, s->name, sc->nlater);
 		sc->later = grow(sc->later, sc->nlater, sizeof *sc->later);
 		sc->later_pos = grow(sc->later_pos, sc->nlater, sizeof *sc->later_pos);
 		sc->later_pos[sc->nlater] = s->name_pos;
@@ -541,12 +602,20 @@ static int new_node(Sema *S, const char *local, Pos pos)
 {
 	if (S->nnodes == MAX_NODES) {
 		diag_error(pos, "too many layers (the limit is %d)", MAX_NODES - 1);
+		S->too_many = true;
+		return -1;
+	}
+	const char *path = cat(S->scope->prefix, local);
+	if (strlen(path) > MAX_NAME) {
+		diag_error(pos, "the layer name '%.*s...' is %zu characters long; the limit is %d",
+		           MAX_NAME / 2, path, strlen(path), MAX_NAME);
 		return -1;
 	}
 	S->nodes = grow(S->nodes, S->nnodes, sizeof *S->nodes);
 	Node *n = &S->nodes[S->nnodes];
 	memset(n, 0, sizeof *n);
-	n->name = cat(S->scope->prefix, local);
+	n->name = path;
+	map_put(&S->paths, path, S->nnodes);
 	n->pos = pos;
 	n->layer = -1;
 	n->broken = true;
@@ -592,7 +661,7 @@ static int lookup_node(Sema *S, const Value *v, const char *self)
 		return S->nodes[n].broken ? -1 : n;
 	if (b)
 		return -1;             /* bound to a broken result */
-	int later = index_of(v->text, sc->later, sc->nlater);
+	int later = map_get(&sc->later_index, v->text);
 	if (later >= 0) {
 		diag_error(v->pos, "layer '%s' is used before it is defined", cat(sc->prefix, v->text));
 		diag_note(sc->later_pos[later], "'%s' is defined here", v->text);
@@ -815,12 +884,18 @@ static const char *nested_name(Sema *S, const char *owner, const char *kind)
 {
 	const char *base = owner[0] ? cat(cat(owner, "."), kind) : kind;
 	const char *name = base;
-	for (int k = 2; find_path(S, cat(S->scope->prefix, name)) >= 0 ||
-	                find_binding(S->scope, name); k++) {
+	/* Probing resumes where the last name with this base stopped, so n
+	 * duplicates cost n probes, not n^2. */
+	const char *path = cat(S->scope->prefix, base);
+	int k = map_get(&S->next_suffix, path);
+	if (k < 2)
+		k = 2;
+	for (; find_path(S, cat(S->scope->prefix, name)) >= 0 || find_binding(S->scope, name); k++) {
 		char suffix[16];
 		snprintf(suffix, sizeof suffix, "_%d", k);
 		name = cat(base, suffix);
 	}
+	map_put(&S->next_suffix, path, k);
 	return name;
 }
 
@@ -829,6 +904,14 @@ static const char *nested_name(Sema *S, const char *owner, const char *kind)
 static int source_node(Sema *S, const Value *v, const char *owner, const char *self)
 {
 	int n;
+	size_t len = strlen(S->scope->prefix) + strlen(owner) + 1 + strlen(v->text);
+	if (v->kind == VAL_CALL && len > MAX_NAME) {
+		/* checked before building, or deep nesting would cost n^2 in names */
+		diag_error(v->pos, "this nested %s(...) would be named '%s%.20s...', %zu characters "
+		           "long; the limit is %d (give it a name of its own)", v->text,
+		           S->scope->prefix, owner, len, MAX_NAME);
+		return -1;
+	}
 	if (v->kind == VAL_CALL)
 		n = build(S, v, nested_name(S, owner, v->text), v->pos, NULL);
 	else
@@ -983,7 +1066,7 @@ static void bind_param(Sema *S, Scope *inner, const char *param, const Value *v,
 			bind(inner, param, v->pos, n, NULL);
 			return;
 		}
-		if (index_of(v->text, sc->later, sc->nlater) >= 0) {
+		if (map_get(&sc->later_index, v->text) >= 0) {
 			lookup_node(S, v, NULL);   /* "used before it is defined" */
 			*ok = false;
 			return;
@@ -1047,7 +1130,9 @@ static int instantiate(Sema *S, BlockDef *bd, const Value *call, const char *loc
 	if (bd->failed)
 		return -1;             /* its errors were shown at the first call */
 	S->instances = grow(S->instances, S->ninstances, sizeof *S->instances);
-	S->instances[S->ninstances++] = cat(S->scope->prefix, local);
+	S->instances[S->ninstances] = cat(S->scope->prefix, local);
+	map_put(&S->instance_index, S->instances[S->ninstances], S->ninstances);
+	S->ninstances++;
 	collect_names(&inner, blk->body);
 	int before = diag_errors;
 	Scope *outer = S->scope;
@@ -1357,7 +1442,7 @@ static void exec_stmt(Sema *S, Stmt *s)
 
 static void exec_body(Sema *S, Stmt *body)
 {
-	for (Stmt *s = body; s; s = s->next)
+	for (Stmt *s = body; s && !S->too_many; s = s->next)
 		exec_stmt(S, s);
 }
 
@@ -1521,6 +1606,13 @@ static const char *kind_name(OpKind k)
 /* A feedback pattern: every layer with weights whose path matches. */
 static void feedback_pattern(Sema *S, Stmt *e)
 {
+	/* Each pattern is matched against every layer: the limit keeps that
+	 * product (and a 1 MB file) to a fraction of a second. */
+	if (++S->npatterns > MAX_PATTERNS) {
+		if (S->npatterns == MAX_PATTERNS + 1)
+			diag_error(e->name_pos, "too many feedback patterns (the limit is %d)", MAX_PATTERNS);
+		return;
+	}
 	IRRule r = {0};
 	bool ok = check_rule(S, e->val, &r);
 	int matched = 0;
@@ -1565,15 +1657,23 @@ static void feedback_entry(Sema *S, Stmt *e, bool override)
 		return;
 	}
 	if (!n) {
-		if (index_of(e->name, S->instances, S->ninstances) >= 0) {
+		if (map_get(&S->instance_index, e->name) >= 0) {
 			diag_error(e->name_pos, "'%s' is a block call, not a layer; '%s.*' names its layers",
 			           e->name, e->name);
 		} else {
-			const char **names = ast_alloc(sizeof *names * (size_t)(S->nnodes + 1));
-			for (int k = 0; k < S->nnodes; k++)
-				names[k] = S->nodes[k].name;
+			/* only layers a rule can go on are worth suggesting (and only
+			 * while errors are shown: the list costs O(layers) per entry) */
+			bool shown = diag_will_show();
+			const char **names = shown ? ast_alloc(sizeof *names * (size_t)(S->nnodes + 1)) : NULL;
+			int k = 0;
+			for (int j = 0; shown && j < S->nnodes; j++) {
+				int li = S->nodes[j].layer;
+				if (li >= 0 && li < S->nlayers &&
+				    (S->layers[li].kind == OP_DENSE || S->layers[li].kind == OP_CONV2D))
+					names[k++] = S->nodes[j].name;
+			}
 			diag_error(e->name_pos, "unknown layer '%s' in feedback%s", e->name,
-			           mean(e->name, names, S->nnodes));
+			           mean(e->name, names, k));
 		}
 		check_rule(S, e->val, &(IRRule){0});
 		return;
@@ -1622,7 +1722,7 @@ static void check_feedback(Sema *S, const char *const *overrides, int noverrides
 	}
 	/* Layers with weights and no entry of their own follow the default;
 	 * the others (batchnorm, pools, ...) keep bp. */
-	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++)
+	for (Node *n = S->nodes; n && n < S->nodes + S->nnodes; n++)
 		if (n->layer >= 0 && !n->has_rule && has_weights(S->layers[n->layer].kind))
 			S->layers[n->layer].feedback = S->default_rule;
 }
@@ -1636,7 +1736,7 @@ static void check_chain(Sema *S, Stmt *net)
 		           net->name);
 		return;
 	}
-	for (Node *n = S->nodes; n < S->nodes + S->nnodes; n++) {
+	for (Node *n = S->nodes; n && n < S->nodes + S->nnodes; n++) {
 		if (n->consumers > 0 || n->broken || n->layer == S->nlayers - 1)
 			continue;
 		if (n->layer < 0)
@@ -2091,10 +2191,15 @@ IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides
 		return NULL;
 	}
 
+	if (strlen(net->name) > MAX_NAME)
+		diag_error(net->name_pos, "the network name is %zu characters long; the limit is %d",
+		           strlen(net->name), MAX_NAME);
 	Scope root = {.prefix = "", .result = -1};
 	collect_names(&root, net->body);
 	S->scope = &root;
 	exec_body(S, net->body);
+	if (S->too_many)
+		return NULL;          /* the rest would only repeat the limit */
 	int errors_in_layers = diag_errors;
 	if (!S->input)
 		diag_error(net->name_pos, "network '%s' has no input (add e.g. 'input x[784]')", net->name);

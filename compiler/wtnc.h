@@ -27,6 +27,8 @@ SrcFile *diag_read_file(const char *path);   /* NULL (and a message) on failure 
 void diag_error(Pos pos, const char *fmt, ...);
 void diag_warning(Pos pos, const char *fmt, ...);
 void diag_note(Pos pos, const char *fmt, ...);
+/* Whether the next error would be shown (not past the limit). */
+bool diag_will_show(void);
 /* Context notes: while a block body is being instantiated, every error and
  * warning is followed by "note: in block 'B' called here" for each open
  * call, innermost first. */
@@ -265,5 +267,7 @@ typedef struct CodegenOpts {
  * Returns 0 on success; on failure prints a message and returns 1. */
 int codegen(const IRNetwork *net, const CodegenOpts *opts,
             const char *out_path, bool emit_llvm);
+/* Whether LLVM knows `cpu` as a processor of this machine's target. */
+bool codegen_cpu_known(const char *cpu);
 
 #endif

@@ -56,19 +56,32 @@ static void format_shape(char *out, size_t len, const long *dims, int nd)
 /* ---- save ---- */
 typedef struct Text { char *s; size_t len, cap; } Text;
 
-static void text_add(Text *t, const char *fmt, ...)
+/* Appends to t; false (t->s freed and NULL) when out of memory. */
+static bool text_add(Text *t, const char *fmt, ...)
 {
 	va_list ap;
 	for (;;) {
-		va_start(ap, fmt);
-		int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-		va_end(ap);
-		if (t->len + n < t->cap) {
-			t->len += n;
-			return;
+		if (t->s) {
+			va_start(ap, fmt);
+			int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+			va_end(ap);
+			if (t->len + n < t->cap) {
+				t->len += n;
+				return true;
+			}
+			t->cap = (t->cap + n) * 2 + 64;
+		} else if (t->cap) {
+			return false;          /* an earlier failure */
+		} else {
+			t->cap = 4096;
 		}
-		t->cap = (t->cap + n) * 2 + 64;
-		t->s = realloc(t->s, t->cap);
+		char *grown = realloc(t->s, t->cap);
+		if (!grown) {
+			free(t->s);
+			t->s = NULL;
+			return false;
+		}
+		t->s = grown;
 	}
 }
 
@@ -87,7 +100,7 @@ static void text_add_json_string(Text *t, const char *s)
 	text_add(t, "\"");
 }
 
-static Text build_header(const RtModel *m, int epoch)
+static Text build_header(const RtModel *m, int epoch, long step)
 {
 	Text t = {0};
 	long offset = 0, dims[RT_MAX_DIMS];
@@ -106,7 +119,7 @@ static Text build_header(const RtModel *m, int epoch)
 	}
 	text_add(&t, "\"__metadata__\":{\"format\":\"pt\",\"producer\":\"wtn\",\"network\":");
 	text_add_json_string(&t, m->name);
-	text_add(&t, ",\"epoch\":\"%d\"}}", epoch);
+	text_add(&t, ",\"epoch\":\"%d\",\"step\":\"%ld\"}}", epoch, step);
 	/* Pad with spaces so the data starts 8-byte aligned. */
 	while (t.len % 8)
 		text_add(&t, " ");
@@ -129,10 +142,12 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch)
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
+	if (!tmp)
+		return ck_fail(path, "out of memory");
 	snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
 	int fd = mkstemp(tmp);
 	if (fd < 0) {
@@ -140,7 +155,15 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 		free(tmp);
 		return -1;
 	}
-	Text h = build_header(m, epoch);
+	Text h = build_header(m, epoch, step);
+	if (!h.s) {
+		ck_fail(path, "out of memory");
+		close(fd);
+		unlink(tmp);
+		free(tmp);
+		return -1;
+	}
+	rt_tmp_register(tmp);
 	unsigned char len8[8];
 	for (int i = 0; i < 8; i++)
 		len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
@@ -158,9 +181,11 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 	if (rc != 0) {
 		ck_fail(path, "cannot write checkpoint: %s", strerror(errno));
 		unlink(tmp);
+		rt_tmp_register(NULL);
 		free(tmp);
 		return -1;
 	}
+	rt_tmp_register(NULL);
 	/* Make the rename itself durable. */
 	char *dcopy = strdup(path);
 	int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
@@ -174,29 +199,28 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 }
 
 /* ---- load ---- */
-static char *read_file(const char *path, long *size)
+/* safetensors' own limit on the header; a bigger one is not a checkpoint */
+enum { MAX_HEADER = 100 << 20 };
+
+/* Names and strings from the file, made safe to print: control bytes as
+ * \xNN (a checkpoint cannot write escapes to the terminal), long ones cut. */
+static const char *shown(const char *s)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		ck_fail(path, "cannot open checkpoint: %s", strerror(errno));
-		return NULL;
+	static char buf[4][200];
+	static int k;
+	char *b = buf[k++ & 3];
+	size_t n = 0;
+	for (; *s && n < sizeof buf[0] - 8; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c == 0x7f)
+			n += snprintf(b + n, 8, "\\x%02x", c);
+		else
+			b[n++] = (char)c;
 	}
-	struct stat st;
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		ck_fail(path, "not a regular file");
-		fclose(f);
-		return NULL;
-	}
-	char *buf = malloc(st.st_size ? st.st_size : 1);
-	if (!buf || fread(buf, 1, st.st_size, f) != (size_t)st.st_size) {
-		ck_fail(path, "cannot read checkpoint");
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*size = st.st_size;
-	return buf;
+	if (*s)
+		n += snprintf(b + n, 8, "...");
+	b[n] = '\0';
+	return b;
 }
 
 static int param_slot(const RtModel *m, const char *name)
@@ -229,7 +253,7 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	*slot = param_slot(m, name);
 	if (*slot < 0)
 		return ck_fail(path, "unknown tensor %s (the network %s has no such parameter or statistic)",
-		               name, m->name);
+		               shown(name), m->name);
 	if (t->type != RT_JSON_OBJECT)
 		return ck_fail(path, "%s: entry is not an object", name);
 	const RtJson *dtype = rt_json_get(t, "dtype");
@@ -238,7 +262,7 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	if (!dtype || dtype->type != RT_JSON_STRING)
 		return ck_fail(path, "%s has no dtype", name);
 	if (strcmp(dtype->string, "F32") != 0)
-		return ck_fail(path, "%s has dtype %s, expected F32", name, dtype->string);
+		return ck_fail(path, "%s has dtype %s, expected F32", name, shown(dtype->string));
 	if (!shape || shape->type != RT_JSON_ARRAY || shape->nitems > 8)
 		return ck_fail(path, "%s has no valid shape", name);
 	long dims[8], want[RT_MAX_DIMS];
@@ -288,12 +312,19 @@ static bool is_batch_counter(const RtModel *m, const char *key)
 	return false;
 }
 
+/* Checks every entry against the network, then reads each tensor's bytes
+ * from the file (at data_start + its offsets) into its buffer. */
 static int load_tensors(const char *path, const RtModel *m, float **bufs, const RtJson *hdr,
-                        const char *data, long datalen)
+                        int fd, long data_start, long datalen)
 {
 	int n = 0, rc = 0;
 	Range *ranges = calloc(hdr->nitems + 1, sizeof *ranges);
 	int *slots = calloc(hdr->nitems + 1, sizeof *slots);
+	if (!ranges || !slots) {
+		free(ranges);
+		free(slots);
+		return ck_fail(path, "out of memory");
+	}
 	for (int i = 0; i < hdr->nitems && rc == 0; i++) {
 		const RtJson *t = &hdr->items[i];
 		if (strcmp(t->key, "__metadata__") == 0 || is_batch_counter(m, t->key))
@@ -306,7 +337,12 @@ static int load_tensors(const char *path, const RtModel *m, float **bufs, const 
 			rc = ck_fail(path, "missing tensor %s", m->bufs[i].name);
 	/* Copy before sorting: slots[k] pairs with ranges[k]. */
 	for (int k = 0; k < n && rc == 0; k++) {
-		memcpy(bufs[slots[k]], data + ranges[k].a, ranges[k].b - ranges[k].a);
+		long bytes = ranges[k].b - ranges[k].a;
+		errno = 0;
+		if (rt_read_at(fd, bufs[slots[k]], bytes, data_start + ranges[k].a) != bytes) {
+			rc = ck_fail(path, "cannot read checkpoint: %s", errno ? strerror(errno) : "short read");
+			break;
+		}
 		const float *v = bufs[slots[k]];
 		for (long e = 0; e < m->bufs[slots[k]].elems; e++)
 			if (!isfinite(v[e])) {
@@ -328,35 +364,55 @@ static int load_tensors(const char *path, const RtModel *m, float **bufs, const 
 
 int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs)
 {
-	long size;
-	char *file = read_file(path, &size);
-	if (!file)
-		return -1;
+	struct stat st;
+	int fd = rt_open_regular(path, &st);
+	if (fd == -2)
+		return ck_fail(path, "not a regular file (it is %s)", rt_file_kind(st.st_mode));
+	if (fd < 0)
+		return ck_fail(path, "cannot open checkpoint: %s", strerror(errno));
+	long size = st.st_size;
 	int rc = -1;
+	char *header = NULL;
+	unsigned char len8[8];
 	if (size < 8) {
 		ck_fail(path, "file too short for a safetensors checkpoint (%ld bytes)", size);
 		goto out;
 	}
+	if (rt_read_at(fd, len8, 8, 0) != 8) {
+		ck_fail(path, "cannot read checkpoint: %s", strerror(errno));
+		goto out;
+	}
 	uint64_t hlen = 0;
 	for (int i = 0; i < 8; i++)
-		hlen |= (uint64_t)(unsigned char)file[i] << (8 * i);
+		hlen |= (uint64_t)len8[i] << (8 * i);
 	if (hlen > (uint64_t)(size - 8)) {
 		ck_fail(path, "header length %llu is larger than the file (%ld bytes)",
 		        (unsigned long long)hlen, size);
 		goto out;
 	}
+	if (hlen > MAX_HEADER) {
+		ck_fail(path, "header length %llu is over safetensors' limit of %d bytes",
+		        (unsigned long long)hlen, MAX_HEADER);
+		goto out;
+	}
+	header = malloc(hlen ? hlen : 1);
+	if (!header || rt_read_at(fd, header, (long)hlen, 8) != (long)hlen) {
+		ck_fail(path, header ? "cannot read checkpoint" : "out of memory");
+		goto out;
+	}
 	RtJson hdr;
 	char err[160];
-	if (rt_json_parse(file + 8, hlen, &hdr, err, sizeof err) < 0) {
-		ck_fail(path, "header is not valid JSON: %s", err);
+	if (rt_json_parse(header, hlen, &hdr, err, sizeof err) < 0) {
+		ck_fail(path, "header is not valid JSON: %s", shown(err));
 		goto out;
 	}
 	if (hdr.type != RT_JSON_OBJECT)
 		ck_fail(path, "header is not a JSON object");
 	else
-		rc = load_tensors(path, m, bufs, &hdr, file + 8 + hlen, size - 8 - (long)hlen);
+		rc = load_tensors(path, m, bufs, &hdr, fd, 8 + (long)hlen, size - 8 - (long)hlen);
 	rt_json_free(&hdr);
 out:
-	free(file);
+	free(header);
+	close(fd);
 	return rc;
 }

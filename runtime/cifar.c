@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "wtnrt.h"
 
 enum { CIFAR_SIDE = 32, CIFAR_PLANE = 32 * 32, CIFAR_PIXELS = 3 * 32 * 32,
@@ -14,35 +15,34 @@ enum { CIFAR_SIDE = 32, CIFAR_PLANE = 32 * 32, CIFAR_PIXELS = 3 * 32 * 32,
 /* Reads the whole file after checking that it is a nonempty run of records. */
 static unsigned char *cifar_read(const char *path, long *records)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	struct stat st;
+	int fd = rt_open_regular(path, &st);
+	if (fd == -2) {
+		fprintf(stderr, "wtn: %s: not a regular file (it is %s)\n", path, rt_file_kind(st.st_mode));
+		return NULL;
+	}
+	if (fd < 0) {
 		if (errno == ENOENT)
 			fprintf(stderr, "wtn: %s: missing CIFAR-10 file\n", path);
 		else
 			fprintf(stderr, "wtn: %s: cannot open: %s\n", path, strerror(errno));
 		return NULL;
 	}
-	struct stat st;
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-		fprintf(stderr, "wtn: %s: not a regular file\n", path);
-		fclose(f);
-		return NULL;
-	}
 	long size = st.st_size;
 	if (size == 0 || size % CIFAR_RECORD != 0) {
 		fprintf(stderr, "wtn: %s: %ld bytes is not a whole number of %d-byte CIFAR-10 "
 		        "records (truncated or not CIFAR-10 binary)\n", path, size, CIFAR_RECORD);
-		fclose(f);
+		close(fd);
 		return NULL;
 	}
 	unsigned char *raw = malloc(size);
-	if (!raw || fread(raw, 1, size, f) != (size_t)size) {
+	if (!raw || rt_read_at(fd, raw, size, 0) != size) {
 		fprintf(stderr, "wtn: %s: %s\n", path, raw ? "cannot read" : "out of memory");
 		free(raw);
-		fclose(f);
+		close(fd);
 		return NULL;
 	}
-	fclose(f);
+	close(fd);
 	*records = size / CIFAR_RECORD;
 	return raw;
 }
@@ -107,7 +107,10 @@ int rt_cifar_load(const char *dir, RtShape in, int nclasses, RtData *d)
 		else
 			snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, i);
 		if (stat(path, &st) != 0) {
-			fprintf(stderr, "wtn: %s: missing CIFAR-10 file\n", path);
+			if (errno == ENOENT)
+				fprintf(stderr, "wtn: %s: missing CIFAR-10 file\n", path);
+			else
+				fprintf(stderr, "wtn: %s: cannot open: %s\n", path, strerror(errno));
 			return -1;
 		}
 	}

@@ -15,12 +15,15 @@ static const char *const known_dirs[][2] = {
 static int find_file(const char *dir, const char *base, char *out, size_t outlen)
 {
 	struct stat st;
-	snprintf(out, outlen, "%s/%s", dir, base);
-	if (stat(out, &st) == 0)
-		return 0;
-	snprintf(out, outlen, "%s/%s.gz", dir, base);
-	if (stat(out, &st) == 0)
-		return 0;
+	for (int gz = 0; gz <= 1; gz++) {
+		snprintf(out, outlen, gz ? "%s/%s.gz" : "%s/%s", dir, base);
+		if (stat(out, &st) == 0)
+			return 0;
+		if (errno != ENOENT) {   /* a symlink loop, a permission: not "missing" */
+			fprintf(stderr, "wtn: %s: cannot open: %s\n", out, strerror(errno));
+			return -1;
+		}
+	}
 	fprintf(stderr, "wtn: %s/%s: missing data file (also tried %s.gz)\n", dir, base, base);
 	return -1;
 }

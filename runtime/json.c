@@ -78,6 +78,8 @@ static int parse_string(JsonParser *jp, char **out)
 	while (q < jp->end && *q != '"')
 		q += (*q == '\\' && q + 1 < jp->end) ? 2 : 1;
 	char *s = malloc(q - jp->p + 1), *w = s;
+	if (!s)
+		return json_fail(jp, "out of memory");
 	for (;;) {
 		if (jp->p >= jp->end) {
 			free(s);
@@ -113,6 +115,10 @@ static int parse_string(JsonParser *jp, char **out)
 			if (read_hex4(jp, &cp) < 0) {
 				free(s);
 				return -1;
+			}
+			if (cp == 0) {       /* would cut the C string short */
+				free(s);
+				return json_fail(jp, "\\u0000 in a string");
 			}
 			if (cp >= 0xd800 && cp < 0xdc00 && jp->end - jp->p >= 6 && jp->p[0] == '\\' &&
 			    jp->p[1] == 'u') {
@@ -182,18 +188,75 @@ static int parse_number(JsonParser *jp, RtJson *out)
 
 static int parse_value(JsonParser *jp, RtJson *out);
 
-static int push_item(RtJson *parent, int *cap, RtJson *item)
+static int push_item(JsonParser *jp, RtJson *parent, int *cap, RtJson *item)
 {
 	if (parent->nitems == *cap) {
+		if (*cap > (1 << 28))
+			return json_fail(jp, "too many items");
+		RtJson *grown = realloc(parent->items, (*cap ? *cap * 2 : 8) * sizeof *grown);
+		if (!grown)
+			return json_fail(jp, "out of memory");
+		parent->items = grown;
 		*cap = *cap ? *cap * 2 : 8;
-		parent->items = realloc(parent->items, *cap * sizeof *parent->items);
 	}
 	parent->items[parent->nitems++] = *item;
 	return 0;
 }
 
+/* Member names seen in one object: a hash set of indices into its items,
+ * so the duplicate check costs O(1) per member, not O(members). */
+typedef struct KeySet { int *slots; int cap; } KeySet;
+
+static unsigned long key_hash(const char *s)
+{
+	unsigned long h = 1469598103934665603UL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211UL;
+	return h;
+}
+
+/* Adds obj->items[index].key; returns 1 if an earlier member has the same
+ * name, -1 when out of memory. */
+static int keyset_add(KeySet *ks, const RtJson *obj, int index)
+{
+	if (2 * (index + 1) > ks->cap) {
+		int cap = ks->cap ? 2 * ks->cap : 16;
+		int *slots = malloc(cap * sizeof *slots);
+		if (!slots)
+			return -1;
+		for (int i = 0; i < cap; i++)
+			slots[i] = -1;
+		free(ks->slots);
+		ks->slots = slots;
+		ks->cap = cap;
+		for (int i = 0; i < index; i++) {     /* rehash the earlier members */
+			unsigned long h = key_hash(obj->items[i].key) & (cap - 1);
+			while (slots[h] >= 0)
+				h = (h + 1) & (cap - 1);
+			slots[h] = i;
+		}
+	}
+	const char *key = obj->items[index].key;
+	unsigned long h = key_hash(key) & (ks->cap - 1);
+	for (; ks->slots[h] >= 0; h = (h + 1) & (ks->cap - 1))
+		if (strcmp(obj->items[ks->slots[h]].key, key) == 0)
+			return 1;
+	ks->slots[h] = index;
+	return 0;
+}
+
 /* Arrays and objects share the loop; objects read "key": before each value. */
+static int parse_container_keys(JsonParser *jp, RtJson *out, bool object, KeySet *ks);
+
 static int parse_container(JsonParser *jp, RtJson *out, bool object)
+{
+	KeySet ks = {0};
+	int rc = parse_container_keys(jp, out, object, &ks);
+	free(ks.slots);
+	return rc;
+}
+
+static int parse_container_keys(JsonParser *jp, RtJson *out, bool object, KeySet *ks)
 {
 	char close = object ? '}' : ']';
 	int cap = 0;
@@ -215,12 +278,6 @@ static int parse_container(JsonParser *jp, RtJson *out, bool object)
 				return json_fail(jp, "expected a member name");
 			if (parse_string(jp, &item.key) < 0)
 				return -1;
-			for (int i = 0; i < out->nitems; i++)
-				if (strcmp(out->items[i].key, item.key) == 0) {
-					json_fail(jp, "duplicate key \"%s\"", item.key);
-					free(item.key);
-					return -1;
-				}
 			skip_space(jp);
 			if (jp->p >= jp->end || *jp->p != ':') {
 				free(item.key);
@@ -232,7 +289,16 @@ static int parse_container(JsonParser *jp, RtJson *out, bool object)
 			rt_json_free(&item);
 			return -1;
 		}
-		push_item(out, &cap, &item);
+		if (push_item(jp, out, &cap, &item) < 0) {
+			rt_json_free(&item);
+			return -1;
+		}
+		if (object) {
+			int dup = keyset_add(ks, out, out->nitems - 1);
+			if (dup != 0)
+				return json_fail(jp, dup > 0 ? "duplicate key \"%s\"" : "out of memory%.0s",
+				                 out->items[out->nitems - 1].key);
+		}
 		skip_space(jp);
 		if (jp->p < jp->end && *jp->p == ',') {
 			jp->p++;

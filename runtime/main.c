@@ -36,10 +36,12 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --steps N        train: stop after N training steps; mirror: run N steps\n"
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
+	        "  --save-every N   train: also write it after every N steps\n"
 	        "  --metrics FILE   write one JSON object per epoch\n"
 	        "  -h, --help       this text\n"
 	        "\n"
-	        "exit status: 0 success, 1 runtime error, 2 usage error\n",
+	        "SIGINT or SIGTERM during train: finish the step, save (with --save), exit\n"
+	        "exit status: 0 success, 1 runtime error, 2 usage error, 128+N stopped by signal N\n",
 	        prog, m->name, m->train.data, m->train.epochs, m->train.batch, m->train.lr,
 	        m->train.seed);
 }
@@ -110,6 +112,10 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 		if (!parse_long_arg(val, 1, 1000000000, &v))
 			return usage_error("--steps %s: expected a whole number of steps >= 1", val);
 		o->steps = v;
+	} else if (strcmp(name, "--save-every") == 0) {
+		if (!parse_long_arg(val, 1, 1000000000, &v))
+			return usage_error("--save-every %s: expected a whole number of steps >= 1", val);
+		o->save_every = v;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))
 			return usage_error("--threads %s: expected a thread count from 1 to 64", val);
@@ -123,7 +129,7 @@ static bool takes_value(const char *name)
 {
 	static const char *const with_value[] = {"--data", "--epochs", "--batch", "--lr", "--seed",
 	                                         "--threads", "--init", "--save", "--metrics",
-	                                         "--steps"};
+	                                         "--steps", "--save-every"};
 	for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
 		if (strcmp(name, with_value[i]) == 0)
 			return true;
@@ -183,6 +189,10 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		return usage_error("mirror needs --steps N (how many mirror steps)");
 	if (!mirror && o->steps && strcmp(o->command, "train") != 0)
 		return usage_error("--steps is for the train and mirror commands");
+	if (o->save_every && strcmp(o->command, "train") != 0)
+		return usage_error("--save-every is for the train command");
+	if (o->save_every && !o->save)
+		return usage_error("--save-every needs --save FILE (where to write)");
 	return -1;
 }
 
@@ -197,6 +207,9 @@ int main(int argc, char **argv)
 		return 1;
 	o.max_batch = m.train.batch;
 	int rc = parse_args(argc, argv, &m, &o);
+	if (rc < 0 && rt_check_outputs(&o) < 0)
+		rc = 1;
+	rt_signals_install(false);
 	if (rc < 0) {
 		if (strcmp(o.command, "info") == 0)
 			rc = rt_cmd_info(&m, stdout);

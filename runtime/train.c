@@ -4,6 +4,7 @@
  * first step. */
 #include <cblas.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +30,13 @@ typedef struct Run {
 	RtLayerStat *stats;
 	RtProbe *probe;
 	RtRng dropout;         /* the dropout masks' stream */
+	double start_loss;     /* the run's first step's: explosions are measured from it */
+	double *w0;            /* each layer's |W| at the start, for the blame */
+	int last_n;            /* samples of the last forward pass */
+	int saved_epoch;       /* the epoch of the last checkpoint --save wrote, 0: none yet */
+	long saved_step;       /* its step, when written inside the epoch (--save-every) */
+	bool stopped;          /* a signal asked the run to stop */
+	bool save_due;         /* --save-every: save once the next step's loss is sane */
 } Run;
 
 static void run_close(Run *r)
@@ -41,6 +49,7 @@ static void run_close(Run *r)
 	rt_free_buffers(r->m, r->bufs);
 	free(r->labels);
 	free(r->stats);
+	free(r->w0);
 	rt_data_free(&r->data);
 }
 
@@ -68,6 +77,7 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 	}
 	rt_noise_seed((uint64_t)t->seed);
 	rt_rng_seed(&r->dropout, rt_mix64((uint64_t)t->seed ^ 0x64726f706f7574ULL));
+	r->start_loss = NAN;
 	return 0;
 }
 
@@ -76,6 +86,25 @@ int rt_max_batch(const RtModel *m, const RtOptions *o)
 	int most = o->max_batch > m->train.batch ? o->max_batch : m->train.batch;
 	int mb = rt_mirror_max_batch(m);
 	return mb > most ? mb : most;
+}
+
+/* The end of a diverged run: a message naming where it blew up, and what
+ * became of the checkpoint (never replaced by the diverged state). */
+static void report_divergence(Run *r, const RtOptions *o, const char *what)
+{
+	char blame[200];
+	rt_blame(r->m, r->bufs, r->last_n, r->w0, blame, sizeof blame);
+	fflush(stdout);
+	fprintf(stderr, "wtn: %s; first blow-up: %s; stopping", what, blame);
+	if (o->save && r->saved_step > 0)
+		fprintf(stderr, " (checkpoint %s keeps step %ld, in epoch %d)\n", o->save, r->saved_step,
+		        r->saved_epoch);
+	else if (o->save && r->saved_epoch > 0)
+		fprintf(stderr, " (checkpoint %s keeps epoch %d)\n", o->save, r->saved_epoch);
+	else if (o->save)
+		fprintf(stderr, " (checkpoint %s not written by this run)\n", o->save);
+	else
+		fputc('\n', stderr);
 }
 
 int rt_thread_count(const RtOptions *o)
@@ -97,7 +126,26 @@ static void count_correct(const RtModel *m, float **bufs, const int32_t *labels,
 		e->correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
 }
 
-/* One epoch of steps. Returns -1 (after the message) on a non-finite loss. */
+/* A checkpoint inside an epoch (--save-every, or a signal): never of a
+ * diverged state. */
+static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, long step)
+{
+	if (!rt_params_finite(r->m, r->bufs)) {
+		char what[80];
+		snprintf(what, sizeof what, "parameters are not finite at epoch %d step %ld", epoch + 1,
+		         step);
+		report_divergence(r, o, what);
+		return -1;
+	}
+	if (rt_checkpoint_save(o->save, r->m, r->bufs, epoch + 1, step) < 0)
+		return -1;
+	r->saved_epoch = epoch + 1;
+	r->saved_step = step;
+	return 0;
+}
+
+/* One epoch of steps. Returns -1 (after the message) on a non-finite loss.
+ * A stop request ends it after the step in progress (r->stopped). */
 static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool tty,
                        EpochTotals *e)
 {
@@ -111,19 +159,32 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		step++;
 		rt_dropout_masks(m, r->bufs, n, &r->dropout);
 		wtn_forward(r->bufs, n);
+		r->last_n = n;
 		float loss = wtn_loss(r->bufs, r->labels, n);
 		if (!isfinite(loss)) {
 			if (tty)
 				fputs("\r\033[K", stdout);
-			fflush(stdout);
-			fprintf(stderr, "wtn: non-finite loss at epoch %d step %d; stopping", epoch + 1, step);
-			if (o->save && epoch > 0)
-				fprintf(stderr, " (checkpoint %s keeps epoch %d)\n", o->save, epoch);
-			else if (o->save)
-				fprintf(stderr, " (checkpoint %s not written by this run)\n", o->save);
-			else
-				fputc('\n', stderr);
+			char what[80];
+			snprintf(what, sizeof what, "non-finite loss at epoch %d step %d", epoch + 1, step);
+			report_divergence(r, o, what);
 			return -1;
+		}
+		if (isnan(r->start_loss))
+			r->start_loss = loss;
+		/* A periodic save waits for this forward pass: the parameters it
+		 * saves have just given a finite, unexploded loss on a new batch. */
+		if (r->save_due) {
+			r->save_due = false;
+			if (rt_loss_exploded(loss, r->start_loss)) {
+				char what[120];
+				snprintf(what, sizeof what, "loss %.4g at epoch %d step %d, over %g times the "
+				         "first step's %.4g", loss, epoch + 1, step, RT_EXPLODE_FACTOR,
+				         r->start_loss);
+				report_divergence(r, o, what);
+				return -1;
+			}
+			if (save_mid_epoch(r, o, epoch, opt->step) < 0)
+				return -1;
 		}
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
@@ -132,6 +193,12 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
+		if (o->save_every && opt->step % o->save_every == 0)
+			r->save_due = true;
+		if (rt_stop_requested()) {
+			r->stopped = true;
+			break;
+		}
 		if (tty) {
 			double tnow = now_seconds();
 			if (tnow - last_draw > 0.1 || r->batcher.pos == r->data.train.n) {
@@ -144,6 +211,20 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	return 0;
 }
 
+/* The end of a run stopped by a signal; returns the exit status, 128 + N. */
+static int report_stop(Run *r, const RtOptions *o, int epoch, long step)
+{
+	int sig = rt_stop_requested();
+	fflush(stdout);
+	fprintf(stderr, "wtn: stopped by %s after step %ld (epoch %d)", sig == SIGINT ? "SIGINT"
+	        : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal", step, epoch + 1);
+	if (o->save)
+		fprintf(stderr, "; checkpoint %s holds it\n", o->save);
+	else
+		fprintf(stderr, "; nothing saved (no --save)\n");
+	return 128 + sig;
+}
+
 int rt_cmd_train(RtModel *m, const RtOptions *o)
 {
 	const RtTrain *t = &m->train;
@@ -151,10 +232,12 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	int status = 1;
 	if (run_open(&r, m, o) < 0)
 		goto out;
-	if (o->metrics && !(r.metrics = fopen(o->metrics, "w"))) {
-		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+	if (!(r.w0 = rt_weight_norms(m, r.bufs))) {
+		fprintf(stderr, "wtn: out of memory\n");
 		goto out;
 	}
+	/* From here a signal stops the run after its step, saving first. */
+	rt_signals_install(true);
 	int threads = rt_thread_count(o);
 	openblas_set_num_threads(threads);
 	r.pool = rt_pool_start(threads);
@@ -174,6 +257,14 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		double t0 = now_seconds();
 		if (train_epoch(&r, o, &opt, epoch, tty, &e) < 0)
 			goto out;
+		if (r.stopped) {
+			if (tty)
+				fputs("\r\033[K", stdout);
+			if (o->save && r.saved_step != opt.step && save_mid_epoch(&r, o, epoch, opt.step) < 0)
+				goto out;
+			status = report_stop(&r, o, epoch, opt.step);
+			goto out;
+		}
 		double elapsed = now_seconds() - t0;
 		RtEpochStats s = {.epoch = epoch + 1, .epochs = t->epochs, .lr = opt.lr,
 		                  .layers = r.stats};
@@ -181,17 +272,55 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		s.train_acc = 100.0 * e.correct / e.seen;
 		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
 		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
+		/* A diverged epoch is shown but neither saved nor written to the
+		 * metrics: the files keep the last good epoch. */
+		char what[160] = "";
+		if (rt_loss_exploded(s.train_loss, r.start_loss))
+			snprintf(what, sizeof what, "epoch %d diverged: train loss %.4g, over %g times "
+			         "the first step's %.4g", epoch + 1, s.train_loss, RT_EXPLODE_FACTOR,
+			         r.start_loss);
+		else if (!isfinite(s.test_loss))
+			snprintf(what, sizeof what, "epoch %d diverged: test loss %g", epoch + 1, s.test_loss);
+		else if (!rt_params_finite(m, r.bufs))
+			snprintf(what, sizeof what, "epoch %d diverged: parameters are not finite", epoch + 1);
+		if (what[0]) {
+			long tail = r.data.test.n % t->batch;
+			r.last_n = tail ? (int)tail : t->batch;   /* the last evaluated batch */
+			if (tty)
+				fputs("\r\033[K", stdout);
+			rt_layer_stats(m, r.bufs, r.stats);
+			for (int i = 0; i < m->nlayers; i++)
+				r.stats[i].delta = NAN;
+			rt_print_epoch(stdout, m, &s);
+			report_divergence(&r, o, what);
+			goto out;
+		}
 		rt_layer_stats(m, r.bufs, r.stats);
 		rt_probe_delta(r.probe, r.bufs, r.labels, r.stats);
 		if (tty)
 			fputs("\r\033[K", stdout);
 		rt_print_epoch(stdout, m, &s);
+		/* Opened at the first epoch's end: a run that fails before has
+		 * written nothing (and left an earlier file alone). */
+		if (o->metrics && !r.metrics && !(r.metrics = fopen(o->metrics, "w"))) {
+			fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+			goto out;
+		}
 		if (r.metrics && rt_write_metrics_json(r.metrics, m, &s) < 0) {
 			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
 			goto out;
 		}
-		if (o->save && rt_checkpoint_save(o->save, m, r.bufs, epoch + 1) < 0)
+		if (o->save && rt_checkpoint_save(o->save, m, r.bufs, epoch + 1, opt.step) < 0)
 			goto out;
+		if (o->save) {
+			r.saved_epoch = epoch + 1;
+			r.saved_step = 0;
+			r.save_due = false;   /* the epoch's checkpoint covers it */
+		}
+		if (rt_stop_requested()) {   /* during the evaluation or the save */
+			status = report_stop(&r, o, epoch, opt.step);
+			goto out;
+		}
 	}
 	status = 0;
 out:

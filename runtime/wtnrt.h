@@ -215,7 +215,8 @@ void rt_json_free(RtJson *j);
 const RtJson *rt_json_get(const RtJson *obj, const char *key);
 
 /* ---- checkpoint.c: safetensors ---- */
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch);
+/* epoch and step (optimiser steps so far) go into the metadata. */
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step);
 int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs);
 
 /* ---- train.c: the commands ---- */
@@ -227,6 +228,7 @@ typedef struct RtOptions {
 	int max_batch;         /* the compiled batch: buffers hold this many samples */
 	bool no_shuffle;
 	long steps;            /* --steps: mirror steps, or a limit on training steps */
+	long save_every;       /* --save-every: also save after every N steps (0: no) */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);
@@ -236,6 +238,42 @@ int rt_cmd_info(const RtModel *m, FILE *out);
 int rt_thread_count(const RtOptions *o);
 /* The buffers' batch capacity: compiled batch, train batch, mirror batches. */
 int rt_max_batch(const RtModel *m, const RtOptions *o);
+/* files.c: --save and --metrics of the command, checked before any work. */
+int rt_check_outputs(const RtOptions *o);
+
+/* ---- diverge.c: divergence, and the layer that blew up ---- */
+/* |W| of every layer (0 without W); NULL when out of memory. */
+double *rt_weight_norms(const RtModel *m, float **bufs);
+bool rt_params_finite(const RtModel *m, float **bufs);
+/* A loss that is not finite or far above the run's first step's `start`:
+ * over RT_EXPLODE_FACTOR times it (or times 0.01, whichever is larger). */
+#define RT_EXPLODE_FACTOR 10.0
+bool rt_loss_exploded(double loss, double start);
+/* Names the first layer whose weights, output (of the last n samples run)
+ * or errors are not finite, else the one whose |W| grew most from w0. */
+void rt_blame(const RtModel *m, float **bufs, int n, const double *w0, char *out, size_t len);
+
+/* ---- files.c: inputs, outputs and signals ---- */
+#include <sys/types.h>
+struct stat;
+/* "a directory", "a FIFO", "a device", ...: for messages. */
+const char *rt_file_kind(mode_t mode);
+/* Opens a file for reading without blocking on a FIFO. Returns the fd, -1
+ * (errno set) if it cannot be opened, -2 if it is not a regular file (st
+ * says what it is). */
+int rt_open_regular(const char *path, struct stat *st);
+/* Reads n bytes at offset; returns the count read (short at the end of the
+ * file) or -1. */
+long rt_read_at(int fd, void *buf, long n, long offset);
+/* Before any work: path is a writable regular file or a new name in a
+ * writable directory. Prints "wtn: OPTION PATH: problem" and returns -1
+ * otherwise. */
+int rt_check_output(const char *path, const char *option);
+/* SIGINT, SIGTERM and SIGHUP remove a save's temporary file before the
+ * process dies; with defer, the first one only sets rt_stop_requested. */
+void rt_signals_install(bool defer);
+int rt_stop_requested(void);          /* the signal number, 0 if none */
+void rt_tmp_register(char *path);     /* NULL: no save in progress */
 
 /* ---- blas.c: OpenBLAS's kernels and idle policy ---- */
 /* Picks OpenBLAS's AVX-512 kernels where it misses them and a short idle

@@ -4,7 +4,7 @@
 # NAME.args, if present, holds extra command-line words, one per line.
 # The example program must compile cleanly.
 cd "$(dirname "$0")/.." || exit 1
-wtnc=build/wtnc
+wtnc=${WTNC:-build/wtnc}
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 fail=0
