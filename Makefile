@@ -31,22 +31,23 @@ $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 
 # The compiler knows where the runtime it links against was built; WTN_HOME
 # overrides it for an installed tree.
-$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
+$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h runtime/wtn_version.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
 	  -DWTN_BUILD_DIR='"$(abspath $(B))"' -DWTN_RUNTIME_INCLUDE='"$(abspath runtime)"' -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
+$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(B)/wtnc: $(COMPILER_OBJ)
-	$(CC) -o $@ $^ $(LLVM_LIBS)
+# The sweep report reads metrics files with the runtime's JSON parser.
+$(B)/wtnc: $(COMPILER_OBJ) $(B)/runtime/json.o
+	$(CC) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h
+$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 test: all

@@ -1,6 +1,7 @@
 /* main.c: the wtnc driver. Reads a .wtn file, runs the phases in order and
  * links the generated kernels with the runtime into a training binary. */
 #include "wtnc.h"
+#include "wtn_version.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: wtnc [options] FILE.wtn\n"
+		"       wtnc sweep FILE.wtn [axes] [options]   (see 'wtnc sweep --help')\n"
 		"Compiles a wtn network into a native training binary.\n\n"
 		"  -o FILE                 output file (default: the input's name without .wtn)\n"
 		"  -c                      stop after writing the object file\n"
@@ -37,6 +39,7 @@ static void usage(FILE *out)
 		"  --target-cpu CPU        generate code for CPU (default: this machine's)\n"
 		"  -O0 .. -O3              optimisation level (default -O3)\n"
 		"  --cc CC                 C compiler used to link (default: $CC or cc)\n"
+		"  --version               wtn's version\n"
 		"  -h, --help              this text\n");
 }
 
@@ -66,6 +69,9 @@ static Options parse_args(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "--version")) {
+			printf("wtnc (wtn) %s\n", WTN_VERSION);
 			exit(0);
 		} else if (!strcmp(a, "-o")) {
 			o.output = need_arg(argc, argv, &i);
@@ -170,6 +176,8 @@ static int link_binary(const Options *o, const char *object, const char *output)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "sweep"))
+		return sweep_main(argc - 1, argv + 1);
 	Options o = parse_args(argc, argv);
 	SrcFile *file = diag_read_file(o.input);
 	if (!file)

@@ -289,4 +289,10 @@ typedef struct CodegenOpts {
 int codegen(const IRNetwork *net, const CodegenOpts *opts,
             const char *out_path, bool emit_llvm);
 
+/* ---- sweep.c and sweep_report.c: `wtnc sweep` ---- */
+/* argv[0] is "sweep". Returns the exit status. */
+int sweep_main(int argc, char **argv);
+/* Tables, plots and index.html of a sweep directory; 0 or 1. */
+int sweep_report(const char *out);
+
 #endif
