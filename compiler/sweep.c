@@ -37,14 +37,14 @@ typedef struct Axis {
 } Axis;
 
 typedef struct Sweep {
-	const char *input, *out, *cache, *data, *target_cpu;
+	const char *input, *out, *cache, *data, *target_cpu, *name;
 	Axis axes[MAX_AXES];
 	int naxes;
 	long seeds[MAX_SEEDS];
 	int nseeds;
 	long epochs, steps, log_every;
 	int jobs, threads, opt_level;
-	bool dry_run;
+	bool dry_run, report_only;
 } Sweep;
 
 static void sweep_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -101,7 +101,10 @@ static void usage(FILE *out)
 		"                             jobs x threads must not exceed the CPUs\n"
 		"  --log-every N              step records every N steps (default 20)\n"
 		"  --cache DIR                compiled networks (default: DIR/bin)\n"
+		"  --name NAME                the configuration's name when no axis has\n"
+		"                             two values (default: base)\n"
 		"  --dry-run                  list the networks and runs, run nothing\n"
+		"  --report                   only rewrite the report of -o DIR from its runs\n"
 		"  --target-cpu CPU, -O0..-O3 passed to the compiler\n"
 		"A sweep run again in the same directory compiles and trains only what is\n"
 		"missing: finished runs are kept, interrupted ones are run again.\n");
@@ -191,6 +194,8 @@ static Sweep parse_sweep_args(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
 			s.out = VALUE();
+		} else if (!strcmp(a, "--name")) {
+			s.name = VALUE();
 		} else if (!strcmp(a, "--cache")) {
 			s.cache = VALUE();
 		} else if (!strcmp(a, "--data")) {
@@ -207,6 +212,8 @@ static Sweep parse_sweep_args(int argc, char **argv)
 			s.threads = (int)parse_count(a, VALUE(), 1, 64);
 		} else if (!strcmp(a, "--target-cpu")) {
 			s.target_cpu = VALUE();
+		} else if (!strcmp(a, "--report")) {
+			s.report_only = true;
 		} else if (!strcmp(a, "--dry-run")) {
 			s.dry_run = true;
 		} else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
@@ -219,6 +226,11 @@ static Sweep parse_sweep_args(int argc, char **argv)
 			s.input = a;
 		}
 #undef VALUE
+	}
+	if (s.report_only) {
+		if (!s.out)
+			sweep_die("--report needs -o DIR, the sweep's directory");
+		return s;
 	}
 	if (!s.input)
 		sweep_die("no network file (run 'wtnc sweep --help')");
@@ -515,7 +527,7 @@ static int make_configs(const Sweep *s, Config *cfgs)
 			if (s->axes[a].n > 1)
 				len += snprintf(name + len, sizeof name - len, "%s%s", len ? " " : "", v);
 		}
-		c->name = strdup(len ? name : "base");
+		c->name = strdup(len ? name : s->name ? s->name : "base");
 		c->dir = dir_name(c->name, cfgs, n);
 		n++;
 		int a = s->naxes - 1;
@@ -530,6 +542,7 @@ typedef struct Run {
 	int config;
 	long seed;
 	char *metrics, *part, *log;
+	char *keyfile, *key;   /* what the run is: network hash and arguments */
 	pid_t pid;
 	double started;
 	enum { RUN_TODO, RUN_DONE_BEFORE, RUN_RUNNING, RUN_DONE, RUN_FAILED } state;
@@ -575,6 +588,52 @@ static char **run_argv(const Sweep *s, const Config *c, const Net *n, const Run 
 	}
 	argv[k] = NULL;
 	return argv;
+}
+
+/* The identity of a run: its network and every argument but where its
+ * metrics go and how many threads it uses. A finished run counts only
+ * while its key file holds the same key. */
+static char *run_key(const Sweep *s, const Config *c, const Net *n, const Run *r)
+{
+	char **argv = run_argv(s, c, n, r);
+	size_t len = strlen(n->hash) + 2;
+	for (int i = 1; argv[i]; i++)
+		len += strlen(argv[i]) + 1;
+	char *key = xmalloc(len);
+	strcpy(key, n->hash);
+	for (int i = 1; argv[i]; i++) {
+		if (!strcmp(argv[i], "--metrics") || !strcmp(argv[i], "--threads")) {
+			i++;
+			continue;
+		}
+		strcat(key, " ");
+		strcat(key, argv[i]);
+	}
+	free(argv);
+	return key;
+}
+
+static bool key_matches(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	char line[8192];
+	bool same = fgets(line, sizeof line, f) && (line[strcspn(line, "\n")] = '\0', !strcmp(line, key));
+	fclose(f);
+	return same;
+}
+
+static void write_key(const Run *r, double seconds)
+{
+	FILE *f = fopen(r->keyfile, "w");
+	if (!f)
+		sweep_die("cannot write %s: %s", r->keyfile, strerror(errno));
+	fprintf(f, "%s\n", r->key);
+	if (seconds >= 0)
+		fprintf(f, "seconds %.1f\n", seconds);
+	if (fclose(f) != 0)
+		sweep_die("cannot write %s", r->keyfile);
 }
 
 /* The run-time settings must be valid before anything trains: the binary
@@ -664,6 +723,8 @@ static void stop_all(Run *runs, int nruns)
 int sweep_main(int argc, char **argv)
 {
 	Sweep s = parse_sweep_args(argc, argv);
+	if (s.report_only)
+		return sweep_report(s.out);
 	ssize_t len = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
 	if (len <= 0)
 		sweep_die("cannot find this wtnc (/proc/self/exe)");
@@ -689,7 +750,7 @@ int sweep_main(int argc, char **argv)
 		}
 		cfgs[i].net = k;
 	}
-	int nruns = ncfg * s.nseeds, todo = 0, cached = 0;
+	int nruns = ncfg * s.nseeds, todo = 0, cached = 0, stale = 0;
 	Run *runs = xmalloc(sizeof *runs * nruns);
 	for (int i = 0; i < ncfg; i++)
 		for (int k = 0; k < s.nseeds; k++) {
@@ -699,11 +760,18 @@ int sweep_main(int argc, char **argv)
 			r->metrics = xasprintf("%s/%s/seed%ld.jsonl", s.out, cfgs[i].dir, r->seed);
 			r->part = xasprintf("%s.part", r->metrics);
 			r->log = xasprintf("%s/%s/seed%ld.log", s.out, cfgs[i].dir, r->seed);
-			r->state = is_file(r->metrics) ? RUN_DONE_BEFORE : RUN_TODO;
+			r->keyfile = xasprintf("%s/%s/seed%ld.key", s.out, cfgs[i].dir, r->seed);
+			r->key = run_key(&s, &cfgs[i], &nets[cfgs[i].net], r);
+			r->state = is_file(r->metrics) && key_matches(r->keyfile, r->key) ? RUN_DONE_BEFORE
+			           : RUN_TODO;
+			stale += r->state == RUN_TODO && is_file(r->metrics);
 			todo += r->state == RUN_TODO;
 		}
 	for (int k = 0; k < nnets; k++)
 		cached += nets[k].cached;
+	if (stale)
+		fprintf(stderr, "wtnc sweep: %d finished runs were made with another network or other "
+		        "settings: they run again\n", stale);
 	fprintf(stderr, "wtnc sweep: %s: %d configurations x %d seeds = %d runs (%d done before, "
 	        "%d to run); %d networks (%d compiled before); %d jobs x %d threads\n", s.input, ncfg,
 	        s.nseeds, nruns, nruns - todo, todo, nnets, cached, s.jobs, s.threads);
@@ -740,6 +808,8 @@ int sweep_main(int argc, char **argv)
 			if (r->state != RUN_TODO)
 				continue;
 			unlink(r->part);
+			unlink(r->metrics);   /* a stale result must not outlive its key */
+			write_key(r, -1);
 			char **av = run_argv(&s, &cfgs[r->config], &nets[cfgs[r->config].net], r);
 			r->pid = start(av, r->log, -1);
 			free(av);
@@ -768,6 +838,7 @@ int sweep_main(int argc, char **argv)
 		bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 		if (ok && rename(r->part, r->metrics) == 0) {
 			r->state = RUN_DONE;
+			write_key(r, secs);
 			unlink(r->log);
 			char acc[32];
 			fprintf(stderr, "wtnc sweep: [%d/%d] %s seed %ld: test acc %s in %.1fs\n", finished,

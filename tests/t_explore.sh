@@ -168,6 +168,7 @@ if sweep >"$T/s1" 2>&1; then
 		[ -s "$S/$f" ] || bad "sweep wrote no $f"
 	done
 	has "$S/results.md" "| out=fa lr=0.1 | bp fa | 2 of 2 |"
+	[ "$(grep -c '^{"step":' "$S/runs/out=bp_lr=0.1/seed1.jsonl")" = 2 ] || bad "sweep: want 2 step records (40 steps, logged every 20)"
 	has "$S/results.csv" '"out=bp lr=0.05","bp","bp",2,2,'
 	has "$S/index.html" '<img src="accuracy.svg"'
 	has "$S/accuracy.svg" "out=fa lr=0.05"
@@ -178,6 +179,13 @@ if sweep >"$T/s1" 2>&1; then
 	grep -q "compiling" "$T/s2" && bad "the rerun compiled: $(cat "$T/s2")"
 	ls -l --time-style=+%s.%N "$S/bin" "$S/runs"/*/ | grep -v 'results\|svg\|html\|plan' >"$T/after"
 	grep -v 'results\|svg\|html\|plan' "$T/before" | cmp -s - "$T/after" || bad "the rerun changed binaries or runs"
+	# Other settings in the same directory: the finished runs are stale.
+	sweep --steps 10 >"$T/s3" 2>&1 || bad "sweep with other settings failed: $(cat "$T/s3")"
+	has "$T/s3" "8 finished runs were made with another network or other settings: they run again"
+	# 40 steps logged every 20 gave two step records; 10 steps give none.
+	[ "$(grep -c '^{"step":' "$S/runs/out=bp_lr=0.1/seed1.jsonl")" = 0 ] &&
+		grep -q -- "--steps 10$" "$S/runs/out=bp_lr=0.1/seed1.key" || bad "the stale run was not redone with --steps 10"
+	$WTNC sweep --report -o "$S" >"$T/s4" 2>&1 && has "$T/s4" "wrote $S/index.html"
 else
 	bad "sweep failed: $(cat "$T/s1")"
 fi
