@@ -184,7 +184,7 @@ if sweep >"$T/s1" 2>&1; then
 	has "$T/s3" "8 finished runs were made with another network or other settings: they run again"
 	# 40 steps logged every 20 gave two step records; 10 steps give none.
 	[ "$(grep -c '^{"step":' "$S/runs/out=bp_lr=0.1/seed1.jsonl")" = 0 ] &&
-		grep -q -- "--steps 10$" "$S/runs/out=bp_lr=0.1/seed1.key" || bad "the stale run was not redone with --steps 10"
+		grep -q -- " --steps 10 " "$S/runs/out=bp_lr=0.1/seed1.key" || bad "the stale run was not redone with --steps 10"
 	$WTNC sweep --report -o "$S" >"$T/s4" 2>&1 && has "$T/s4" "wrote $S/index.html"
 else
 	bad "sweep failed: $(cat "$T/s1")"
