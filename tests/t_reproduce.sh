@@ -5,6 +5,7 @@
 cd "$(dirname "$0")/.." || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export REPRO_SWEEPS="$tmp/sweeps"   # the sweeps of the runs below stay in $tmp
 fx=tests/reproduce
 fails=0
 work_dirs=$(ls -d build/repro.* 2>/dev/null | wc -l)   # other runs' work directories
