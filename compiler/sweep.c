@@ -107,7 +107,8 @@ static void usage(FILE *out)
 		"  --report                   only rewrite the report of -o DIR from its runs\n"
 		"  --target-cpu CPU, -O0..-O3 passed to the compiler\n"
 		"A sweep run again in the same directory compiles and trains only what is\n"
-		"missing: finished runs are kept, interrupted ones are run again.\n");
+		"missing: finished runs of the same network and arguments are kept;\n"
+		"interrupted runs, and runs of another network or settings, run again.\n");
 }
 
 static long parse_count(const char *opt, const char *s, long lo, long hi)
