@@ -225,6 +225,21 @@ static int apply_train(RtModel *m, const Setting *s, const char *assignment, con
 	return 0;
 }
 
+/* The model's layers may be constant data: rule arguments change in a
+ * copy, made once, that the model then points to. */
+static RtLayer *writable_layers(RtModel *m)
+{
+	static RtLayer *copy;
+	if (!copy) {
+		copy = malloc(sizeof *copy * (m->nlayers ? m->nlayers : 1));
+		if (!copy)
+			return NULL;
+		memcpy(copy, m->layers, sizeof *copy * m->nlayers);
+		m->layers = copy;
+	}
+	return copy;
+}
+
 /* PATTERN.ARG: every layer whose name matches and whose rule has ARG. */
 static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, const char *val)
 {
@@ -234,8 +249,11 @@ static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, c
 	const char *arg = dot + 1;
 	double v;
 	int matched = 0, applied = 0;
+	RtLayer *layers = writable_layers(m);
+	if (!layers)
+		return set_error(assignment, "out of memory");
 	for (int i = 0; i < m->nlayers; i++) {
-		RtLayer *l = &m->layers[i];
+		RtLayer *l = &layers[i];
 		if (!rt_layer_has_rule(l) || fnmatch(pattern, l->name, 0) != 0)
 			continue;
 		matched++;
