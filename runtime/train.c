@@ -96,9 +96,31 @@ typedef struct RunClock {
 	long log_samples;
 } RunClock;
 
+/* The metrics file, opened at its first record, which is the run's
+ * configuration (so a run that fails before its first record writes
+ * nothing). NULL after a message when it cannot be written. */
+static FILE *metrics_out(Run *r, const RtOptions *o)
+{
+	if (r->metrics)
+		return r->metrics;
+	if (!(r->metrics = fopen(o->metrics, "w"))) {
+		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+		return NULL;
+	}
+	if (rt_config_current() &&
+	    (fprintf(r->metrics, "{\"config\":%s}\n", rt_config_current()) < 0 ||
+	     fflush(r->metrics) != 0)) {
+		fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
+		return NULL;
+	}
+	return r->metrics;
+}
+
 static int write_step_record(Run *r, const RtOptions *o, const RtOptim *opt, int epoch,
                              RunClock *c)
 {
+	if (!metrics_out(r, o))
+		return -1;
 	double tnow = now_seconds(), secs = tnow - c->log_start;
 	fprintf(r->metrics, "{\"step\":%ld,\"in_epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,"
 	        "\"samples_per_sec\":%.9g}\n", opt->step, epoch + 1,
@@ -151,7 +173,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		clock->samples += n;
 		clock->log_samples += n;
 		clock->log_loss += (double)loss * n;
-		if (r->metrics && o->log_every && opt->step % o->log_every == 0 &&
+		if (o->metrics && o->log_every && opt->step % o->log_every == 0 &&
 		    write_step_record(r, o, opt, epoch, clock) < 0)
 			return -1;
 		if (tty) {
@@ -175,10 +197,6 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	int status = 1;
 	if (run_open(&r, m, o) < 0)
 		goto out;
-	if (o->metrics && !(r.metrics = fopen(o->metrics, "w"))) {
-		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
-		goto out;
-	}
 	int threads = rt_thread_count(o);
 	openblas_set_num_threads(threads);
 	r.pool = rt_pool_start(threads);
@@ -192,12 +210,6 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
 	rt_config_set_current(rt_config_json(m, o, r.data.source));
-	if (r.metrics && rt_config_current() &&
-	    (fprintf(r.metrics, "{\"config\":%s}\n", rt_config_current()) < 0 ||
-	     fflush(r.metrics) != 0)) {
-		fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
-		goto out;
-	}
 	bool tty = isatty(STDOUT_FILENO) && !o->quiet;
 	RunClock clock = {.start = now_seconds(), .total = (long)t->epochs * r.data.train.n};
 	if (o->steps && o->steps * t->batch < clock.total)
@@ -229,6 +241,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 			rt_print_epoch(stdout, m, &s);
 		if (!o->quiet && o->layer_table)
 			rt_print_layer_table(stdout, m, &s);
+		if (o->metrics && !metrics_out(&r, o))
+			goto out;
 		if (r.metrics && rt_write_metrics_json(r.metrics, m, &s) < 0) {
 			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
 			goto out;
