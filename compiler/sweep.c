@@ -13,6 +13,7 @@
 #include "wtn_version.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -841,10 +842,15 @@ int sweep_main(int argc, char **argv)
 			r->state = RUN_DONE;
 			write_key(r, secs);
 			unlink(r->log);
-			char acc[32];
-			fprintf(stderr, "wtnc sweep: [%d/%d] %s seed %ld: test acc %s in %.1fs\n", finished,
+			char acc[32], left[48] = "";
+			/* The rate so far, jobs running side by side. */
+			double rest = (now_seconds() - t0) / finished * (todo - finished);
+			if (finished < todo)
+				snprintf(left, sizeof left, " (about %.0fm%02.0fs left)", floor(rest / 60),
+				         fmod(rest, 60));
+			fprintf(stderr, "wtnc sweep: [%d/%d] %s seed %ld: test acc %s in %.1fs%s\n", finished,
 			        todo, cfgs[r->config].name, r->seed, last_test_acc(r->metrics, acc, sizeof acc),
-			        secs);
+			        secs, left);
 		} else if (!stop_signal) {
 			r->state = RUN_FAILED;
 			failed++;

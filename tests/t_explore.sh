@@ -122,6 +122,13 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 	"$T/tiny" --threads 1 --epochs 1 --layers >"$T/out" 2>&1
 	grep -q '^  layer  *rule  *angle (deg)  *|B|/|W|  *delta (deg)$' "$T/out" &&
 		grep -q '^  out  *fa  *[0-9.]*  *[0-9.]*  *0.00$' "$T/out" || bad "--layers table: $(cat "$T/out")"
+	# On a terminal (script(1) gives one): the bar with an ETA, then the evaluation.
+	if command -v script >/dev/null 2>&1; then
+		script -qfc "$T/tiny --threads 1 --epochs 1" /dev/null >"$T/tty" 2>&1 </dev/null
+		grep -q 'epoch 1/1 \[#*\.*\] *[0-9]*%  loss [0-9.]* acc [0-9.]*%  eta [0-9]*:[0-9][0-9]' "$T/tty" &&
+			grep -q 'epoch 1/1 evaluating on 512 test samples\.\.\.' "$T/tty" ||
+			bad "the progress bar lacks an ETA or the evaluation: $(tr '\r' '\n' <"$T/tty" | head -5)"
+	fi
 	"$T/tiny" --threads 1 --epochs 1 --log-every 10 --metrics "$T/log.jsonl" >/dev/null 2>&1
 	[ "$(grep -c '^{"step":[0-9]*0,"in_epoch":1,"loss":[0-9.e+-]*,"lr":0.05,"samples_per_sec":' "$T/log.jsonl")" = 6 ] ||
 		bad "--log-every 10 over 64 steps: want 6 step records: $(head -c 600 "$T/log.jsonl")"
