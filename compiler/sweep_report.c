@@ -352,6 +352,17 @@ static bool layer_has(const Report *R, int metric, int layer)
 	return false;
 }
 
+static bool always_zero(const Report *R, int metric, int layer)
+{
+	for (int i = 0; i < R->ncfg; i++)
+		for (int e = 0; e < R->max_epoch; e++) {
+			Stat st = cfg_stat(&R->cfgs[i], metric, layer, e);
+			if (st.n && (st.lo != 0 || st.hi != 0))
+				return false;
+		}
+	return true;
+}
+
 /* Per-layer columns in the Markdown table up to this many layers; beyond,
  * the mean and worst (CSV always has every layer). */
 enum { TABLE_MAX_LAYERS = 6 };
@@ -700,16 +711,18 @@ static int write_plot(const Report *R, PlotKind kind, const char *file, const ch
 {
 	int panels[MAX_LAYERS], np = 0;
 	if (kind == PLOT_ANGLE || kind == PLOT_DELTA) {
+		/* The output layer's delta angle is 0 by definition: no panel. */
 		for (int k = 0; k < R->nlayers; k++)
-			if (layer_has(R, kind == PLOT_ANGLE ? M_ANGLE : M_DELTA, k))
+			if (layer_has(R, kind == PLOT_ANGLE ? M_ANGLE : M_DELTA, k) &&
+			    (kind == PLOT_ANGLE || !always_zero(R, M_DELTA, k)))
 				panels[np++] = k;
 	} else
 		panels[np++] = 0;
 	if (!np)
 		return 0;
 	int cols = np < 4 ? np : 4, rows = (np + cols - 1) / cols;
-	int legend_h = 30 + (R->ncfg + 1) * LEG_ROW;
-	int panels_h = rows * (PH + MT + MB + GAP);
+	int legend_h = MT + (R->ncfg + 1) * LEG_ROW + 10;
+	int panels_h = rows * (PH + MT + MB + GAP) - GAP + 10;
 	int w = ML + cols * (PW + ML + GAP) + LEG_W, h = 50 + (panels_h > legend_h ? panels_h : legend_h);
 	char path[4200];
 	snprintf(path, sizeof path, "%s/%s", R->out, file);
