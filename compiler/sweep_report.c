@@ -191,6 +191,8 @@ static int read_plan(Report *R)
 			R->network = strdup(p ? p : "");
 		else if (!strcmp(kind, "axis")) {
 			char *what = next_field(&p);
+			if (!what)
+				continue;
 			int n = 0;
 			while (next_field(&p))
 				n++;
@@ -200,11 +202,14 @@ static int read_plan(Report *R)
 				feedback_axes++;
 			}
 		} else if (!strcmp(kind, "config")) {
+			char *name = next_field(&p), *dir = next_field(&p);
+			if (!name || !dir)
+				continue;   /* a damaged line: the runs it names are left out */
 			R->cfgs = grow(R->cfgs, sizeof *R->cfgs * (R->ncfg + 1));
 			Cfg *c = &R->cfgs[R->ncfg++];
 			memset(c, 0, sizeof *c);
-			c->name = strdup(next_field(&p));
-			c->dir = strdup(next_field(&p));
+			c->name = strdup(name);
+			c->dir = strdup(dir);
 			char *over;
 			for (int k = 0; (over = next_field(&p)); k++)
 				if (k == R->colour_axis)
@@ -212,7 +217,8 @@ static int read_plan(Report *R)
 			if (!c->colour_key)
 				c->colour_key = strdup(c->name);
 		} else if (!strcmp(kind, "run")) {
-			Cfg *c = find_cfg(R, next_field(&p));
+			char *name = next_field(&p);
+			Cfg *c = name ? find_cfg(R, name) : NULL;
 			char *seed = next_field(&p), *file = next_field(&p);
 			if (!c || !seed || !file)
 				continue;
