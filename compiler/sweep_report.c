@@ -373,12 +373,29 @@ static bool always_zero(const Report *R, int metric, int layer)
  * the mean and worst (CSV always has every layer). */
 enum { TABLE_MAX_LAYERS = 6 };
 
+/* The rule of every layer in order, or with many layers each rule's count
+ * ("bp×15 kp×7"; the CSV has every layer). */
 static void rules_text(const Report *R, const Cfg *c, char *buf, size_t len)
 {
 	size_t n = 0;
 	buf[0] = '\0';
-	for (int k = 0; k < R->nlayers && n < len; k++)
-		n += snprintf(buf + n, len - n, "%s%s", k ? " " : "", c->rules[k] ? c->rules[k] : "?");
+	if (R->nlayers <= TABLE_MAX_LAYERS) {
+		for (int k = 0; k < R->nlayers && n < len; k++)
+			n += snprintf(buf + n, len - n, "%s%s", k ? " " : "", c->rules[k] ? c->rules[k] : "?");
+		return;
+	}
+	for (int k = 0; k < R->nlayers && n < len; k++) {
+		const char *r = c->rules[k] ? c->rules[k] : "?";
+		bool seen = false;
+		for (int j = 0; j < k; j++)
+			seen |= !strcmp(c->rules[j] ? c->rules[j] : "?", r);
+		if (seen)
+			continue;
+		int count = 0;
+		for (int j = k; j < R->nlayers; j++)
+			count += !strcmp(c->rules[j] ? c->rules[j] : "?", r);
+		n += snprintf(buf + n, len - n, "%s%s×%d", n ? " " : "", r, count);
+	}
 }
 
 static void write_markdown_table(FILE *f, const Report *R, bool html)
@@ -387,10 +404,15 @@ static void write_markdown_table(FILE *f, const Report *R, bool html)
 	const char *row0 = html ? "<tr><th>" : "| ", *sep = html ? "</th><th>" : " | ",
 	           *end0 = html ? "</th></tr>\n" : " |\n";
 	fprintf(f, "%s", html ? "<table>\n" : "");
-	fprintf(f, "%sconfiguration%srules (", row0, sep);
-	for (int k = 0; k < R->nlayers; k++)
-		fprintf(f, "%s%s", k ? " " : "", R->layers[k]);
-	fprintf(f, ")%sseeds%sfinal test acc %%%sbest test acc %%", sep, sep, sep);
+	fprintf(f, "%sconfiguration%srules", row0, sep);
+	if (per_layer) {
+		fprintf(f, " (");
+		for (int k = 0; k < R->nlayers; k++)
+			fprintf(f, "%s%s", k ? " " : "", R->layers[k]);
+		fprintf(f, ")");
+	} else
+		fprintf(f, " (%d layers)", R->nlayers);
+	fprintf(f, "%sseeds%sfinal test acc %%%sbest test acc %%", sep, sep, sep);
 	if (per_layer) {
 		for (int k = 0; k < R->nlayers; k++)
 			if (layer_has(R, M_ANGLE, k))
