@@ -34,23 +34,24 @@ $(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
 # overrides it for an installed tree) and links binaries with the compiler,
 # the sanitizer flags and the LDFLAGS the runtime was built with.
 WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS)) $(LDFLAGS))
-$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h $(B)/grammar/parser.h
+$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h runtime/wtn_version.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
 	  -DWTN_BUILD_DIR='"$(abspath $(B))"' \
 	  -DWTN_LINK_CC='"$(WTN_LINK_CC)"' -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
+$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(B)/wtnc: $(COMPILER_OBJ)
+# The sweep report reads metrics files with the runtime's JSON parser.
+$(B)/wtnc: $(COMPILER_OBJ) $(B)/runtime/json.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h
+$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 test: all
@@ -72,9 +73,9 @@ fuzz:
 
 fuzzers: $(FUZZERS:%=$(B)/fuzz_%)
 
-FRONT_END_OBJ := $(filter-out $(B)/compiler/main.o $(B)/compiler/codegen.o,$(COMPILER_OBJ))
+FRONT_END_OBJ := $(filter-out $(B)/compiler/main.o $(B)/compiler/codegen.o $(B)/compiler/sweep.o $(B)/compiler/sweep_report.o,$(COMPILER_OBJ))
 $(B)/fuzz_frontend: fuzz/frontend.c $(FRONT_END_OBJ)
-	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -fsanitize=fuzzer -o $@ $^ -lm
+	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LLVM_LIBS) -lm
 
 $(B)/fuzz_idx $(B)/fuzz_cifar: $(B)/fuzz_%: fuzz/%.c fuzz/memfile.h $(B)/libwtnrt.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libwtnrt.a $(RT_LIBS)

@@ -1,6 +1,7 @@
 /* main.c: the wtnc driver. Reads a .wtn file, runs the phases in order and
  * links the generated kernels with the runtime into a training binary. */
 #include "wtnc.h"
+#include "wtn_version.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: wtnc [options] FILE.wtn\n"
+		"       wtnc sweep FILE.wtn [axes] [options]   (see 'wtnc sweep --help')\n"
 		"Compiles a wtn network into a native training binary.\n\n"
 		"  -o FILE                 output file (default: the input's name without .wtn)\n"
 		"  -c                      stop after writing the object file\n"
@@ -42,6 +44,7 @@ static void usage(FILE *out)
 		"  -O0 .. -O3              optimisation level (default -O3)\n"
 		"  --cc CC                 C compiler used to link (default: $CC, else the\n"
 		"                          one wtnc was built with)\n"
+		"  --version               wtn's version\n"
 		"  -h, --help              this text\n");
 }
 
@@ -71,6 +74,9 @@ static Options parse_args(int argc, char **argv)
 		const char *a = argv[i];
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
+			exit(0);
+		} else if (!strcmp(a, "--version")) {
+			printf("wtnc (wtn) %s\n", WTN_VERSION);
 			exit(0);
 		} else if (!strcmp(a, "-o")) {
 			o.output = need_arg(argc, argv, &i);
@@ -251,6 +257,8 @@ static const char *output_path(const Options *o)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "sweep"))
+		return sweep_main(argc - 1, argv + 1);
 	Options o = parse_args(argc, argv);
 	const char *out = output_path(&o);
 	if (out && !o.output && !strcmp(out, o.input)) {

@@ -270,4 +270,10 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts,
 /* Whether LLVM knows `cpu` as a processor of this machine's target. */
 bool codegen_cpu_known(const char *cpu);
 
+/* ---- sweep.c and sweep_report.c: `wtnc sweep` ---- */
+/* argv[0] is "sweep". Returns the exit status. */
+int sweep_main(int argc, char **argv);
+/* Tables, plots and index.html of a sweep directory; 0 or 1. */
+int sweep_report(const char *out);
+
 #endif

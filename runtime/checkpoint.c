@@ -119,7 +119,13 @@ static Text build_header(const RtModel *m, int epoch, long step)
 	}
 	text_add(&t, "\"__metadata__\":{\"format\":\"pt\",\"producer\":\"wtn\",\"network\":");
 	text_add_json_string(&t, m->name);
-	text_add(&t, ",\"epoch\":\"%d\",\"step\":\"%ld\"}}", epoch, step);
+	text_add(&t, ",\"epoch\":\"%d\",\"step\":\"%ld\"", epoch, step);
+	/* The run's whole configuration, as safetensors metadata: a string. */
+	if (rt_config_current()) {
+		text_add(&t, ",\"wtn_config\":");
+		text_add_json_string(&t, rt_config_current());
+	}
+	text_add(&t, "}}");
 	/* Pad with spaces so the data starts 8-byte aligned. */
 	while (t.len % 8)
 		text_add(&t, " ");

@@ -3,13 +3,28 @@
 #include <string.h>
 #include "wtnrt.h"
 
-static void print_rule(FILE *out, const RtLayer *l)
+
+/* The rule with its arguments as they act (kp's default decay is the
+ * optimiser's weight decay, and says so). */
+static void format_rule(char *out, size_t len, const RtModel *m, const RtLayer *l)
 {
-	fprintf(out, "%s", l->rule);
-	for (int i = 0; i < l->nargs; i++)
-		fprintf(out, "%s%s=%g", i ? ", " : "(", l->arg_name[i], l->arg[i]);
-	if (l->nargs)
-		fputc(')', out);
+	size_t n = snprintf(out, len, "%s", l->rule);
+	for (int i = 0; i < l->nargs && n < len; i++) {
+		double v = rt_rule_arg_in_force(m, l, i);
+		n += snprintf(out + n, len - n, "%s%s=%g%s", i ? ", " : "(", l->arg_name[i], v,
+		              v != l->arg[i] ? " (weight_decay)" : "");
+	}
+	if (l->nargs && n < len)
+		snprintf(out + n, len - n, ")");
+}
+
+/* The rule column: the rule where a layer has one (batchnorm: bp). */
+static void format_rule_cell(char *out, size_t len, const RtModel *m, const RtLayer *l)
+{
+	if (wtn_op_has(l->kind, WTN_OP_PARAMS))
+		format_rule(out, len, m, l);
+	else
+		snprintf(out, len, "-");
 }
 
 static void print_dims(FILE *out, const char *what, const RtBuf *b)
@@ -53,6 +68,18 @@ static void format_kind(char *out, size_t len, const RtLayer *l)
 		snprintf(out, len, "%s %dx%d/%d", rt_op_name(l->kind), l->kh, l->kw, l->stride);
 }
 
+/* "in -> out", or "a + b -> out" for add. */
+static void format_layer_shape(char *out, size_t len, const RtLayer *l)
+{
+	char from[24], to[24];
+	format_shape(from, sizeof from, l->in_shape);
+	format_shape(to, sizeof to, l->out_shape);
+	if (l->kind == RT_OP_ADD)
+		snprintf(out, len, "%s + %s -> %s", from, from, to);
+	else
+		snprintf(out, len, "%s -> %s", from, to);
+}
+
 /* Trained parameters: weights, biases, batchnorm's gamma and beta. */
 static long layer_params(const RtModel *m, const RtLayer *l)
 {
@@ -87,33 +114,41 @@ static void print_count(FILE *out, long n)
 int rt_cmd_info(const RtModel *m, FILE *out)
 {
 	long params = 0, feedback = 0, stats = 0, macs = 0;
-	int width = 12;
-	for (int i = 0; i < m->nlayers; i++)
-		if ((int)strlen(m->layers[i].name) > width)
-			width = (int)strlen(m->layers[i].name);
+	/* Columns as wide as their widest entry, so they line up for every kind. */
+	int width = 12, kind_w = 16, shape_w = 28, rule_w = 0;
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		char kind[48], shape[80], rule[200];
+		format_rule_cell(rule, sizeof rule, m, l);
+		if ((int)strlen(rule) > rule_w)
+			rule_w = (int)strlen(rule);
+		format_kind(kind, sizeof kind, l);
+		format_layer_shape(shape, sizeof shape, l);
+		if ((int)strlen(l->name) > width)
+			width = (int)strlen(l->name);
+		if ((int)strlen(kind) > kind_w)
+			kind_w = (int)strlen(kind);
+		if ((int)strlen(shape) > shape_w)
+			shape_w = (int)strlen(shape);
+	}
 	char in[48];
 	format_shape(in, sizeof in, m->in_shape);
 	fprintf(out, "network %s\n", m->name);
 	fprintf(out, "input %s: %s (%d units)\n", m->input_name, in, m->in_units);
-	fprintf(out, "%-*s %-16s %-28s %-9s %10s %13s  %s\n", width, "layer", "kind", "shape",
-	        "act", "params", "multiply-adds", "feedback rule");
+	fprintf(out, "%-*s %-*s %-*s %-9s %10s %13s  %s\n", width, "layer", kind_w, "kind",
+	        shape_w, "shape", "act", "params", "multiply-adds", "feedback rule");
 	for (int i = 0; i < m->nlayers; i++) {
 		const RtLayer *l = &m->layers[i];
-		char kind[48], from[24], to[24], shape[80];
+		char kind[48], shape[80];
 		format_kind(kind, sizeof kind, l);
-		format_shape(from, sizeof from, l->in_shape);
-		format_shape(to, sizeof to, l->out_shape);
-		if (l->kind == RT_OP_ADD)
-			snprintf(shape, sizeof shape, "%s + %s -> %s", from, from, to);
-		else
-			snprintf(shape, sizeof shape, "%s -> %s", from, to);
+		format_layer_shape(shape, sizeof shape, l);
 		long p = layer_params(m, l), mac = layer_macs(l);
-		fprintf(out, "%-*s %-16s %-28s %-9s %10ld %13ld  ", width, l->name, kind, shape,
-		        wtn_name(wtn_act_names, WTN_NACTS, l->act), p, mac);
-		if (wtn_op_has(l->kind, WTN_OP_PARAMS))
-			print_rule(out, l);
-		else
-			fputc('-', out);
+		fprintf(out, "%-*s %-*s %-*s %-9s %10ld %13ld  ", width, l->name, kind_w, kind, shape_w,
+		        shape, wtn_name(wtn_act_names, WTN_NACTS, l->act), p, mac);
+		char rule[200];
+		format_rule_cell(rule, sizeof rule, m, l);
+		bool shapes = l->B >= 0 || l->M >= 0 || l->D >= 0;
+		fprintf(out, "%-*s", shapes ? rule_w : 0, rule);
 		print_feedback_shapes(out, m, l);
 		fputc('\n', out);
 		params += p;

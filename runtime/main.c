@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "wtnrt.h"
+#include "wtn_version.h"
 
 static const char *prog = "wtn";
 
@@ -33,11 +34,19 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
 	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
 	        "  --no-shuffle     keep the data order\n"
+	        "  --set KEY=VALUE  a run-time setting: lr, momentum, weight_decay, schedule,\n"
+	        "                   ..., or LAYER.ARG (wm's every, warmup, batch); repeatable;\n"
+	        "                   '--set help' lists them with their compiled values\n"
 	        "  --steps N        train: stop after N training steps; mirror: run N steps\n"
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
 	        "  --save-every N   train: also write it after every N steps\n"
 	        "  --metrics FILE   write one JSON object per epoch\n"
+	        "  --metrics FILE   write the run's configuration, then one JSON object per epoch\n"
+	        "  --log-every N    also write a step record (loss, lr, samples/s) every N steps\n"
+	        "  --layers         print a per-layer table (angle, |B|/|W|, delta) after each epoch\n"
+	        "  --quiet          print nothing but errors\n"
+	        "  --version        wtn's version\n"
 	        "  -h, --help       this text\n"
 	        "\n"
 	        "SIGINT or SIGTERM during train: finish the step, save (with --save), exit\n"
@@ -116,6 +125,17 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 		if (!parse_long_arg(val, 1, 1000000000, &v))
 			return usage_error("--save-every %s: expected a whole number of steps >= 1", val);
 		o->save_every = v;
+	} else if (strcmp(name, "--log-every") == 0) {
+		if (!parse_long_arg(val, 1, 1000000000, &v))
+			return usage_error("--log-every %s: expected a whole number of steps >= 1", val);
+		o->log_every = v;
+	} else if (strcmp(name, "--set") == 0) {
+		if (strcmp(val, "help") == 0) {
+			rt_settings_help(stdout, m);
+			return 0;
+		}
+		if (rt_setting_apply(m, val, o->max_batch) < 0)
+			return 1;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))
 			return usage_error("--threads %s: expected a thread count from 1 to 64", val);
@@ -129,7 +149,7 @@ static bool takes_value(const char *name)
 {
 	static const char *const with_value[] = {"--data", "--epochs", "--batch", "--lr", "--seed",
 	                                         "--threads", "--init", "--save", "--metrics",
-	                                         "--steps", "--save-every"};
+	                                         "--steps", "--save-every", "--set", "--log-every"};
 	for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
 		if (strcmp(name, with_value[i]) == 0)
 			return true;
@@ -145,8 +165,20 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 			usage(stdout, m);
 			return 0;
 		}
+		if (strcmp(a, "--version") == 0) {
+			printf("%s (network %s) wtn %s\n", prog, m->name, WTN_VERSION);
+			return 0;
+		}
 		if (strcmp(a, "--no-shuffle") == 0) {
 			o->no_shuffle = true;
+			continue;
+		}
+		if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
+			o->quiet = true;
+			continue;
+		}
+		if (strcmp(a, "--layers") == 0) {
+			o->layer_table = true;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -179,6 +211,8 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		int rc = apply_option(name, val, m, o);
 		if (rc)
 			return rc;
+		if (strcmp(name, "--set") == 0 && strcmp(val, "help") == 0)
+			return 0;
 	}
 	if (!o->command)
 		o->command = "train";
@@ -206,6 +240,7 @@ int main(int argc, char **argv)
 	if (rt_model_load(&m) < 0)
 		return 1;
 	o.max_batch = m.train.batch;
+	rt_config_note_compiled(&m);
 	int rc = parse_args(argc, argv, &m, &o);
 	if (rc < 0 && rt_check_outputs(&o) < 0)
 		rc = 1;

@@ -87,10 +87,60 @@ static void print_rate(FILE *out, double r)
 		fprintf(out, "%.0f samples/s", r);
 }
 
+/* Above this many layers with a feedback rule, the epoch line gives the mean
+ * and worst angle and delta angle instead of every layer (--layers lists
+ * them). */
+enum { EPOCH_LINE_MAX_LAYERS = 4 };
+
+/* Mean and largest finite value of a field over the layers with a rule. */
+static void summarise(const RtModel *m, const RtEpochStats *s, bool delta, double *mean,
+                      int *worst)
+{
+	double sum = 0;
+	int n = 0;
+	*worst = -1;
+	for (int i = 0; i < m->nlayers; i++) {
+		double v = delta ? s->layers[i].delta : s->layers[i].angle;
+		if (!rt_layer_has_rule(&m->layers[i]) || !isfinite(v))
+			continue;
+		sum += v;
+		n++;
+		if (*worst < 0 || v > (delta ? s->layers[*worst].delta : s->layers[*worst].angle))
+			*worst = i;
+	}
+	*mean = n ? sum / n : NAN;
+}
+
+static void print_summary(FILE *out, const RtModel *m, const RtEpochStats *s, bool delta)
+{
+	double mean;
+	int worst;
+	summarise(m, s, delta, &mean, &worst);
+	fputs(delta ? "  \u03b4" : "  angle", out);
+	if (worst < 0) {
+		fputs(" -", out);
+		return;
+	}
+	fprintf(out, " mean %.1f\u00b0 worst %.1f\u00b0 (%s)", mean,
+	        delta ? s->layers[worst].delta : s->layers[worst].angle, m->layers[worst].name);
+}
+
 void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s)
 {
 	fprintf(out, "epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%",
 	        s->epoch, s->epochs, s->train_loss, s->train_acc, s->test_loss, s->test_acc);
+	int ruled = 0;
+	for (int i = 0; i < m->nlayers; i++)
+		ruled += rt_layer_has_rule(&m->layers[i]);
+	if (ruled > EPOCH_LINE_MAX_LAYERS) {
+		print_summary(out, m, s, false);
+		print_summary(out, m, s, true);
+		fprintf(out, "  ");
+		print_rate(out, s->samples_per_sec);
+		fputc('\n', out);
+		fflush(out);
+		return;
+	}
 	for (int i = 0; i < m->nlayers; i++)
 		if (m->layers[i].B >= 0)
 			fprintf(out, "  %s angle %.1f\u00b0 |B|/|W| %.2f", m->layers[i].name,
@@ -108,6 +158,37 @@ void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s)
 	fprintf(out, "  ");
 	print_rate(out, s->samples_per_sec);
 	fputc('\n', out);
+	fflush(out);
+}
+
+static void print_cell(FILE *out, double v)
+{
+	char buf[32];
+	if (isfinite(v))
+		snprintf(buf, sizeof buf, "%.2f", v);
+	else
+		snprintf(buf, sizeof buf, "-");
+	fprintf(out, " %11s", buf);
+}
+
+void rt_print_layer_table(FILE *out, const RtModel *m, const RtEpochStats *s)
+{
+	int width = 5;
+	for (int i = 0; i < m->nlayers; i++)
+		if (rt_layer_has_rule(&m->layers[i]) && (int)strlen(m->layers[i].name) > width)
+			width = (int)strlen(m->layers[i].name);
+	fprintf(out, "  %-*s %-6s %11s %11s %11s\n", width, "layer", "rule", "angle (deg)", "|B|/|W|",
+	        "delta (deg)");
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (!rt_layer_has_rule(l))
+			continue;
+		fprintf(out, "  %-*s %-6s", width, l->name, l->rule);
+		print_cell(out, s->layers[i].angle);
+		print_cell(out, s->layers[i].norm_ratio);
+		print_cell(out, s->layers[i].delta);
+		fputc('\n', out);
+	}
 	fflush(out);
 }
 
@@ -154,7 +235,8 @@ int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s)
 	return fflush(out) == 0 && !ferror(out) ? 0 : -1;
 }
 
-void rt_progress(FILE *out, int epoch, int epochs, long done, long total, double loss, double acc)
+void rt_progress(FILE *out, int epoch, int epochs, long done, long total, double loss, double acc,
+                 double eta)
 {
 	enum { WIDTH = 30 };
 	int filled = total ? (int)(WIDTH * done / total) : WIDTH;
@@ -164,5 +246,12 @@ void rt_progress(FILE *out, int epoch, int epochs, long done, long total, double
 	bar[WIDTH] = '\0';
 	fprintf(out, "\r\033[Kepoch %d/%d [%s] %3ld%%  loss %.4f acc %.2f%%", epoch, epochs, bar,
 	        total ? 100 * done / total : 100, loss, acc);
+	if (isfinite(eta) && eta >= 0) {
+		long sec = (long)(eta + 0.5);
+		if (sec >= 3600)
+			fprintf(out, "  eta %ld:%02ld:%02ld", sec / 3600, sec / 60 % 60, sec % 60);
+		else
+			fprintf(out, "  eta %ld:%02ld", sec / 60, sec % 60);
+	}
 	fflush(out);
 }

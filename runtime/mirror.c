@@ -135,6 +135,7 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o)
 		if (s % every == 0 || s == o->steps)
 			print_alignment(m, bufs, s, o->steps);
 	}
+	rt_config_set_current(rt_config_json(m, o, NULL));
 	if (o->save && rt_checkpoint_save(o->save, m, bufs, 0, 0) < 0)
 		goto out;
 	status = 0;

@@ -126,6 +126,54 @@ static void count_correct(const RtModel *m, float **bufs, const int32_t *labels,
 		e->correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
 }
 
+/* Progress of the whole run, for the ETA and step records. */
+typedef struct RunClock {
+	double start;          /* of the first step */
+	long samples, total;   /* trained so far; to train in the run */
+	double log_start, log_loss;  /* since the last step record */
+	long log_samples;
+} RunClock;
+
+/* The metrics file, opened at its first record, which is the run's
+ * configuration (so a run that fails before its first record writes
+ * nothing). NULL after a message when it cannot be written. */
+static FILE *metrics_out(Run *r, const RtOptions *o)
+{
+	if (r->metrics)
+		return r->metrics;
+	if (!(r->metrics = fopen(o->metrics, "w"))) {
+		fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+		return NULL;
+	}
+	if (rt_config_current() &&
+	    (fprintf(r->metrics, "{\"config\":%s}\n", rt_config_current()) < 0 ||
+	     fflush(r->metrics) != 0)) {
+		fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
+		return NULL;
+	}
+	return r->metrics;
+}
+
+static int write_step_record(Run *r, const RtOptions *o, const RtOptim *opt, int epoch,
+                             RunClock *c)
+{
+	if (!metrics_out(r, o))
+		return -1;
+	double tnow = now_seconds(), secs = tnow - c->log_start;
+	fprintf(r->metrics, "{\"step\":%ld,\"in_epoch\":%d,\"loss\":%.9g,\"lr\":%.9g,"
+	        "\"samples_per_sec\":%.9g}\n", opt->step, epoch + 1,
+	        c->log_samples ? c->log_loss / c->log_samples : 0.0, opt->lr,
+	        secs > 0 ? c->log_samples / secs : 0.0);
+	c->log_start = tnow;
+	c->log_loss = 0;
+	c->log_samples = 0;
+	if (fflush(r->metrics) != 0 || ferror(r->metrics)) {
+		fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
+		return -1;
+	}
+	return 0;
+}
+
 /* A checkpoint inside an epoch (--save-every, or a signal): never of a
  * diverged state. */
 static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, long step)
@@ -147,7 +195,7 @@ static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, long step)
 /* One epoch of steps. Returns -1 (after the message) on a non-finite loss.
  * A stop request ends it after the step in progress (r->stopped). */
 static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool tty,
-                       EpochTotals *e)
+                       EpochTotals *e, RunClock *clock)
 {
 	RtModel *m = r->m;
 	const RtTrain *t = &m->train;
@@ -193,6 +241,12 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
+		clock->samples += n;
+		clock->log_samples += n;
+		clock->log_loss += (double)loss * n;
+		if (o->metrics && o->log_every && opt->step % o->log_every == 0 &&
+		    write_step_record(r, o, opt, epoch, clock) < 0)
+			return -1;
 		if (o->save_every && opt->step % o->save_every == 0)
 			r->save_due = true;
 		if (rt_stop_requested()) {
@@ -203,8 +257,10 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 			double tnow = now_seconds();
 			if (tnow - last_draw > 0.1 || r->batcher.pos == r->data.train.n) {
 				last_draw = tnow;
+				double eta = (tnow - clock->start) / clock->samples *
+				             (clock->total - clock->samples);
 				rt_progress(stdout, epoch + 1, t->epochs, e->seen, r->data.train.n,
-				            e->loss_sum / e->seen, 100.0 * e->correct / e->seen);
+				            e->loss_sum / e->seen, 100.0 * e->correct / e->seen, eta);
 			}
 		}
 	}
@@ -250,12 +306,17 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		rt_mirror_warmup(m, r.bufs);
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
-	bool tty = isatty(STDOUT_FILENO);
+	rt_config_set_current(rt_config_json(m, o, r.data.source));
+	bool tty = isatty(STDOUT_FILENO) && !o->quiet;
+	RunClock clock = {.start = now_seconds(), .total = (long)t->epochs * r.data.train.n};
+	if (o->steps && o->steps * t->batch < clock.total)
+		clock.total = o->steps * t->batch;
+	clock.log_start = clock.start;
 	for (int epoch = 0; epoch < t->epochs && (!o->steps || opt.step < o->steps); epoch++) {
 		EpochTotals e = {0};
 		rt_optim_begin_epoch(&opt, epoch);
 		double t0 = now_seconds();
-		if (train_epoch(&r, o, &opt, epoch, tty, &e) < 0)
+		if (train_epoch(&r, o, &opt, epoch, tty, &e, &clock) < 0)
 			goto out;
 		if (r.stopped) {
 			if (tty)
@@ -271,6 +332,11 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		s.train_loss = e.loss_sum / e.seen;
 		s.train_acc = 100.0 * e.correct / e.seen;
 		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
+		if (tty) {
+			printf("\r\033[Kepoch %d/%d evaluating on %ld test samples...", epoch + 1, t->epochs,
+			       r.data.test.n);
+			fflush(stdout);
+		}
 		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
 		/* A diverged epoch is shown but neither saved nor written to the
 		 * metrics: the files keep the last good epoch. */
@@ -299,13 +365,12 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		rt_probe_delta(r.probe, r.bufs, r.labels, r.stats);
 		if (tty)
 			fputs("\r\033[K", stdout);
-		rt_print_epoch(stdout, m, &s);
-		/* Opened at the first epoch's end: a run that fails before has
-		 * written nothing (and left an earlier file alone). */
-		if (o->metrics && !r.metrics && !(r.metrics = fopen(o->metrics, "w"))) {
-			fprintf(stderr, "wtn: %s: cannot write metrics: %m\n", o->metrics);
+		if (!o->quiet)
+			rt_print_epoch(stdout, m, &s);
+		if (!o->quiet && o->layer_table)
+			rt_print_layer_table(stdout, m, &s);
+		if (o->metrics && !metrics_out(&r, o))
 			goto out;
-		}
 		if (r.metrics && rt_write_metrics_json(r.metrics, m, &s) < 0) {
 			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
 			goto out;
@@ -334,6 +399,10 @@ int rt_cmd_eval(RtModel *m, const RtOptions *o)
 	int status = 1;
 	if (run_open(&r, m, o) == 0) {
 		double loss, acc;
+		char *now = rt_config_json(m, o, r.data.source);
+		if (now)
+			rt_config_compare(stdout, o->init, now);
+		free(now);
 		openblas_set_num_threads(rt_thread_count(o));
 		rt_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
 		printf("test loss %.4f acc %.2f%%  (%ld samples, %s)\n", loss, acc, r.data.test.n,

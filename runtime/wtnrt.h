@@ -171,8 +171,11 @@ void rt_evaluate(const RtModel *m, float **bufs, const RtSet *set, int batch,
                  int32_t *labels, double *loss, double *acc);
 void rt_print_epoch(FILE *out, const RtModel *m, const RtEpochStats *s);
 int rt_write_metrics_json(FILE *out, const RtModel *m, const RtEpochStats *s);
+/* eta: seconds left in the run (NaN: unknown). */
 void rt_progress(FILE *out, int epoch, int epochs, long done, long total,
-                 double loss, double acc);
+                 double loss, double acc, double eta);
+/* --layers: one row per layer with a feedback rule. */
+void rt_print_layer_table(FILE *out, const RtModel *m, const RtEpochStats *s);
 
 /* ---- probe.c: the delta angle on a fixed batch ---- */
 typedef struct RtProbe RtProbe;
@@ -229,6 +232,9 @@ typedef struct RtOptions {
 	bool no_shuffle;
 	long steps;            /* --steps: mirror steps, or a limit on training steps */
 	long save_every;       /* --save-every: also save after every N steps (0: no) */
+	bool quiet;            /* --quiet: no progress bar, no epoch lines */
+	bool layer_table;      /* --layers: a per-layer table after each epoch */
+	long log_every;        /* --log-every N: a step record every N steps */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);
@@ -274,6 +280,29 @@ int rt_check_output(const char *path, const char *option);
 void rt_signals_install(bool defer);
 int rt_stop_requested(void);          /* the signal number, 0 if none */
 void rt_tmp_register(char *path);     /* NULL: no save in progress */
+
+/* ---- settings.c: run-time settings (--set KEY=VALUE) ---- */
+/* Applies one KEY=VALUE: a train setting (lr, momentum, schedule, ...) or
+ * LAYER.ARG, a rule argument of the layers matching the glob LAYER. Returns
+ * 0, or -1 after "wtn: --set ...: why" (with a did-you-mean, or what to
+ * recompile when the value is compiled into the kernels). */
+int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch);
+void rt_settings_help(FILE *out, const RtModel *m);
+/* The assignments applied so far, in order. */
+int rt_settings_changed(const char *const **list);
+
+/* ---- report.c: a run's recorded configuration ---- */
+/* Notes the network as compiled (its content hash), before --set. */
+void rt_config_note_compiled(const RtModel *m);
+/* The whole configuration of a run as a JSON object (malloc'd). */
+char *rt_config_json(const RtModel *m, const RtOptions *o, const char *data_source);
+/* The configuration checkpoints record (NULL: none); takes ownership. */
+void rt_config_set_current(char *json);
+const char *rt_config_current(void);
+/* Prints how a checkpoint's recorded configuration differs from now_json. */
+void rt_config_compare(FILE *out, const char *path, const char *now_json);
+/* A rule argument as it acts: kp's decay -1 is the optimiser's weight decay. */
+double rt_rule_arg_in_force(const RtModel *m, const RtLayer *l, int k);
 
 /* ---- blas.c: OpenBLAS's kernels and idle policy ---- */
 /* Picks OpenBLAS's AVX-512 kernels where it misses them and a short idle

@@ -440,6 +440,10 @@ static void read_run(Run *run, const char *path)
 		}
 		if (jp.err)
 			fail("%s: bad JSON at column %d: %s", where, (int)(jp.p - line) + 1, jp.err);
+		/* The run's configuration and step records (--log-every) carry no
+		 * "epoch": only epoch records are plotted. */
+		if (v->kind == J_OBJ && !json_get(v, "epoch"))
+			continue;
 		EpochRec e = parse_epoch(v, where);
 		PUSH(run->epochs, run->nepochs, e);
 		if (e.epoch > max_epoch)

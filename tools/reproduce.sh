@@ -1,5 +1,6 @@
 #!/bin/sh
-# make reproduce: trains Fashion-MNIST networks under every learning rule and
+# make reproduce: a list of sweeps (wtnc sweep, one per configuration) that
+# trains Fashion-MNIST networks under every learning rule and
 # writes docs/results/. Two suites:
 #
 #   mlp    examples/fashion_mlp.wtn (784-1000-1000-10 relu) under every rule
@@ -23,6 +24,10 @@
 #   REPRO_OUT          output directory (default docs/results)
 #   REPRO_DATA         --data of the training binaries (default: the files',
 #                      Fashion-MNIST)
+#   REPRO_SWEEPS       where the configurations' sweeps keep their runs and
+#                      compiled networks (default build/repro-sweeps): run
+#                      again, an interrupted reproduce trains only what is
+#                      missing, and an unchanged network is not recompiled
 #   mlp:
 #   REPRO_EPOCHS       epochs per run (default 5)
 #   REPRO_CONFIGS      space-separated configuration names to run (default: all)
@@ -155,6 +160,10 @@ minutes() { awk -v s="$1" 'BEGIN { printf "%dm%02ds", s / 60, s % 60 }'; }
 last_acc() { tail -n 1 "$1" | sed -n 's/.*"test_acc":\([-0-9.e+]*\).*/\1/p'; }
 
 mkdir -p build "$out" || exit 1
+# Every configuration of a suite is a `wtnc sweep` over the seeds, kept per
+# output directory (two outputs never share runs).
+sweeps_root=${REPRO_SWEEPS:-build/repro-sweeps}
+sweeps=$sweeps_root/$(printf '%s' "$(cd "$out" && pwd)" | cksum | cut -d ' ' -f 1)
 # Binaries, manifests and tables are temporary: two runs never share them.
 work=$(mktemp -d build/repro.XXXXXX) || die "cannot make a work directory under build/"
 trap 'rm -rf "$work"' EXIT
@@ -284,39 +293,45 @@ run_suite() {   # SUITE DIR MANIFEST
 		fi
 		dir=$dir_out/runs/$name
 		mkdir -p "$dir"
-		bin=$work/$suite-$name
+		# One sweep per configuration, over the seeds: its network compiles
+		# once into the shared cache, and after an interruption the same
+		# command trains only the runs it had not finished.
+		sdir=$sweeps/$suite/$name
+		t0=$(now)
 		# shellcheck disable=SC2046,SC2086
-		if ! build/wtnc "$s_net" $(config_flags "$suite" "$name" "$spec") -o "$bin" </dev/null >"$dir/compile.log" 2>&1; then
-			report_error "$manifest" "$name" - "wtnc: $(first_error "$dir/compile.log")"
+		build/wtnc sweep "$s_net" $(config_flags "$suite" "$name" "$spec") --name "$name" --seeds "$seeds" \
+			--epochs "$s_epochs" $(suite_steps "$suite") $threads_opt $data_opt --jobs 1 \
+			--cache "$sweeps_root/bin" -o "$sdir" </dev/null >"$dir/sweep.log" 2>&1
+		if ! [ -f "$sdir/plan.tsv" ] || grep -q "does not compile" "$dir/sweep.log"; then
+			report_error "$manifest" "$name" - "wtnc: $(first_error "$dir/sweep.log")"
 			done_epochs=$((done_epochs + seeds * s_epochs))
 			continue
 		fi
-		# Warnings are worth keeping; an empty log is not.
+		# Warnings are worth keeping; the sweep's own lines are not.
+		grep -v "^wtnc sweep: " "$dir/sweep.log" >"$dir/compile.log"
+		rm -f "$dir/sweep.log"
 		[ -s "$dir/compile.log" ] || rm -f "$dir/compile.log"
 		seed=1
 		while [ "$seed" -le "$seeds" ]; do
 			jsonl=$dir/seed$seed.jsonl
 			log=$dir/seed$seed.log
-			t0=$(now)
-			# shellcheck disable=SC2046,SC2086
-			if "$bin" train --seed "$seed" --epochs "$s_epochs" $(suite_steps "$suite") $threads_opt $data_opt \
-				--metrics "$jsonl" </dev/null >"$log" 2>&1; then
-				secs=$(elapsed "$t0")
-				printf 'run\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$secs" "$jsonl" >>"$manifest"
-				rm -f "$log"
+			if [ -f "$sdir/runs/$name/seed$seed.jsonl" ]; then
+				cp "$sdir/runs/$name/seed$seed.jsonl" "$jsonl"
+				secs=$(sed -n 's/^seconds //p' "$sdir/runs/$name/seed$seed.key")
+				printf 'run\t%s\t%s\t%s\t%s\n' "$name" "$seed" "${secs:-0}" "$jsonl" >>"$manifest"
 				status="test acc $(last_acc "$jsonl")%"
 			else
-				secs=$(elapsed "$t0")
+				cp "$sdir/runs/$name/seed$seed.log" "$log" 2>/dev/null || echo "no log" >"$log"
 				report_error "$manifest" "$name" "$seed" "train: $(first_error "$log")"
 				status="FAILED (see $log)"
 			fi
 			done_epochs=$((done_epochs + s_epochs))
 			run_epochs=$((run_epochs + s_epochs))
-			left=$(awk -v t="$(elapsed "$t_start")" -v r="$run_epochs" -v d="$done_epochs" \
-				-v all="$((s_n * seeds * s_epochs))" 'BEGIN { printf "%d", t / r * (all - d) }')
-			echo "reproduce: $suite: $name seed $seed: $status in ${secs}s (about $(minutes "$left") left in this suite)"
 			seed=$((seed + 1))
 		done
+		left=$(awk -v t="$(elapsed "$t_start")" -v r="$run_epochs" -v d="$done_epochs" \
+			-v all="$((s_n * seeds * s_epochs))" 'BEGIN { printf "%d", r ? t / r * (all - d) : 0 }')
+		echo "reproduce: $suite: $name: $seeds seeds in $(elapsed "$t0")s, last $status (about $(minutes "$left") left in this suite)"
 	done <<EOF
 $s_configs
 EOF

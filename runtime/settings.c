@@ -1,0 +1,354 @@
+/* settings.c: run-time settings, `--set KEY=VALUE`. A key is a train
+ * setting (lr, momentum, schedule, ...) or LAYER.ARG, a rule argument of
+ * every layer whose name matches the glob LAYER (`h2.every`,
+ * `layer3.*.warmup`). Each key says who owns its value: the runtime (it
+ * reaches the kernels as a per-step scalar, or is runtime logic) or the
+ * compiled kernels (baked in: the message says to recompile). A rule
+ * argument becomes settable by marking its row run-time owned once the
+ * kernels take it as data. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include "wtnrt.h"
+
+enum { S_REAL, S_INT, S_LONG, S_BOOL, S_SCHEDULE, S_COMPILED };
+enum { ANY_OPT, SGD_ONLY, ADAM_ONLY, IMAGE_ONLY };
+
+typedef struct Setting {
+	const char *key;
+	int type;
+	size_t offset;          /* into RtTrain */
+	double lo, hi;          /* accepted range (lo_open: lo excluded) */
+	bool lo_open;
+	int only;               /* ANY_OPT, SGD_ONLY, ADAM_ONLY, IMAGE_ONLY */
+	const char *help;
+} Setting;
+
+#define T(f) offsetof(RtTrain, f)
+static const Setting settings[] = {
+	{"lr", S_REAL, T(lr), 0, INFINITY, true, ANY_OPT, "learning rate (before the schedule)"},
+	{"epochs", S_INT, T(epochs), 1, 1e6, false, ANY_OPT, "epochs"},
+	{"batch", S_INT, T(batch), 1, 0, false, ANY_OPT, "batch size, 1 to the compiled batch"},
+	{"seed", S_LONG, T(seed), 0, 9.2e18, false, ANY_OPT, "seed of initialisation, shuffling, noise"},
+	{"momentum", S_REAL, T(momentum), 0, 1, false, SGD_ONLY,
+	 "sgd momentum in [0, 1)"},
+	{"weight_decay", S_REAL, T(weight_decay), 0, INFINITY, false, ANY_OPT, "L2 weight decay"},
+	{"beta1", S_REAL, T(beta1), 0, 1, false, ADAM_ONLY, "adam's beta1 in [0, 1)"},
+	{"beta2", S_REAL, T(beta2), 0, 1, false, ADAM_ONLY, "adam's beta2 in [0, 1)"},
+	{"eps", S_REAL, T(eps), 0, INFINITY, true, ADAM_ONLY, "adam's epsilon"},
+	{"schedule", S_SCHEDULE, T(schedule), 0, 0, false, ANY_OPT, "none, step or cosine"},
+	{"step_every", S_INT, T(step_every), 1, 1e6, false, ANY_OPT, "step schedule: epochs per step"},
+	{"gamma", S_REAL, T(gamma), 0, INFINITY, true, ANY_OPT, "step schedule: factor per step"},
+	{"min_lr", S_REAL, T(min_lr), 0, INFINITY, false, ANY_OPT, "cosine schedule: final lr"},
+	{"crop_pad", S_INT, T(crop_pad), 0, 0, false, IMAGE_ONLY, "random crop after padding (0: none)"},
+	{"flip", S_BOOL, T(flip), 0, 1, false, IMAGE_ONLY, "random horizontal flip, 0 or 1"},
+	{"optimizer", S_COMPILED, 0, 0, 0, false, ANY_OPT, "compiled: sgd or adam"},
+	{"nesterov", S_COMPILED, 0, 0, 0, false, ANY_OPT, "compiled: nesterov momentum"},
+};
+#undef T
+enum { NSETTINGS = sizeof settings / sizeof settings[0] };
+
+/* Rule arguments the runtime owns: the weight mirror's schedule (mirror.c).
+ * The others are constants in the generated kernels. */
+typedef struct RuleArgSetting {
+	const char *rule, *arg;
+	double lo, hi;
+	bool runtime;
+} RuleArgSetting;
+static const RuleArgSetting rule_args[] = {
+	{"wm", "every", 1, 1e9, true},
+	{"wm", "warmup", 0, 1e9, true},
+	{"wm", "batch", 1, 0, true},       /* hi: the compiled value (buffer size) */
+	{"wm", "noise", 0, 0, false},
+	{"wm", "rate", 0, 0, false},
+	{"wm", "decay", 0, 0, false},
+	{"kp", "decay", 0, 0, false},
+	{"usf", "scale", 0, 0, false},
+};
+enum { NRULE_ARGS = sizeof rule_args / sizeof rule_args[0] };
+
+/* What --set changed, in order, for the run's recorded configuration. */
+enum { MAX_CHANGED = 64 };
+static char changed[MAX_CHANGED][128];
+static int nchanged;
+
+static int set_error(const char *assignment, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int set_error(const char *assignment, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "wtn: --set %s: ", assignment);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+static int edit_distance(const char *a, const char *b)
+{
+	int n = (int)strlen(b), row[64];
+	if (n >= 63 || strlen(a) >= 63)
+		return 99;
+	for (int j = 0; j <= n; j++)
+		row[j] = j;
+	for (int i = 1; a[i - 1]; i++) {
+		int diag = row[0];
+		row[0] = i;
+		for (int j = 1; j <= n; j++) {
+			int up = row[j];
+			int best = diag + (a[i - 1] != b[j - 1]);
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[n];
+}
+
+/* The closest of words to word, or NULL when none is close. */
+static const char *closest(const char *word, const char *const *words, int n)
+{
+	const char *best = NULL;
+	int best_d = 3;
+	for (int i = 0; i < n; i++) {
+		int d = edit_distance(word, words[i]);
+		if (d < best_d) {
+			best_d = d;
+			best = words[i];
+		}
+	}
+	return best;
+}
+
+static const Setting *find_setting(const char *key)
+{
+	for (int i = 0; i < NSETTINGS; i++)
+		if (strcmp(settings[i].key, key) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static bool parse_real(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || *end || errno || !isfinite(v))
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool in_range(const Setting *s, double v, double hi)
+{
+	return (s->lo_open ? v > s->lo : v >= s->lo) &&
+	       (s->type == S_REAL && hi == 1 ? v < hi : v <= hi);
+}
+
+static bool has_momentum_buffers(const RtModel *m)
+{
+	for (int i = 0; i < m->nlayers; i++)
+		if (m->layers[i].W >= 0 && m->layers[i].mW >= 0)
+			return true;
+	return false;
+}
+
+static void record(const char *assignment)
+{
+	if (nchanged < MAX_CHANGED)
+		snprintf(changed[nchanged++], sizeof changed[0], "%s", assignment);
+}
+
+static int apply_train(RtModel *m, const Setting *s, const char *assignment, const char *val,
+                       int compiled_batch)
+{
+	RtTrain *t = &m->train;
+	if (s->type == S_COMPILED)
+		return set_error(assignment, "%s is compiled into this binary's update kernels; "
+		                 "change it in the train block and recompile with wtnc", s->key);
+	if (s->only == SGD_ONLY && t->optimizer != RT_OPT_SGD)
+		return set_error(assignment, "%s is sgd's; this binary was compiled with adam "
+		                 "(its settings: beta1, beta2, eps)", s->key);
+	if (s->only == ADAM_ONLY && t->optimizer != RT_OPT_ADAM)
+		return set_error(assignment, "%s is adam's; this binary was compiled with sgd "
+		                 "(its settings: momentum, weight_decay)", s->key);
+	if (s->only == IMAGE_ONLY && m->in_shape.h == 1 && m->in_shape.w == 1)
+		return set_error(assignment, "%s moves pixels: the input %s is a vector, not an image",
+		                 s->key, m->input_name);
+	void *field = (char *)t + s->offset;
+	if (s->type == S_SCHEDULE) {
+		static const char *const names[] = {"none", "step", "cosine"};
+		for (int i = 0; i < 3; i++)
+			if (strcmp(val, names[i]) == 0) {
+				*(int *)field = i;
+				record(assignment);
+				return 0;
+			}
+		const char *near = closest(val, names, 3);
+		return set_error(assignment, "unknown schedule '%s'%s%s%s (known: none, step, cosine)",
+		                 val, near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+	}
+	double v, hi = s->hi;
+	if (strcmp(s->key, "batch") == 0)
+		hi = compiled_batch;
+	if (strcmp(s->key, "crop_pad") == 0)
+		hi = m->in_shape.h < m->in_shape.w ? m->in_shape.h : m->in_shape.w;
+	if (!parse_real(val, &v))
+		return set_error(assignment, "'%s' is not a number (%s: %s)", val, s->key, s->help);
+	bool whole = s->type != S_REAL;
+	if ((whole && v != floor(v)) || !in_range(s, v, hi)) {
+		if (strcmp(s->key, "batch") == 0)
+			return set_error(assignment, "expected a batch size from 1 to the compiled batch %d "
+			                 "(buffers are planned for it; recompile for a larger one)",
+			                 compiled_batch);
+		return set_error(assignment, "%s out of range (%s%s)", val, s->help,
+		                 whole ? ", a whole number" : "");
+	}
+	if (strcmp(s->key, "momentum") == 0 && v > 0 && !has_momentum_buffers(m))
+		return set_error(assignment, "this binary was compiled with momentum 0, so its update "
+		                 "kernels keep no momentum buffers; compile with momentum > 0 in the "
+		                 "train block, after which --set momentum takes any value in [0, 1)");
+	switch (s->type) {
+	case S_REAL: *(double *)field = v; break;
+	case S_LONG: *(long *)field = (long)v; break;
+	default: *(int *)field = (int)v; break;
+	}
+	record(assignment);
+	return 0;
+}
+
+/* The model's layers may be constant data: rule arguments change in a
+ * copy, made once, that the model then points to. */
+static RtLayer *writable_layers(RtModel *m)
+{
+	static RtLayer *copy;
+	if (!copy) {
+		copy = malloc(sizeof *copy * (m->nlayers ? m->nlayers : 1));
+		if (!copy)
+			return NULL;
+		memcpy(copy, m->layers, sizeof *copy * m->nlayers);
+		m->layers = copy;
+	}
+	return copy;
+}
+
+/* PATTERN.ARG: every layer whose name matches and whose rule has ARG. */
+static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, const char *val)
+{
+	const char *dot = strrchr(key, '.');
+	char pattern[128];
+	snprintf(pattern, sizeof pattern, "%.*s", (int)(dot - key), key);
+	const char *arg = dot + 1;
+	double v;
+	int matched = 0, applied = 0;
+	RtLayer *layers = writable_layers(m);
+	if (!layers)
+		return set_error(assignment, "out of memory");
+	for (int i = 0; i < m->nlayers; i++) {
+		RtLayer *l = &layers[i];
+		if (!rt_layer_has_rule(l) || fnmatch(pattern, l->name, 0) != 0)
+			continue;
+		matched++;
+		int k = 0;
+		while (k < l->nargs && strcmp(l->arg_name[k], arg) != 0)
+			k++;
+		if (k == l->nargs)
+			continue;
+		const RuleArgSetting *r = NULL;
+		for (int j = 0; j < NRULE_ARGS; j++)
+			if (!strcmp(rule_args[j].rule, l->rule) && !strcmp(rule_args[j].arg, arg))
+				r = &rule_args[j];
+		if (!r || !r->runtime)
+			return set_error(assignment, "%s's argument %s is compiled into layer %s's kernels; "
+			                 "recompile with wtnc --feedback '%s=%s(%s=%s)'", l->rule, arg,
+			                 l->name, l->name, l->rule, arg, val);
+		double hi = r->hi ? r->hi : l->arg[k];
+		if (!parse_real(val, &v) || v != floor(v) || v < r->lo || v > hi)
+			return set_error(assignment, "%s's %s on layer %s must be a whole number from %g to %g",
+			                 l->rule, arg, l->name, r->lo, hi);
+		l->arg[k] = v;
+		applied++;
+	}
+	if (!matched) {
+		const char *names[256];
+		int n = 0;
+		for (int i = 0; i < m->nlayers && n < 256; i++)
+			if (rt_layer_has_rule(&m->layers[i]))
+				names[n++] = m->layers[i].name;
+		const char *near = closest(pattern, names, n);
+		return set_error(assignment, "no layer with a feedback rule matches '%s'%s%s%s", pattern,
+		                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
+	}
+	if (!applied)
+		return set_error(assignment, "no rule of the layers matching '%s' has an argument '%s'",
+		                 pattern, arg);
+	record(assignment);
+	return 0;
+}
+
+int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch)
+{
+	const char *eq = strchr(assignment, '=');
+	if (!eq || eq == assignment || !eq[1])
+		return set_error(assignment, "expected KEY=VALUE (try --set help)");
+	char key[128];
+	snprintf(key, sizeof key, "%.*s", (int)(eq - assignment), assignment);
+	const char *val = eq + 1;
+	const Setting *s = find_setting(key);
+	if (s)
+		return apply_train(m, s, assignment, val, compiled_batch);
+	if (strchr(key, '.'))
+		return apply_rule_arg(m, assignment, key, val);
+	const char *keys[NSETTINGS];
+	for (int i = 0; i < NSETTINGS; i++)
+		keys[i] = settings[i].key;
+	const char *near = closest(key, keys, NSETTINGS);
+	if (near)
+		return set_error(assignment, "unknown setting '%s'; did you mean '%s'?", key, near);
+	return set_error(assignment, "unknown setting '%s' (try --set help)", key);
+}
+
+void rt_settings_help(FILE *out, const RtModel *m)
+{
+	fprintf(out, "run-time settings (--set KEY=VALUE; the value compiled into %s in brackets):\n",
+	        m->name);
+	const RtTrain *t = &m->train;
+	static const char *const sched[] = {"none", "step", "cosine"};
+	for (int i = 0; i < NSETTINGS; i++) {
+		const Setting *s = &settings[i];
+		const void *f = (const char *)t + s->offset;
+		char now[48];
+		switch (s->type) {
+		case S_REAL: snprintf(now, sizeof now, "%g", *(const double *)f); break;
+		case S_LONG: snprintf(now, sizeof now, "%ld", *(const long *)f); break;
+		case S_SCHEDULE: snprintf(now, sizeof now, "%s", sched[*(const int *)f]); break;
+		case S_COMPILED:
+			snprintf(now, sizeof now, "%s", strcmp(s->key, "optimizer") == 0
+			         ? (t->optimizer == RT_OPT_ADAM ? "adam" : "sgd")
+			         : (t->nesterov ? "1" : "0"));
+			break;
+		default: snprintf(now, sizeof now, "%d", *(const int *)f); break;
+		}
+		fprintf(out, "  %-13s %-44s [%s]\n", s->key, s->help, now);
+	}
+	fprintf(out, "  LAYER.ARG     a rule argument of every layer matching the glob LAYER:\n"
+	        "                wm's every, warmup and batch (up to the compiled batch);\n"
+	        "                the other rule arguments are compiled into the kernels\n");
+}
+
+int rt_settings_changed(const char *const **list)
+{
+	static const char *ptrs[MAX_CHANGED];
+	for (int i = 0; i < nchanged; i++)
+		ptrs[i] = changed[i];
+	*list = ptrs;
+	return nchanged;
+}
