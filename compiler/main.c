@@ -146,6 +146,23 @@ static int run(char *const argv[])
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The libraries the runtime itself needs beyond OpenBLAS, zlib and libm
+ * (MPI's, when it was built with MPI): the words of DIR/libwtnrt.libs, which
+ * the Makefile writes; NULL when absent. */
+static char *runtime_libs(const char *dir)
+{
+	char *path = path_join(dir, "libwtnrt.libs");
+	FILE *f = fopen(path, "r");
+	free(path);
+	if (!f)
+		return NULL;
+	char *text = calloc(1, 4096);
+	if (text && fread(text, 1, 4095, f) == 0)
+		text[0] = '\0';
+	fclose(f);
+	return text;
+}
+
 static int link_binary(const Options *o, const char *object, const char *output)
 {
 	const char *dir = runtime_dir();
@@ -156,9 +173,15 @@ static int link_binary(const Options *o, const char *object, const char *output)
 			"or set WTN_HOME to the directory holding libwtnrt.a and wtn_main.o)\n", dir);
 		return 1;
 	}
-	char *argv[] = {(char *)o->cc, "-o", (char *)output, (char *)object, main_obj, lib,
-		"-lopenblas", "-lz", "-lm", "-lpthread", NULL};
+	char *argv[64] = {(char *)o->cc, "-o", (char *)output, (char *)object, main_obj, lib,
+		"-lopenblas", "-lz", "-lm", "-lpthread"};
+	char *extra = runtime_libs(dir);
+	int argc = 10;
+	for (char *w = extra ? strtok(extra, " \t\n") : NULL; w && argc < 63; w = strtok(NULL, " \t\n"))
+		argv[argc++] = w;
+	argv[argc] = NULL;
 	int status = run(argv);
+	free(extra);
 	free(lib);
 	free(main_obj);
 	if (status != 0) {

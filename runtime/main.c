@@ -37,6 +37,9 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
 	        "  --metrics FILE   write one JSON object per epoch\n"
+	        "  --mpi            use MPI even when no launcher (mpirun, srun) is seen\n"
+	        "  --sync-bn        data-parallel: batchnorm statistics of the global batch\n"
+	        "                   rather than of each rank's shard\n"
 	        "  -h, --help       this text\n"
 	        "\n"
 	        "exit status: 0 success, 1 runtime error, 2 usage error\n",
@@ -143,6 +146,14 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 			o->no_shuffle = true;
 			continue;
 		}
+		if (strcmp(a, "--mpi") == 0) {
+			o->mpi = true;
+			continue;
+		}
+		if (strcmp(a, "--sync-bn") == 0) {
+			o->sync_bn = true;
+			continue;
+		}
 		if (a[0] != '-') {
 			if (o->command)
 				return usage_error("unexpected argument '%s'", a);
@@ -197,6 +208,8 @@ int main(int argc, char **argv)
 		return 1;
 	o.max_batch = m.train.batch;
 	int rc = parse_args(argc, argv, &m, &o);
+	if (rc < 0 && rt_dist_init(&o) < 0)
+		rc = 1;
 	if (rc < 0) {
 		if (strcmp(o.command, "info") == 0)
 			rc = rt_cmd_info(&m, stdout);
@@ -208,5 +221,5 @@ int main(int argc, char **argv)
 			rc = rt_cmd_train(&m, &o);
 	}
 	rt_spec_free(&m);
-	return rc;
+	return rt_dist_finish(rc);
 }

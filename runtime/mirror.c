@@ -45,7 +45,7 @@ int rt_max_batch(const RtModel *m, const RtOptions *o)
 
 static void mirror_step(const RtModel *m, float **bufs, int i)
 {
-	wtn_mirror(bufs, i, mirror_batch(&m->layers[i]));
+	rt_dist_mirror(m, bufs, i, mirror_batch(&m->layers[i]));
 }
 
 void rt_mirror_warmup(const RtModel *m, float **bufs)

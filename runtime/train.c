@@ -79,15 +79,6 @@ int rt_thread_count(const RtOptions *o)
 
 typedef struct EpochTotals { double loss_sum; long correct, seen; } EpochTotals;
 
-static void count_correct(const RtModel *m, float **bufs, const int32_t *labels, int n,
-                          EpochTotals *e)
-{
-	const RtLayer *last = &m->layers[m->nlayers - 1];
-	const float *y = bufs[last->y];
-	for (int i = 0; i < n; i++)
-		e->correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
-}
-
 /* One epoch of steps. Returns -1 (after the message) on a non-finite loss. */
 static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool tty,
                        EpochTotals *e)
@@ -100,8 +91,10 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	while ((!o->steps || opt->step < o->steps) &&
 	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
 		step++;
-		wtn_forward(r->bufs, n);
-		float loss = wtn_loss(r->bufs, r->labels, n);
+		int local = rt_dist_shard(m, r->bufs[m->x_slot], r->labels, n);
+		wtn_forward(r->bufs, local);
+		float loss = rt_dist_loss(m, r->bufs, r->labels, wtn_loss(r->bufs, r->labels, local),
+		                          &e->correct);
 		if (!isfinite(loss)) {
 			if (tty)
 				fputs("\r\033[K", stdout);
@@ -117,8 +110,8 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		}
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
-		count_correct(m, r->bufs, r->labels, n, e);
-		wtn_backward(r->bufs, n);
+		wtn_backward(r->bufs, local);
+		rt_dist_gradients(m, r->bufs);
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
@@ -157,7 +150,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		rt_mirror_warmup(m, r.bufs);
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
-	bool tty = isatty(STDOUT_FILENO);
+	/* mpirun hands its ranks a pseudo-terminal even when its own output is a log */
+	bool tty = isatty(STDOUT_FILENO) && !rt_dist_on();
 	for (int epoch = 0; epoch < t->epochs && (!o->steps || opt.step < o->steps); epoch++) {
 		EpochTotals e = {0};
 		rt_optim_begin_epoch(&opt, epoch);
@@ -170,7 +164,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		s.train_loss = e.loss_sum / e.seen;
 		s.train_acc = 100.0 * e.correct / e.seen;
 		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
-		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
+		rt_dist_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
 		rt_layer_stats(m, r.bufs, r.stats);
 		rt_probe_delta(r.probe, r.bufs, r.labels, r.stats);
 		if (tty)
@@ -196,7 +190,7 @@ int rt_cmd_eval(RtModel *m, const RtOptions *o)
 	if (run_open(&r, m, o) == 0) {
 		double loss, acc;
 		openblas_set_num_threads(rt_thread_count(o));
-		rt_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
+		rt_dist_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
 		printf("test loss %.4f acc %.2f%%  (%ld samples, %s)\n", loss, acc, r.data.test.n,
 		       r.data.source);
 		status = 0;
