@@ -12,6 +12,12 @@
  * ranks' results, which equals one step over the whole noise batch because
  * the step is affine in the correlation.
  *
+ * Batchnorm normalises by each rank's shard by default, as PyTorch's
+ * DistributedDataParallel does; its running statistics are averaged over
+ * the ranks after every step, weighted by shard, which makes the running
+ * mean that of the global batch. --sync-bn sums the per-channel sums inside
+ * the kernels (wtn_allreduce), so the run equals one process.
+ *
  * Without mpirun (no launcher in the environment) nothing here touches MPI
  * and every function is the single-process path. Built without MPI (no
  * mpicc when the runtime was built), a launch on several ranks is refused. */
@@ -218,6 +224,10 @@ void rt_dist_gradients(const RtModel *m, float **bufs)
 				bufs[s][i] *= w;
 		} else if (b->kind != RT_BUF_GRAD)
 			continue;
+		else if (dist.weight == 0)
+			/* A stand-in's error is zero, but synchronised batchnorm sends
+			 * back the other ranks' through it: it must add nothing. */
+			memset(bufs[s], 0, b->elems * sizeof(float));
 		sum_in_place(bufs[s], b->elems, MPI_FLOAT);
 	}
 #endif
@@ -277,7 +287,12 @@ void rt_dist_mirror(const RtModel *m, float **bufs, int layer, int n)
 void wtn_allreduce(double *v, int count)
 {
 #ifdef WTN_MPI
-	if (dist.sync_bn && dist.in_step && dist.size > 1)
-		sum_in_place(v, count, MPI_DOUBLE);
+	/* Only inside a training step, which every rank takes: not in the
+	 * evaluation, the probe or the mirror steps. */
+	if (!dist.sync_bn || !dist.in_step || dist.size == 1)
+		return;
+	if (dist.weight == 0)   /* a stand-in sample: adds nothing to the sums */
+		memset(v, 0, count * sizeof *v);
+	sum_in_place(v, count, MPI_DOUBLE);
 #endif
 }
