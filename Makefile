@@ -10,10 +10,10 @@ CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -Icompiler -Iruntime -I$(B)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null)
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs 2>/dev/null)
 RT_LIBS  := -lopenblas -lz -lm -lpthread
-# MPI (Open MPI's mpicc --showme): when mpicc is found, runtime/dist.c is
-# built for data-parallel training and $(B)/libwtnrt.libs holds the link
-# flags wtnc adds; MPICC= builds without. The file changes only when the
-# flags do, and dist.o depends on it, so installing MPI later rebuilds it.
+# MPI (Open MPI's mpicc --showme): when mpicc is found, runtime/mpi.c is
+# built with MPI for data-parallel training and $(B)/libwtnrt.libs holds the
+# link flags wtnc adds; MPICC= builds without. The file changes only when
+# the flags do, and mpi.o depends on it, so installing MPI later rebuilds it.
 MPICC    ?= $(shell command -v mpicc 2>/dev/null)
 MPI_CFLAGS := $(if $(MPICC),-DWTN_MPI $(shell $(MPICC) --showme:compile 2>/dev/null))
 MPI_LIBS   := $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null))
@@ -52,7 +52,7 @@ $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h
 $(B)/wtnc: $(COMPILER_OBJ)
 	$(CC) -o $@ $^ $(LLVM_LIBS)
 
-$(B)/runtime/dist.o: runtime/dist.c runtime/wtnrt.h runtime/wtn_abi.h $(B)/libwtnrt.libs
+$(B)/runtime/mpi.o: runtime/mpi.c runtime/wtnrt.h runtime/wtn_abi.h $(B)/libwtnrt.libs
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 

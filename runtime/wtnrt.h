@@ -279,10 +279,7 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o);
 /* The buffers' batch capacity: compiled batch, train batch, mirror batches. */
 int rt_max_batch(const RtModel *m, const RtOptions *o);
 
-/* ---- dist.c: data-parallel training over MPI ----
- * Without a launcher (mpirun, srun) every function is the single-process
- * path and MPI is never started. Collective: every rank calls these in the
- * same order. */
+/* ---- mpi.c: starting and ending MPI (the only file calling it) ---- */
 /* Starts MPI when launched by mpirun or srun (or with --mpi); ranks other
  * than 0 get no --save or --metrics and a silent stdout. -1 after a message
  * (a binary built without MPI launched on several ranks). */
@@ -290,6 +287,15 @@ int rt_dist_init(RtOptions *o);
 /* Ends MPI: MPI_Finalize, or on a nonzero status MPI_Abort (ending every
  * rank, which would otherwise wait for this one). Returns status. */
 int rt_dist_finish(int status);
+
+/* ---- dist.c: data-parallel training over MPI ----
+ * Without a launcher (mpirun, srun) every function is the single-process
+ * path. Collective: every rank calls these in the same order. */
+/* Sums v[0..count) (floats, or doubles) in place over the ranks. */
+typedef void RtSumFn(void *v, long count, bool doubles);
+/* From mpi.c once MPI runs: this rank, the world size, the sum. */
+void rt_dist_attach(int rank, int size, RtSumFn *sum);
+void rt_dist_sync_bn(bool on);     /* --sync-bn */
 int rt_dist_rank(void);
 int rt_dist_size(void);
 bool rt_dist_on(void);

@@ -126,9 +126,9 @@ grep -q "rank 1.*signal 9" "$T/err" || fail "rank 1 killed: no message naming it
 	fail "the checkpoint after a killed rank does not load: $(head -3 "$T/err")"
 
 # A runtime built without MPI: refuses two ranks and --mpi, trains alone.
-cc -std=gnu11 -D_GNU_SOURCE -Iruntime -O1 -c -o "$T/dist_nompi.o" runtime/dist.c || exit 1
+cc -std=gnu11 -D_GNU_SOURCE -Iruntime -O1 -c -o "$T/mpi_nompi.o" runtime/mpi.c || exit 1
 $WTNC tests/dist/mlp.wtn -c -o "$T/net.o" >/dev/null 2>&1 &&
-	cc -o "$T/nompi" "$T/net.o" build/wtn_main.o "$T/dist_nompi.o" build/libwtnrt.a \
+	cc -o "$T/nompi" "$T/net.o" build/wtn_main.o "$T/mpi_nompi.o" build/libwtnrt.a \
 		-lopenblas -lz -lm -lpthread || fail "cannot link a binary without MPI"
 if nm "$T/nompi" | grep -q MPI_Init; then
 	fail "the binary without MPI still links MPI"
