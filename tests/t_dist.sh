@@ -4,8 +4,8 @@
 # global batch, to 1e-5 relative in every tensor of the checkpoint, under
 # bp, kp, wm (noise batch split across ranks) and dfa on an MLP and on a
 # conv net; a whole epoch whose last batch has fewer samples than ranks;
-# three ranks; sharded evaluation. A rank that fails alone or is killed ends
-# the job, and the last checkpoint still loads. A binary whose runtime was
+# three ranks; the mirror command; sharded evaluation. A rank that fails
+# alone or is killed ends the job, and the last checkpoint still loads. A binary whose runtime was
 # built without MPI refuses a launch on several ranks and --mpi, and trains
 # alone as before. Batchnorm synchronised (--sync-bn) equals one process,
 # and by default (each rank's own statistics) does not.
@@ -85,6 +85,12 @@ $MPIRUN -np 2 "$T/bn" train --threads 1 --steps 10 --save "$T/bn.own" >/dev/null
 "$T/bp" train --threads 1 --steps 10 --batch 24 --save "$T/bp24" >/dev/null 2>&1
 "$T/bp" train --threads 1 --steps 10 --save "$T/bp25" >/dev/null 2>&1
 "$T/stcmp" "$T/bp24" "$T/bp25" 1e-5 >/dev/null && fail "stcmp finds batch 24 and 25 alike"
+
+# The mirror command: each step's noise batch split across the ranks.
+"$T/wm" mirror --threads 1 --steps 7 --save "$T/mirror.one" >/dev/null 2>&1
+$MPIRUN -np 2 "$T/wm" mirror --threads 1 --steps 7 --save "$T/mirror.two" >/dev/null 2>&1 &&
+	"$T/stcmp" "$T/mirror.one" "$T/mirror.two" 1e-5 >"$T/cmp" ||
+	fail "mirror on 2 ranks differs from one process: $(head -3 "$T/cmp")"
 
 # eval, sharded over the ranks: the same line as one process.
 "$T/bp" eval --init "$T/bp.one" >"$T/eval.one" 2>&1
