@@ -115,7 +115,7 @@ i=0
 while [ ! -f "$T/kill.st" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 sleep 0.3
 victim=
-for p in $(pgrep -P $job); do
+for p in $(awk -v parent=$job '$4 == parent { print $1 }' /proc/[0-9]*/stat 2>/dev/null); do
 	tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$p
 done
 if [ -z "$victim" ]; then
