@@ -11,6 +11,15 @@ CPPFLAGS := -std=gnu11 -D_GNU_SOURCE -Icompiler -Iruntime -I$(B)
 LLVM_CFLAGS := $(shell $(LLVM_CONFIG) --cflags 2>/dev/null)
 LLVM_LIBS   := $(shell $(LLVM_CONFIG) --ldflags 2>/dev/null) $(shell $(LLVM_CONFIG) --libs 2>/dev/null)
 RT_LIBS  := -lopenblas -lz -lm -lpthread
+# MPI (Open MPI's mpicc --showme): when mpicc is found, runtime/mpi.c is
+# built with MPI for data-parallel training and $(B)/libwtnrt.libs holds the
+# link flags wtnc adds; MPICC= builds without. The file changes only when
+# the flags do, and mpi.o depends on it, so installing MPI later rebuilds it.
+MPICC    ?= $(shell command -v mpicc 2>/dev/null)
+MPI_CFLAGS := $(if $(MPICC),-DWTN_MPI $(shell $(MPICC) --showme:compile 2>/dev/null))
+MPI_LIBS   := $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null))
+$(shell mkdir -p $(B) && { echo '$(MPI_LIBS)' | cmp -s - $(B)/libwtnrt.libs || \
+        echo '$(MPI_LIBS)' >$(B)/libwtnrt.libs; })
 
 COMPILER_OBJ := $(patsubst compiler/%.c,$(B)/compiler/%.o,$(wildcard compiler/*.c)) \
                 $(B)/grammar/lexer.o $(B)/grammar/parser.o
@@ -47,6 +56,10 @@ $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_vers
 # The sweep report reads metrics files with the runtime's JSON parser.
 $(B)/wtnc: $(COMPILER_OBJ) $(B)/runtime/json.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
+
+$(B)/runtime/mpi.o: runtime/mpi.c runtime/wtnrt.h runtime/wtn_abi.h $(B)/libwtnrt.libs
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^

@@ -21,6 +21,7 @@ typedef struct Cg {
 	LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_pf32, t_ppf32, t_pi32;
 	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty, range_ty, pfor_ty;
 	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_erff, f_sqrt;
+	LLVMValueRef allreduce;    /* wtn_allreduce: batchnorm sums over MPI ranks */
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
 	char helper_name[64];      /* name of the helper being built (helper()) */
@@ -843,10 +844,20 @@ static void emit_affine_act(Cg *cg, Act act, LLVMValueRef x, LLVMValueRef y, LLV
 	loop_end(cg, &lr);
 }
 
+/* The runtime sums v[0..count) over the ranks of a data-parallel run with
+ * synchronised batchnorm (a no-op otherwise). */
+static void emit_allreduce(Cg *cg, LLVMValueRef v, int count)
+{
+	LLVMValueRef args[] = { v, ci32(cg, count) };
+	call_fn(cg, cg->allreduce, args, 2);
+}
+
 /* Batchnorm forward. variant 0 (training): the batch's mean and biased
  * variance (two passes in double), saved for the backward as mean and
  * 1/sqrt(var + eps); running statistics move by momentum, the variance's
- * unbiased. variant 1 (evaluation): the running statistics.
+ * unbiased. The sums (and the row count, after them) go through
+ * wtn_allreduce, so a data-parallel run can take them over the global
+ * batch. variant 1 (evaluation): the running statistics.
  * Params: (x, y, gamma, beta, rmean, rvar, mean, invstd, n). */
 static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int variant)
 {
@@ -865,13 +876,17 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 	Loop lc;
 	LLVMValueRef c;
 	if (variant == 0) {
-		LLVMValueRef sum = frame_array(cg, cg->t_f64, C), sq = frame_array(cg, cg->t_f64, C);
-		LLVMValueRef cnt = LLVMBuildSIToFP(cg->b, rows, cg->t_f64, "");
+		LLVMValueRef sum = frame_array(cg, cg->t_f64, C + 1), sq = frame_array(cg, cg->t_f64, C);
+		LLVMValueRef cnt_at = elem_ptr_t(cg, cg->t_f64, sum, ci64(cg, C));
 		emit_channel_sums(cg, P[0], rows, C, sum, NULL);
+		LLVMBuildStore(cg->b, LLVMBuildSIToFP(cg->b, rows, cg->t_f64, ""), cnt_at);
+		emit_allreduce(cg, sum, C + 1);
+		LLVMValueRef cnt = LLVMBuildLoad2(cg->b, cg->t_f64, cnt_at, "");
 		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 		store_t(cg, cg->t_f64, LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sum, c), cnt, ""), sum, c);
 		loop_end(cg, &lc);
 		emit_channel_sums(cg, P[0], rows, C, sq, sum);
+		emit_allreduce(cg, sq, C);
 		/* unbiased: cnt / (cnt - 1), with one value per channel taken as is */
 		LLVMValueRef unb = LLVMBuildFDiv(cg->b, cnt, LLVMBuildFSub(cg->b, cnt, cf64(cg, 1), ""), "");
 		unb = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, cnt, cf64(cg, 1), ""),
@@ -1638,6 +1653,9 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
  * from the input and the saved batch statistics:
  *   pass 1: d *= f'(y); gb = sum d; gW = sum d xhat   (per channel, double)
  *   pass 2: dx (+)= gamma invstd (d - gb/R - xhat gW/R)
+ * With synchronised batchnorm the sums and R of pass 2 are the global
+ * batch's (wtn_allreduce); gW and gb keep this rank's, summed later with
+ * every other gradient.
  * Params (d, y, x, gamma, mean, invstd, gW, gb, dx, n). */
 enum { BN_DERIV = 1, BN_ZERO = 2, BN_SEND = 4, BN_ACCUMULATE = 8 };
 static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1652,7 +1670,8 @@ static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int vari
 	for (int k = 0; k < 10; k++)
 		P[k] = LLVMGetParam(f, (unsigned)k);
 	LLVMValueRef rows = imul(cg, n64(cg, P[9]), pixels(l->out_shape));
-	LLVMValueRef sdy = frame_array(cg, cg->t_f64, C), sdx = frame_array(cg, cg->t_f64, C);
+	LLVMValueRef sdy = frame_array(cg, cg->t_f64, 2 * C + 1);
+	LLVMValueRef sdx = elem_ptr_t(cg, cg->t_f64, sdy, ci64(cg, C));
 	LLVMValueRef ka = frame_array(cg, cg->t_f32, C), kb = frame_array(cg, cg->t_f32, C),
 	             kc = frame_array(cg, cg->t_f32, C);
 	Loop lr, lc;
@@ -1682,11 +1701,16 @@ static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int vari
 	                                     f2d(cg, fmul(cg, v, xhat)), ""), sdx, c);
 	loop_end(cg, &lc);
 	loop_end(cg, &lr);
-	LLVMValueRef cnt = LLVMBuildSIToFP(cg->b, rows, cg->t_f64, "");
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, sdx, c)), P[6], c);
+	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, sdy, c)), P[7], c);
+	loop_end(cg, &lc);
+	LLVMValueRef cnt_at = elem_ptr_t(cg, cg->t_f64, sdy, ci64(cg, 2 * C));
+	LLVMBuildStore(cg->b, LLVMBuildSIToFP(cg->b, rows, cg->t_f64, ""), cnt_at);
+	emit_allreduce(cg, sdy, 2 * C + 1);
+	LLVMValueRef cnt = LLVMBuildLoad2(cg->b, cg->t_f64, cnt_at, "");
 	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 	LLVMValueRef s1 = load_t(cg, cg->t_f64, sdy, c), s2 = load_t(cg, cg->t_f64, sdx, c);
-	store_f32(cg, d2f(cg, s2), P[6], c);
-	store_f32(cg, d2f(cg, s1), P[7], c);
 	store_f32(cg, fmul(cg, load_f32(cg, P[3], c), load_f32(cg, P[5], c)), ka, c);
 	store_f32(cg, d2f(cg, LLVMBuildFDiv(cg->b, s1, cnt, "")), kb, c);
 	store_f32(cg, d2f(cg, LLVMBuildFDiv(cg->b, s2, cnt, "")), kc, c);
@@ -2397,6 +2421,9 @@ static void declare_externals(Cg *cg)
 	LLVMTypeRef nz[] = { cg->t_pf32, cg->t_i64, cg->t_f32 };
 	cg->noise_ty = LLVMFunctionType(cg->t_void, nz, 3, 0);
 	cg->noise = LLVMAddFunction(cg->mod, "wtn_noise", cg->noise_ty);
+	LLVMTypeRef ar[] = { LLVMPointerType(cg->t_f64, 0), cg->t_i32 };
+	cg->allreduce = LLVMAddFunction(cg->mod, "wtn_allreduce",
+	                                LLVMFunctionType(cg->t_void, ar, 2, 0));
 	/* void body(i8 *ctx, i64 lo, i64 hi, i32 part) and wtn_parallel_for */
 	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
 	LLVMTypeRef rg[] = { t_pi8, cg->t_i64, cg->t_i64, cg->t_i32 };

@@ -201,6 +201,23 @@ static int split_words(char *s, char **words, int max)
 	return n;
 }
 
+/* The libraries the runtime itself needs beyond OpenBLAS, zlib and libm
+ * (MPI's, when it was built with MPI): the words of DIR/libwtnrt.libs, which
+ * the Makefile writes; NULL when absent. */
+static char *runtime_libs(const char *dir)
+{
+	char *path = path_join(dir, "libwtnrt.libs");
+	FILE *f = fopen(path, "r");
+	free(path);
+	if (!f)
+		return NULL;
+	char *text = calloc(1, 4096);
+	if (text && fread(text, 1, 4095, f) == 0)
+		text[0] = '\0';
+	fclose(f);
+	return text;
+}
+
 static int link_binary(const Options *o, const char *object, const char *output)
 {
 	const char *dir = runtime_dir();
@@ -212,15 +229,23 @@ static int link_binary(const Options *o, const char *object, const char *output)
 		return 1;
 	}
 	char *cc = strdup(o->cc);
-	char *argv[MAX_CC_WORDS + 16];
+	char *argv[MAX_CC_WORDS + 80];
 	int n = split_words(cc, argv, MAX_CC_WORDS);
 	if (n == 0)
 		argv[n++] = "cc";
 	char *rest[] = {"-o", (char *)output, (char *)object, main_obj, lib,
-		"-lopenblas", "-lz", "-lm", "-lpthread", NULL};
+		"-lopenblas", "-lz", "-lm", "-lpthread"};
 	memcpy(argv + n, rest, sizeof rest);
+	n += sizeof rest / sizeof rest[0];
+	/* MPI's link flags, when the runtime was built with it */
+	char *extra = runtime_libs(dir);
+	for (char *w = extra ? strtok(extra, " \t\n") : NULL; w && n < MAX_CC_WORDS + 79;
+	     w = strtok(NULL, " \t\n"))
+		argv[n++] = w;
+	argv[n] = NULL;
 	int status = run(argv);
 	free(cc);
+	free(extra);
 	free(lib);
 	free(main_obj);
 	if (status != 0) {

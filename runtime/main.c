@@ -41,12 +41,14 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --init FILE      start from a safetensors checkpoint\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
 	        "  --save-every N   train: also write it after every N steps\n"
-	        "  --metrics FILE   write one JSON object per epoch\n"
 	        "  --metrics FILE   write the run's configuration, then one JSON object per epoch\n"
 	        "  --log-every N    also write a step record (loss, lr, samples/s) every N steps\n"
 	        "  --layers         print a per-layer table (angle, |B|/|W|, delta) after each epoch\n"
 	        "  --quiet          print nothing but errors\n"
 	        "  --version        wtn's version\n"
+	        "  --mpi            use MPI even when no launcher (mpirun, srun) is seen\n"
+	        "  --sync-bn        data-parallel: batchnorm statistics of the global batch\n"
+	        "                   rather than of each rank's shard\n"
 	        "  -h, --help       this text\n"
 	        "\n"
 	        "SIGINT or SIGTERM during train: finish the step, save (with --save), exit\n"
@@ -181,6 +183,14 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 			o->layer_table = true;
 			continue;
 		}
+		if (strcmp(a, "--mpi") == 0) {
+			o->mpi = true;
+			continue;
+		}
+		if (strcmp(a, "--sync-bn") == 0) {
+			o->sync_bn = true;
+			continue;
+		}
 		if (a[0] != '-') {
 			if (o->command)
 				return usage_error("unexpected argument '%s'", a);
@@ -245,6 +255,8 @@ int main(int argc, char **argv)
 	if (rc < 0 && rt_check_outputs(&o) < 0)
 		rc = 1;
 	rt_signals_install(false);
+	if (rc < 0 && rt_dist_init(&o) < 0)
+		rc = 1;
 	if (rc < 0) {
 		if (strcmp(o.command, "info") == 0)
 			rc = rt_cmd_info(&m, stdout);
@@ -255,5 +267,5 @@ int main(int argc, char **argv)
 		else
 			rc = rt_cmd_train(&m, &o);
 	}
-	return rc;
+	return rt_dist_finish(rc);
 }

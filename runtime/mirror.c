@@ -68,7 +68,7 @@ static void growth_control(const RtModel *m, float **bufs, const RtLayer *l, dou
 static void mirror_step(const RtModel *m, float **bufs, int i)
 {
 	const RtLayer *l = &m->layers[i];
-	wtn_mirror(bufs, i, mirror_batch(l));
+	rt_dist_mirror(m, bufs, i, mirror_batch(l));
 	double g = rt_rule_arg(l, "growth", 0);
 	if (g > 0)
 		growth_control(m, bufs, l, g);

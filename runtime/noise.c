@@ -8,6 +8,9 @@
 
 static RtRng noise_rng;
 static bool noise_seeded;
+/* rt_noise_window: the next call returns values [window_first, +count) of
+ * a call for window_total values (0: no window). */
+static long window_first, window_total;
 
 void rt_noise_seed(uint64_t seed)
 {
@@ -17,12 +20,23 @@ void rt_noise_seed(uint64_t seed)
 	noise_seeded = true;
 }
 
+void rt_noise_window(long first, long total)
+{
+	window_first = first;
+	window_total = total;
+}
+
 void wtn_noise(float *dst, long count, float std)
 {
 	if (!noise_seeded)
 		rt_noise_seed(0);
+	long first = window_total ? window_first : 0, total = window_total ? window_total : count;
+	window_total = 0;
 	const float two_pi = 6.28318530717958647692f;
-	for (long i = 0; i < count; i += 2) {
+	long pair = first / 2, pairs = (total + 1) / 2;
+	for (long p = 0; p < pair; p++)
+		rt_rng_next(&noise_rng);
+	for (long v = pair * 2; v < first + count; v += 2, pair++) {
 		uint64_t bits = rt_rng_next(&noise_rng);
 		/* u1 in (0, 1] keeps the log finite; 32 bits each bound |z| by 6.7. */
 		float u1 = (float)(((bits >> 32) + 1) * 0x1.0p-32);
@@ -30,8 +44,12 @@ void wtn_noise(float *dst, long count, float std)
 		float r = std * sqrtf(-2.0f * logf(u1));
 		float s, c;
 		sincosf(two_pi * u2, &s, &c);
-		dst[i] = r * c;
-		if (i + 1 < count)
-			dst[i + 1] = r * s;
+		if (v >= first)
+			dst[v - first] = r * c;
+		if (v + 1 >= first && v + 1 < first + count)
+			dst[v + 1 - first] = r * s;
 	}
+	/* the stream moves on as far as for the whole call */
+	for (; pair < pairs; pair++)
+		rt_rng_next(&noise_rng);
 }

@@ -117,15 +117,6 @@ int rt_thread_count(const RtOptions *o)
 
 typedef struct EpochTotals { double loss_sum; long correct, seen; } EpochTotals;
 
-static void count_correct(const RtModel *m, float **bufs, const int32_t *labels, int n,
-                          EpochTotals *e)
-{
-	const RtLayer *last = &m->layers[m->nlayers - 1];
-	const float *y = bufs[last->y];
-	for (int i = 0; i < n; i++)
-		e->correct += rt_argmax(y + (long)i * last->out, last->out) == labels[i];
-}
-
 /* Progress of the whole run, for the ETA and step records. */
 typedef struct RunClock {
 	double start;          /* of the first step */
@@ -206,9 +197,11 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
 		step++;
 		rt_dropout_masks(m, r->bufs, n, &r->dropout);
-		wtn_forward(r->bufs, n);
-		r->last_n = n;
-		float loss = wtn_loss(r->bufs, r->labels, n);
+		int local = rt_dist_shard(m, r->bufs[m->x_slot], r->labels, n);
+		wtn_forward(r->bufs, local);
+		r->last_n = local;
+		float loss = rt_dist_loss(m, r->bufs, r->labels, wtn_loss(r->bufs, r->labels, local),
+		                          &e->correct);
 		if (!isfinite(loss)) {
 			if (tty)
 				fputs("\r\033[K", stdout);
@@ -236,8 +229,8 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		}
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
-		count_correct(m, r->bufs, r->labels, n, e);
-		wtn_backward(r->bufs, n);
+		wtn_backward(r->bufs, local);
+		rt_dist_gradients(m, r->bufs);
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
@@ -307,7 +300,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
 	rt_config_set_current(rt_config_json(m, o, r.data.source));
-	bool tty = isatty(STDOUT_FILENO) && !o->quiet;
+	/* mpirun hands its ranks a pseudo-terminal even when its own output is a log */
+	bool tty = isatty(STDOUT_FILENO) && !o->quiet && !rt_dist_on();
 	RunClock clock = {.start = now_seconds(), .total = (long)t->epochs * r.data.train.n};
 	if (o->steps && o->steps * t->batch < clock.total)
 		clock.total = o->steps * t->batch;
@@ -337,7 +331,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 			       r.data.test.n);
 			fflush(stdout);
 		}
-		rt_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
+		rt_dist_evaluate(m, r.bufs, &r.data.test, t->batch, r.labels, &s.test_loss, &s.test_acc);
 		/* A diverged epoch is shown but neither saved nor written to the
 		 * metrics: the files keep the last good epoch. */
 		char what[160] = "";
@@ -404,7 +398,7 @@ int rt_cmd_eval(RtModel *m, const RtOptions *o)
 			rt_config_compare(stdout, o->init, now);
 		free(now);
 		openblas_set_num_threads(rt_thread_count(o));
-		rt_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
+		rt_dist_evaluate(m, r.bufs, &r.data.test, m->train.batch, r.labels, &loss, &acc);
 		printf("test loss %.4f acc %.2f%%  (%ld samples, %s)\n", loss, acc, r.data.test.n,
 		       r.data.source);
 		status = 0;

@@ -86,6 +86,12 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
  * seeded generator (called by wtn_mirror). */
 void wtn_noise(float *dst, long count, float std);
 
+/* Sums v[0..count) over the ranks of a data-parallel run whose batchnorm
+ * is synchronised (the binary's --sync-bn), during a training step; does
+ * nothing otherwise. Batchnorm's training forward and backward call it with
+ * their per-channel sums, the row count last. */
+void wtn_allreduce(double *v, int count);
+
 /* Parallel loop the kernels call for their per-sample work (im2col, the
  * products of sample chunks, col2im, pools): runs body(ctx, lo, hi, part)
  * over disjoint ranges [lo, hi) that cover [0, count), one per part, at most

@@ -132,6 +132,10 @@ void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r);
 
 /* ---- noise.c: the generator behind wtn_noise ---- */
 void rt_noise_seed(uint64_t seed);
+/* The next wtn_noise call returns values [first, first + count) of a call
+ * for total values and moves the stream as far as that call would: a rank's
+ * slice of a noise batch split across ranks. */
+void rt_noise_window(long first, long total);
 
 /* ---- optim.c: learning-rate schedule and per-step scalars ---- */
 typedef struct RtOptim {
@@ -235,6 +239,8 @@ typedef struct RtOptions {
 	bool quiet;            /* --quiet: no progress bar, no epoch lines */
 	bool layer_table;      /* --layers: a per-layer table after each epoch */
 	long log_every;        /* --log-every N: a step record every N steps */
+	bool mpi;              /* --mpi: start MPI even without a launcher's environment */
+	bool sync_bn;          /* --sync-bn: batchnorm statistics over the global batch */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);
@@ -303,6 +309,44 @@ const char *rt_config_current(void);
 void rt_config_compare(FILE *out, const char *path, const char *now_json);
 /* A rule argument as it acts: kp's decay -1 is the optimiser's weight decay. */
 double rt_rule_arg_in_force(const RtModel *m, const RtLayer *l, int k);
+
+/* ---- mpi.c: starting and ending MPI (the only file calling it) ---- */
+/* Starts MPI when launched by mpirun or srun (or with --mpi); ranks other
+ * than 0 get no --save or --metrics and a silent stdout. -1 after a message
+ * (a binary built without MPI launched on several ranks). */
+int rt_dist_init(RtOptions *o);
+/* Ends MPI: MPI_Finalize, or on a nonzero status MPI_Abort (ending every
+ * rank, which would otherwise wait for this one). Returns status. */
+int rt_dist_finish(int status);
+
+/* ---- dist.c: data-parallel training over MPI ----
+ * Without a launcher (mpirun, srun) every function is the single-process
+ * path. Collective: every rank calls these in the same order. */
+/* Sums v[0..count) (floats, or doubles) in place over the ranks. */
+typedef void RtSumFn(void *v, long count, bool doubles);
+/* From mpi.c once MPI runs: this rank, the world size, the sum. */
+void rt_dist_attach(int rank, int size, RtSumFn *sum);
+void rt_dist_sync_bn(bool on);     /* --sync-bn */
+int rt_dist_rank(void);
+int rt_dist_size(void);
+bool rt_dist_on(void);
+/* Moves this rank's shard of the global batch of n samples (x [n, dim],
+ * labels) to the front; returns its size (>= 1: with fewer samples than
+ * ranks, a stand-in sample that counts for nothing). */
+int rt_dist_shard(const RtModel *m, float *x, int32_t *labels, int n);
+/* After wtn_loss of the shard (its mean loss): weights the output error
+ * by the shard's share of the global batch; adds the global batch's correct
+ * predictions to *correct and returns its mean loss. */
+float rt_dist_loss(const RtModel *m, float **bufs, const int32_t *labels, float loss,
+                   long *correct);
+/* After wtn_backward: sums every gradient buffer over the ranks, and
+ * averages batchnorm's running statistics (weighted by shard). */
+void rt_dist_gradients(const RtModel *m, float **bufs);
+/* rt_evaluate with the set split across ranks, the sums combined. */
+void rt_dist_evaluate(const RtModel *m, float **bufs, const RtSet *set, int batch,
+                      int32_t *labels, double *loss, double *acc);
+/* wtn_mirror with the noise batch n split across ranks. */
+void rt_dist_mirror(const RtModel *m, float **bufs, int layer, int n);
 
 /* ---- blas.c: OpenBLAS's kernels and idle policy ---- */
 /* Picks OpenBLAS's AVX-512 kernels where it misses them and a short idle

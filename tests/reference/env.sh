@@ -6,7 +6,8 @@ WTNC=${WTNC:-build/wtnc}
 LIB=${WTNLIB:-build/libwtnrt.a}
 CC=${CC:-cc}
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -O1 -Iruntime -Icompiler"
-LIBS="-lopenblas -lz -lm -lpthread"
+# plus MPI's libraries when the runtime was built with MPI (the Makefile's list)
+LIBS="-lopenblas -lz -lm -lpthread $(cat "$(dirname "$LIB")/libwtnrt.libs" 2>/dev/null)"
 R=tests/reference
 
 harness_env() {
