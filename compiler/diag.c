@@ -3,6 +3,7 @@
  * caret under the column. The caret line copies the tabs of the source
  * prefix, so it lines up however the terminal expands them. */
 #include "wtnc.h"
+#include "wtn_edit.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,32 +206,6 @@ void diag_note(Pos pos, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Levenshtein distance, giving up (returning a large value) past `limit`. */
-static int edit_distance(const char *a, const char *b, int limit)
-{
-	int la = (int)strlen(a), lb = (int)strlen(b);
-	if (la - lb > limit || lb - la > limit || lb > 200)
-		return limit + 1;
-	int row[201];
-	for (int j = 0; j <= lb; j++)
-		row[j] = j;
-	for (int i = 1; i <= la; i++) {
-		int diag = row[0];
-		row[0] = i;
-		for (int j = 1; j <= lb; j++) {
-			int up = row[j];
-			int best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[lb];
-}
-
 const char *diag_suggest(const char *name, const char *const *names, int n)
 {
 	/* Close enough: at most a third of the name's letters wrong, and at
@@ -242,7 +217,7 @@ const char *diag_suggest(const char *name, const char *const *names, int n)
 	for (int i = 0; i < n; i++) {
 		if (!names[i] || !strcmp(names[i], name))
 			continue;
-		int d = edit_distance(name, names[i], limit);
+		int d = wtn_edit_distance(name, names[i], limit);
 		/* a prefix of three or more letters: 'fashion' for 'fashion_mnist' */
 		if (len >= 3 && !strncmp(name, names[i], (size_t)len))
 			d = limit < 1 ? 0 : limit;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "wtnrt.h"
+#include "wtn_edit.h"
 
 enum { S_REAL, S_INT, S_LONG, S_BOOL, S_SCHEDULE, S_COMPILED };
 enum { ANY_OPT, SGD_ONLY, ADAM_ONLY, IMAGE_ONLY };
@@ -89,37 +90,13 @@ static int set_error(const char *assignment, const char *fmt, ...)
 	return -1;
 }
 
-static int edit_distance(const char *a, const char *b)
-{
-	int n = (int)strlen(b), row[64];
-	if (n >= 63 || strlen(a) >= 63)
-		return 99;
-	for (int j = 0; j <= n; j++)
-		row[j] = j;
-	for (int i = 1; a[i - 1]; i++) {
-		int diag = row[0];
-		row[0] = i;
-		for (int j = 1; j <= n; j++) {
-			int up = row[j];
-			int best = diag + (a[i - 1] != b[j - 1]);
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	return row[n];
-}
-
 /* The closest of words to word, or NULL when none is close. */
 static const char *closest(const char *word, const char *const *words, int n)
 {
 	const char *best = NULL;
 	int best_d = 3;
 	for (int i = 0; i < n; i++) {
-		int d = edit_distance(word, words[i]);
+		int d = wtn_edit_distance(word, words[i], best_d - 1);
 		if (d < best_d) {
 			best_d = d;
 			best = words[i];
