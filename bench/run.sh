@@ -75,13 +75,23 @@ else
 fi
 export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
 
-wtn_run() {   # binary threads steps [options]: trains; metrics in $tmp/m.jsonl
+# wtn_run binary threads steps [options]: trains; metrics in $tmp/m.jsonl.
+# A run that diverges (a rule at this learning rate) exits 1 without an
+# epoch record; its one step record, written before, still has its rate.
+wtn_run() {
 	bin=$1 t=$2 s=$3
 	shift 3
-	"$tmp/$bin" train --epochs 1 --steps "$s" --threads "$t" --metrics "$tmp/m.jsonl" "$@" >"$tmp/out"
+	diverged=
+	"$tmp/$bin" train --epochs 1 --steps "$s" --threads "$t" --metrics "$tmp/m.jsonl" \
+		--log-every "$s" "$@" >"$tmp/out" 2>"$tmp/err" || diverged=" (diverged: $(head -c 60 "$tmp/err")...)"
 }
-# The run's samples/s from its epoch record (the first record is its configuration).
-wtn_rate() { grep '^{"epoch"' "$tmp/m.jsonl" | tail -n 1 | sed 's/.*"samples_per_sec":\([0-9.e+]*\).*/\1/'; }
+# The run's samples/s from its epoch record, else its step record (the
+# first record is its configuration).
+wtn_rate() {
+	{ grep '^{"epoch"' "$tmp/m.jsonl" || grep '^{"step"' "$tmp/m.jsonl"; } | tail -n 1 |
+		sed 's/.*"samples_per_sec":\([0-9.e+]*\).*/\1/'
+}
+wtn_threads() { sed -n 's/^{"config".*"threads":\([0-9]*\).*/\1/p' "$tmp/m.jsonl"; }
 wtn_kernel() { sed -n 's/^{"config".*"blas":"[^"]*; kernel \([^"]*\)".*/\1/p' "$tmp/m.jsonl"; }
 wtn_options() {   # network: data options
 	case $1 in resnet20) echo "--data synthetic --set crop_pad=0 --set flip=0" ;; esac
@@ -103,7 +113,8 @@ echo "pytorch: $(field version), torch.set_num_threads(T), OMP_NUM_THREADS=T," \
 echo "$(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '%-9s %-8s %6s %10s %10s %8s  %s\n' network threads steps wtn pytorch ratio "kernels (wtn/pytorch)"
+printf '%-9s %-8s %6s %10s %10s %8s  %s\n' network threads steps wtn pytorch ratio \
+	"kernels (wtn/pytorch), threads (wtn; pytorch intra-op+OpenBLAS)"
 mlp1=
 for net in mlp convnet lenet resnet20; do
 	case $net in
@@ -112,20 +123,21 @@ for net in mlp convnet lenet resnet20; do
 	for t in $threads; do
 		# shellcheck disable=SC2046
 		wtn_run "$net" "$t" "$s" $(wtn_options "$net")
-		w=$(wtn_rate) wk=$(wtn_kernel)
+		[ -z "$diverged" ] || { echo "wtn $net diverged: $(cat "$tmp/err")" >&2; exit 1; }
+		w=$(wtn_rate) wk=$(wtn_kernel) wt=$(wtn_threads)
 		if [ "$net/$t" = mlp/1 ]; then   # the bound, right away: under the same load
 			mlp1=$w
 			build/sgemm_bound 128 1 <"$tmp/products" >"$tmp/bound"
 		fi
 		torch_run "$net" "$t" "$s"
 		p=$(field 'samples\/s') pk=$(field kernel)
-		printf '%-9s %-8s %6s %10.0f %10.0f %8s  %s/%s\n' "$net" "$t" "$s" "$w" "$p" \
-			"$(ratio "$w" "$p")" "$wk" "$pk"
+		printf '%-9s %-8s %6s %10.0f %10.0f %8s  %s/%s, %s; %s+%s\n' "$net" "$t" "$s" "$w" "$p" \
+			"$(ratio "$w" "$p")" "$wk" "$pk" "$wt" "$(field torch_threads)" "$(field openblas_threads)"
 	done
 done
 
-echo
 if [ -n "$mlp1" ]; then
+	echo
 	echo "sgemm bound of the MLP (784-1000-1000-10, batch 128: the $(wc -l <"$tmp/products") products of" \
 	     "forward, backward and weight gradients, timed alone right after the mlp's 1-thread run):"
 	echo "  $(cat "$tmp/bound")"
@@ -151,7 +163,7 @@ if [ "${BENCH_RULES:-1}" != 0 ]; then
 		build/wtnc bench/convnet.wtn --feedback "conv*=$rule" -o "$tmp/rule"
 		wtn_run rule 2 "$conv_steps"
 		r=$(wtn_rate)
-		printf '%-6s %10.0f samples/s  %s of bp\n' "$rule" "$r" "$(ratio "$r" "$base")"
+		printf '%-6s %10.0f samples/s  %s of bp%s\n' "$rule" "$r" "$(ratio "$r" "$base")" "$diverged"
 	done
 fi
 
