@@ -96,3 +96,18 @@ void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r)
 			mask[k] = rt_rng_uniform(r) >= l->p ? keep : 0.0f;
 	}
 }
+
+void rt_init_redraw_signs(const RtModel *m, float **bufs, int slot)
+{
+	const WtnInit *in = &m->bufs[slot].init;
+	float *dst = bufs[slot];
+	const float *w = in->src >= 0 ? bufs[in->src] : NULL;
+	/* SIGN is sign(W) a; RANDMAG_SIGN keeps its drawn magnitudes: M where
+	 * the rule keeps them (frsf), else |dst| (brsf). */
+	const float *mag = in->keep >= 0 ? bufs[in->keep] : dst;
+	for (long k = 0; w && k < m->bufs[slot].elems; k++)
+		if (in->fill == WTN_FILL_SIGN)
+			dst[k] = (float)(signf(w[k]) * in->a);
+		else if (in->fill == WTN_FILL_RANDMAG_SIGN)
+			dst[k] = fabsf(mag[k]) * signf(w[k]);
+}
