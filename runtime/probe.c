@@ -96,6 +96,10 @@ void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stat
 	if (p->n == 0)
 		return;
 	probe_stats(p, bufs, true);
+	/* A layer the rule sends no error (one feeding only dfa layers) keeps
+	 * its d slot as it was: zero, not what an earlier pass left there. */
+	for (int i = 0; i < m->nlayers; i++)
+		memset(bufs[m->layers[i].d], 0, (size_t)p->n * m->layers[i].out * sizeof(float));
 	probe_forward(p, bufs, labels);
 	wtn_backward(bufs, p->n);
 	for (int i = 0; i < m->nlayers; i++)

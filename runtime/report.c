@@ -235,14 +235,15 @@ const char *rt_config_current(void)
 /* ---- a checkpoint's recorded configuration ---- */
 
 /* The wtn_config of a safetensors file's __metadata__, parsed; -1 when the
- * file has none (older checkpoints, other producers). */
+ * file has none (older checkpoints, other producers), -2 when its header
+ * cannot be read (the checkpoint loader says why). */
 static int read_recorded(const char *path, RtJson *cfg)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return -1;
+		return -2;
 	unsigned char len8[8];
-	int rc = -1;
+	int rc = -2;
 	if (fread(len8, 1, 8, f) == 8) {
 		uint64_t n = 0;
 		for (int i = 7; i >= 0; i--)
@@ -254,6 +255,7 @@ static int read_recorded(const char *path, RtJson *cfg)
 		    rt_json_parse(text, n, &header, err, sizeof err) == 0) {
 			const RtJson *meta = rt_json_get(&header, "__metadata__");
 			const RtJson *s = meta ? rt_json_get(meta, "wtn_config") : NULL;
+			rc = -1;
 			if (s && s->type == RT_JSON_STRING &&
 			    rt_json_parse(s->string, strlen(s->string), cfg, err, sizeof err) == 0)
 				rc = 0;
@@ -415,9 +417,13 @@ int rt_config_check_resume(const char *path, const char *now_json, bool allow_ch
 {
 	RtJson then, now;
 	char err[128];
-	if (read_recorded(path, &then) < 0) {
-		fprintf(stderr, "wtn: --resume %s: the checkpoint records no configuration to check\n",
-		        path);
+	int got = read_recorded(path, &then);
+	if (got == -2)
+		return 0;   /* not a checkpoint: loading it says what is wrong */
+	if (got < 0) {
+		fprintf(stderr, "wtn: --resume %s: the checkpoint records no configuration to check "
+		        "this run against%s\n", path, allow_changes ? "" : " (--allow-changes resumes "
+		        "it anyway)");
 		return allow_changes ? 0 : -1;
 	}
 	if (!now_json || rt_json_parse(now_json, strlen(now_json), &now, err, sizeof err) < 0) {

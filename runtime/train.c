@@ -86,9 +86,15 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 			return -1;
 		rt_init_mags_from_feedback(m, r->bufs);
 	}
-	/* frsf's magnitudes are state: loaded, not rebuilt */
-	if (o->resume && rt_checkpoint_load(o->resume, m, r->bufs, false, &r->resumed) < 0)
-		return -1;
+	/* The configuration first: another network's tensors would not fit.
+	 * frsf's magnitudes are state: loaded, not rebuilt. */
+	if (o->resume) {
+		char *now = rt_config_json(m, o, r->data.source);
+		int rc = rt_config_check_resume(o->resume, now, o->allow_changes);
+		free(now);
+		if (rc < 0 || rt_checkpoint_load(o->resume, m, r->bufs, false, &r->resumed) < 0)
+			return -1;
+	}
 	rt_noise_seed((uint64_t)t->seed);
 	rt_rng_seed(&r->dropout, rt_mix64((uint64_t)t->seed ^ 0x64726f706f7574ULL));
 	r->start_loss = NAN;
@@ -204,13 +210,11 @@ static void capture_state(Run *r, const RtOptim *opt, int epoch, const EpochTota
 	s->order = r->batcher.order;
 }
 
-/* Continues the --resume checkpoint's run: its configuration must be this
- * one (unless --allow-changes), then its counters and streams take over. */
+/* Continues the --resume checkpoint's run (run_open checked its
+ * configuration): its counters and streams take over. */
 static int resume_apply(Run *r, const RtOptions *o, RtOptim *opt, EpochTotals *e)
 {
 	RtRunState *s = &r->resumed;
-	if (rt_config_check_resume(o->resume, rt_config_current(), o->allow_changes) < 0)
-		return -1;
 	if (s->n != r->data.train.n) {
 		fprintf(stderr, "wtn: --resume %s: the checkpoint's run trained on %ld samples, this "
 		        "data set has %ld\n", o->resume, s->n, r->data.train.n);
