@@ -410,7 +410,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
 	rt_config_set_current(rt_config_json(m, o, r.data.source));
-	r.save_state = o->save && (o->save_state || o->save_every);
+	/* a resumed run stays resumable */
+	r.save_state = o->save && (o->save_state || o->save_every || o->resume);
 	if (o->save_every && stat_view_open(&r) < 0) {
 		fprintf(stderr, "wtn: out of memory\n");
 		goto out;
@@ -420,8 +421,10 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		goto out;
 	int first_epoch = o->resume ? r.resumed.epoch : 0;
 	if (first_epoch >= t->epochs) {
-		fprintf(stderr, "wtn: --resume %s: the checkpoint's run has finished epoch %d; nothing "
-		        "to train up to --epochs %d\n", o->resume, first_epoch, t->epochs);
+		fprintf(stderr, "wtn: --resume %s: the checkpoint's run has trained %d epoch%s%s; "
+		        "--epochs %d leaves nothing to train\n", o->resume, first_epoch,
+		        first_epoch == 1 ? "" : "s", r.resumed.in_epoch ? " and part of the next" : "",
+		        t->epochs);
 		status = 0;
 		goto out;
 	}

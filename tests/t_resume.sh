@@ -136,7 +136,10 @@ NET=$T/mlp_adam
 expect 1 "network: mlp in the checkpoint's run, mlp_adam now" --resume "$T/b.st"
 grep -qF "network_hash: " "$T/err" || bad "another network: no word on its hash: $(cat "$T/err")"
 NET=$T/mlp
-expect 0 "has finished epoch 2; nothing to train" --resume "$T/a_mlp.st"
+expect 0 "has trained 2 epochs; --epochs 2 leaves nothing to train" --resume "$T/a_mlp.st"
+# A resumed run's checkpoints stay resumable, without --save-state.
+run mlp --resume "$T/b.st" --save "$T/r.st"
+grep -q '"wtn_state":' "$T/r.st" || bad "a resumed run wrote a checkpoint that cannot be resumed"
 run mlp --epochs 1 --save "$T/p.st"
 expect 1 "not a resumable checkpoint: it holds no training state" --resume "$T/p.st"
 expect 2 "--resume and --init exclude each other" --resume "$T/b.st" --init "$T/b.st"
