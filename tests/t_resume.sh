@@ -85,6 +85,20 @@ grep -qF "note: epochs 1 in the checkpoint's run, 2 now: the cosine schedule" "$
 	bad "conv: no note on the cosine schedule's epochs: $(cat "$T/err")"
 same "$T/a2.st" "$T/c2.st" "conv at 2 threads: 2 epochs vs 1 + resumed 1"
 
+# Data-parallel over two MPI ranks (when the runtime has MPI; not under
+# the sanitizers): every rank resumes the same state.
+if [ -z "$WTN_SANITIZED" ] && grep -q mpi build/libwtnrt.libs 2>/dev/null &&
+   command -v mpirun >/dev/null; then
+	export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+	export OMPI_MCA_btl_vader_single_copy_mechanism=none
+	mpi() { mpirun --oversubscribe --bind-to none -np 2 "$T/mlp" --threads 1 -q "$@" >"$T/out" 2>&1 ||
+		bad "mpirun mlp $*: $(head -c 300 "$T/out")"; }
+	mpi --save "$T/ma.st" --save-state
+	mpi --epochs 1 --save "$T/mb.st" --save-state
+	mpi --resume "$T/mb.st" --save "$T/mc.st"
+	same "$T/ma.st" "$T/mc.st" "mlp on 2 MPI ranks: 2 epochs vs 1 + resumed 1"
+fi
+
 # killed: a run of many epochs, stopped once its first checkpoint exists
 # (SIGKILL: the periodic checkpoint; SIGTERM: the step finishes and is
 # saved), resumed; both runs then stop 20 steps later, as does a run that
