@@ -37,7 +37,7 @@ typedef struct Run {
 	long saved_step;       /* its step, when written inside the epoch (--save-every) */
 	bool stopped;          /* a signal asked the run to stop */
 	bool save_due;         /* --save-every: save once the next step's loss is sane */
-	bool save_state;       /* saves are resumable (--save-state, --save-every) */
+	bool save_state;       /* saves are resumable (--save-state, --save-every, --resume) */
 	RtRunState resumed;    /* --resume: the state the run continues */
 	bool continue_epoch;   /* the first epoch is resumed.epoch, already begun */
 	RtRunState at_step;    /* the state at the start of the step in progress */
