@@ -24,7 +24,9 @@
 #define WTN_OPTS(X) X(SGD, "sgd") X(ADAM, "adam")
 #define WTN_SCHEDS(X) X(NONE, "none") X(STEP, "step") X(COSINE, "cosine")
 /* stat: saved in checkpoints like params, never trained (batchnorm's
- * running statistics); batch: elems per sample; scratch: elems in all. */
+ * running statistics); state: what else training carries from step to
+ * step (optimiser moments, frsf's magnitudes), saved in resumable
+ * checkpoints; batch: elems per sample; scratch: elems in all. */
 #define WTN_BUF_KINDS(X) X(PARAM, "param") X(STAT, "stat") X(STATE, "state") \
 	X(GRAD, "grad") X(BATCH, "batch") X(SCRATCH, "scratch")
 /* How the runtime fills a buffer before training (WtnInit). */
