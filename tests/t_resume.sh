@@ -157,6 +157,14 @@ grep -q '"wtn_state":' "$T/r.st" || bad "a resumed run wrote a checkpoint that c
 run mlp --epochs 1 --save "$T/p.st"
 expect 1 "not a resumable checkpoint: it holds no training state" --resume "$T/p.st"
 expect 2 "--resume and --init exclude each other" --resume "$T/b.st" --init "$T/b.st"
+# A damaged state is named, not trusted: an order that repeats a sample
+# (it indexes the data), a state of another format version.
+cp "$T/b.st" "$T/dup.st"
+size=$(wc -c <"$T/b.st")
+tail -c 8 "$T/b.st" | head -c 4 | dd of="$T/dup.st" bs=1 seek=$((size - 4)) conv=notrunc 2>/dev/null
+expect 1 "wtn_state.shuffle_order is not a permutation of 0..2047" --resume "$T/dup.st"
+sed 's/\\"version\\":1,/\\"version\\":9,/' "$T/b.st" >"$T/v9.st"
+expect 1 "wtn_state has no version 1 (written by another wtn?)" --resume "$T/v9.st"
 # A resumable checkpoint is also an --init and eval checkpoint.
 expect 0 "" eval --init "$T/b.st"
 expect 0 "" --init "$T/b.st" --epochs 1
