@@ -194,8 +194,9 @@ typedef struct RtProbe RtProbe;
  * allocated here, once. NULL (after a message) when out of memory. */
 RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch);
 /* Runs the rule's backward and backprop's on the probe batch and sets
- * stats[i].delta. Leaves only y, d, scratch and gradient slots changed, which the
- * next step recomputes; batchnorm running statistics, which its training-mode
+ * stats[i].delta. Leaves only y, d, scratch and gradient slots and dropout's
+ * masks (its own, the same at every call) changed, which the next step
+ * recomputes; batchnorm running statistics, which its training-mode
  * forward passes move, are put back. */
 void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stats);
 void rt_probe_free(RtProbe *p);

@@ -129,6 +129,23 @@ killed() {   # killed NET SIGNAL
 killed conv KILL
 killed mlp TERM
 
+# SIGTERM at a known point: the first fsync (the save that --save-every 63
+# makes during step 64, the last of the mlp's first epoch) raises it, so
+# the run stops after that step, before the epoch's evaluation, and the
+# resumed run evaluates it. Plain cc: a sanitized shim would not preload.
+printf '#include <signal.h>\nint fsync(int fd) { static int n; (void)fd; if (!n++) raise(SIGTERM); return 0; }\n' >"$T/shim.c"
+if [ -z "$WTN_SANITIZED" ] && cc -shared -fPIC -o "$T/shim.so" "$T/shim.c" 2>/dev/null; then
+	LD_PRELOAD=$T/shim.so "$T/mlp" --threads 1 -q --save-every 63 --save "$T/s.st" 2>"$T/err"
+	got=$?
+	[ $got = 143 ] || bad "SIGTERM in step 64: exit $got, expected 143 ($(cat "$T/err"))"
+	state "$T/s.st" | grep -q '\\"in_epoch\\":true,\\"pos\\":2048,\\"step\\":64,' ||
+		bad "SIGTERM in step 64: not saved at the end of epoch 1's steps: $(state "$T/s.st")"
+	run mlp --resume "$T/s.st" --save "$T/s2.st" --metrics "$T/s2.jsonl"
+	same "$T/a_mlp.st" "$T/s2.st" "mlp: SIGTERM after the last step of epoch 1, resumed"
+	run mlp --save "$T/a.st" --save-state --metrics "$T/a.jsonl"
+	same_record "$T/a.jsonl" "$T/s2.jsonl" 1 "mlp: SIGTERM after the last step of epoch 1, resumed"
+fi
+
 # ---- the configuration check ----
 NET=$T/mlp
 expect() {   # expect STATUS TEXT ARGS...
