@@ -50,7 +50,34 @@ float **rt_alloc_buffers(const RtModel *m, int max_batch)
 		}
 		memset(bufs[i], 0, bytes);
 	}
+	rt_rule_args_write(m, bufs);
 	return bufs;
+}
+
+/* What the kernels read of argument k: the value, with usf's scale 0
+ * resolved to its fan-in default (kp's decay -1 stays: the kernel takes the
+ * step's weight decay then). */
+static double kernel_value(const RtLayer *l, int k)
+{
+	if (strcmp(l->rule, "usf") == 0 && strcmp(l->arg_name[k], "scale") == 0)
+		return wtn_sign_scale(l->kind, l->kh, l->kw, l->out_shape.c, l->in, l->arg[k]);
+	return l->arg[k];
+}
+
+void rt_rule_args_write(const RtModel *m, float **bufs)
+{
+	float *ra = bufs[m->args_slot];
+	for (int i = 0; i < m->nlayers; i++)
+		for (int k = 0; k < m->layers[i].nargs; k++)
+			ra[(long)i * WTN_MAX_ARGS + k] = (float)kernel_value(&m->layers[i], k);
+}
+
+double rt_usf_scale(const RtLayer *l)
+{
+	for (int k = 0; k < l->nargs; k++)
+		if (strcmp(l->arg_name[k], "scale") == 0)
+			return kernel_value(l, k);
+	return wtn_sign_scale(l->kind, l->kh, l->kw, l->out_shape.c, l->in, 0);
 }
 
 void rt_free_buffers(const RtModel *m, float **bufs)

@@ -47,6 +47,12 @@ typedef WtnModel RtModel;
 int rt_model_load(RtModel *m);
 /* Value of the layer's rule argument `name`, or def if absent. */
 double rt_rule_arg(const RtLayer *l, const char *name, double def);
+/* Writes the rule arguments in force into the model's rule.args buffer,
+ * where the kernels read them (rt_alloc_buffers does; call again after
+ * changing an argument). */
+void rt_rule_args_write(const RtModel *m, float **bufs);
+/* usf's |B| in force: its scale, or the fan-in default for scale 0. */
+double rt_usf_scale(const RtLayer *l);
 /* Whether the layer has a feedback path with a rule (dense and conv2d). */
 bool rt_layer_has_rule(const RtLayer *l);
 /* The name of a layer kind, as the language spells it. */
