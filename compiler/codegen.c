@@ -26,9 +26,18 @@ typedef struct Cg {
 	LLVMValueRef allreduce;    /* wtn_allreduce: batchnorm sums over MPI ranks */
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
-	char helper_name[256];      /* name of the helper being built (helper()) */
+	char helper_name[272];      /* name of the helper being built (helper()) */
 	const IRNetwork *net;
+	struct SlotView *view;     /* the range body being built reads its slots here */
+	LLVMValueRef view_fn;      /* the last range body helper() gave, and the */
+	int view_slots[16], view_n;  /* slots its context must hold, in order */
 } Cg;
+
+/* A range body (a parallel loop's body, whose one pointer is its context)
+ * reads its layer's tensors as slot_ptr(bufs, slot). Shared between layers,
+ * its context is not the whole bufs but a view: the slots it reads, in the
+ * order it first reads them, which the caller fills (emit_parallel). */
+typedef struct SlotView { LLVMValueRef bufs; int slots[16]; int n; } SlotView;
 
 /* ---- small IR helpers ---- */
 
@@ -166,6 +175,20 @@ static LLVMValueRef call_fn(Cg *cg, LLVMValueRef f, LLVMValueRef *args, int n)
 /* Pointer held in bufs[slot]. */
 static LLVMValueRef slot_ptr(Cg *cg, LLVMValueRef bufs, int slot)
 {
+	SlotView *v = cg->view;
+	if (v && bufs == v->bufs) {   /* a view's own index for slot */
+		int k = 0;
+		while (k < v->n && v->slots[k] != slot)
+			k++;
+		if (k == v->n) {
+			if (v->n == (int)(sizeof v->slots / sizeof v->slots[0])) {
+				fprintf(stderr, "wtnc: internal error: a range body reads too many slots\n");
+				exit(1);
+			}
+			v->slots[v->n++] = slot;
+		}
+		slot = k;
+	}
 	LLVMValueRef idx = ci64(cg, slot);
 	LLVMValueRef p = LLVMBuildInBoundsGEP2(cg->b, cg->t_pf32, bufs, &idx, 1, "");
 	return LLVMBuildLoad2(cg->b, cg->t_pf32, p, "");
@@ -441,18 +464,37 @@ typedef LLVMValueRef (*HelperFn)(Cg *cg, const IRLayer *l, int li, int variant);
 static LLVMValueRef helper(Cg *cg, HelperFn build, const char *what, const IRLayer *l,
                            int li, int variant)
 {
-	char key[160];
-	if (helper_reads_slots(what))
-		snprintf(key, sizeof key, "%d", li);
-	else
-		helper_signature(key, sizeof key, l);
-	snprintf(cg->helper_name, sizeof cg->helper_name, "%s.%s.%d", what, key, variant);
-	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, cg->helper_name);
-	if (f)
+	char key[160], name[256];
+	helper_signature(key, sizeof key, l);
+	snprintf(name, sizeof name, "%s.%s.%d", what, key, variant);
+	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+	if (f && !helper_reads_slots(what))
 		return f;
+	snprintf(cg->helper_name, sizeof cg->helper_name, "%s", name);
 	Saved s = save_pos(cg);
-	f = build(cg, l, li, variant);
+	if (!helper_reads_slots(what)) {
+		f = build(cg, l, li, variant);
+		restore_pos(cg, s);
+		return f;
+	}
+	/* A range body: built for every layer (IR is cheap) to learn which
+	 * slots it reads, kept only for the first layer of its signature. */
+	SlotView v = { NULL, {0}, 0 };
+	SlotView *outer = cg->view;
+	cg->view = &v;
+	snprintf(cg->helper_name, sizeof cg->helper_name, "%s.new", name);
+	LLVMValueRef made = build(cg, l, li, variant);
+	cg->view = outer;
 	restore_pos(cg, s);
+	if (f)
+		LLVMDeleteFunction(made);
+	else {
+		LLVMSetValueName2(made, name, strlen(name));
+		f = made;
+	}
+	cg->view_fn = f;
+	memcpy(cg->view_slots, v.slots, sizeof v.slots);
+	cg->view_n = v.n;
 	return f;
 }
 
@@ -723,16 +765,38 @@ static void conv_bias_act_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int 
 
 /* ---- parallel loops over samples (wtn_parallel_for) ---- */
 
-/* parts = wtn_parallel_for(body, bufs, n, IR_MAX_PARTS) */
+/* parts = wtn_parallel_for(body, view, n, IR_MAX_PARTS), body from helper():
+ * view holds the slots it reads (SlotView), in this frame. */
 static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n)
 {
+	if (body != cg->view_fn) {
+		fprintf(stderr, "wtnc: internal error: a range body without its view\n");
+		exit(1);
+	}
+	LLVMBuilderRef at_entry = LLVMCreateBuilderInContext(cg->ctx);
+	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
+	LLVMValueRef first = LLVMGetFirstInstruction(entry);
+	if (first)
+		LLVMPositionBuilderBefore(at_entry, first);
+	else
+		LLVMPositionBuilderAtEnd(at_entry, entry);
+	LLVMTypeRef t_view = LLVMArrayType(cg->t_pf32, (unsigned)(cg->view_n ? cg->view_n : 1));
+	LLVMValueRef view = LLVMBuildAlloca(at_entry, t_view, "view");
+	LLVMDisposeBuilder(at_entry);
+	view = LLVMBuildBitCast(cg->b, view, cg->t_ppf32, "");
+	for (int k = 0; k < cg->view_n; k++)
+{
+		LLVMValueRef idx = ci64(cg, k);
+		LLVMBuildStore(cg->b, slot_ptr(cg, bufs, cg->view_slots[k]),
+		               LLVMBuildInBoundsGEP2(cg->b, cg->t_pf32, view, &idx, 1, ""));
+	}
 	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
-	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, bufs, t_pi8, ""), n64(cg, n),
+	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, view, t_pi8, ""), n64(cg, n),
 	                        ci32(cg, IR_MAX_PARTS) };
 	return LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
 }
 
-/* A range body named cg->helper_name: (ctx = bufs, lo, hi, part). */
+/* A range body named cg->helper_name: (ctx = its view of bufs, lo, hi, part). */
 typedef struct Range { LLVMValueRef bufs, lo, hi, part; } Range;
 
 static Range begin_range_body(Cg *cg)
@@ -742,6 +806,8 @@ static Range begin_range_body(Cg *cg)
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	Range r = { LLVMBuildBitCast(cg->b, LLVMGetParam(f, 0), cg->t_ppf32, ""),
 	            LLVMGetParam(f, 1), LLVMGetParam(f, 2), n64(cg, LLVMGetParam(f, 3)) };
+	if (cg->view)
+		cg->view->bufs = r.bufs;
 	return r;
 }
 
@@ -2657,6 +2723,19 @@ static int write_output(LLVMModuleRef mod, LLVMTargetMachineRef tm,
 	return 0;
 }
 
+/* Helpers shared between layers stay functions: inlined, each call site
+ * would be optimised and compiled again (ResNet-18: 2.5x the compile time),
+ * for a call per layer and step saved. Only the math kernels marked
+ * alwaysinline (vexp, vtanh) go into their loops. */
+static void keep_helpers_out_of_line(Cg *cg)
+{
+	unsigned ai = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+	for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
+		if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) == LLVMInternalLinkage
+		    && !LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
+			add_fn_attr(cg, f, "noinline");
+}
+
 /* WTNC_TIME=1 prints the seconds each phase took (where compile time goes). */
 static double phase_clock(void)
 {
@@ -2720,13 +2799,7 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 	}
 	LLVMDisposeMessage(err);
 	phase_mark("verify", &t);
-	if (getenv("WTNC_NOINLINE")) {
-		unsigned ai = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
-		for (LLVMValueRef f = LLVMGetFirstFunction(cg.mod); f; f = LLVMGetNextFunction(f))
-			if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) == LLVMInternalLinkage
-			    && !LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
-				add_fn_attr(&cg, f, "noinline");
-	}
+	keep_helpers_out_of_line(&cg);
 	if (!rc)
 		rc = optimise(cg.mod, tm, opts ? opts->opt_level : 3);
 	phase_mark("optimise", &t);
