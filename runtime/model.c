@@ -33,6 +33,19 @@ double rt_rule_arg(const RtLayer *l, const char *name, double def)
 	return def;
 }
 
+/* The kernels take any batch n (only chunk sizes are compiled in) and the
+ * buffers are planned at start-up, so the batch is bounded only by their
+ * 32-bit row counts: n times a sample's elements must fit in an int. */
+int rt_batch_limit(const RtModel *m)
+{
+	long limit = 1L << 20;
+	for (int i = 0; i < m->nbufs; i++)
+		if (m->bufs[i].kind == RT_BUF_BATCH && m->bufs[i].elems > 0 &&
+		    0x7fffffffL / m->bufs[i].elems < limit)
+			limit = 0x7fffffffL / m->bufs[i].elems;
+	return limit < 1 ? 1 : (int)limit;
+}
+
 float **rt_alloc_buffers(const RtModel *m, int max_batch)
 {
 	float **bufs = calloc(m->nbufs ? m->nbufs : 1, sizeof *bufs);

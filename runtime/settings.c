@@ -32,7 +32,7 @@ typedef struct Setting {
 static const Setting settings[] = {
 	{"lr", S_REAL, T(lr), 0, INFINITY, true, ANY_OPT, "learning rate (before the schedule)"},
 	{"epochs", S_INT, T(epochs), 1, 1e6, false, ANY_OPT, "epochs"},
-	{"batch", S_INT, T(batch), 1, 0, false, ANY_OPT, "batch size, 1 to the compiled batch"},
+	{"batch", S_INT, T(batch), 1, 0, false, ANY_OPT, "batch size (buffers are planned at start-up)"},
 	{"seed", S_LONG, T(seed), 0, 9.2e18, false, ANY_OPT, "seed of initialisation, shuffling, noise"},
 	{"momentum", S_REAL, T(momentum), 0, 1, false, SGD_ONLY,
 	 "sgd momentum in [0, 1)"},
@@ -165,8 +165,7 @@ static void record(const char *assignment)
 		snprintf(changed[nchanged++], sizeof changed[0], "%s", assignment);
 }
 
-static int apply_train(RtModel *m, const Setting *s, const char *assignment, const char *val,
-                       int compiled_batch)
+static int apply_train(RtModel *m, const Setting *s, const char *assignment, const char *val)
 {
 	RtTrain *t = &m->train;
 	if (s->type == S_COMPILED)
@@ -196,7 +195,7 @@ static int apply_train(RtModel *m, const Setting *s, const char *assignment, con
 	}
 	double v, hi = s->hi;
 	if (strcmp(s->key, "batch") == 0)
-		hi = compiled_batch;
+		hi = rt_batch_limit(m);
 	if (strcmp(s->key, "crop_pad") == 0)
 		hi = m->in_shape.h < m->in_shape.w ? m->in_shape.h : m->in_shape.w;
 	if (!parse_real(val, &v))
@@ -204,9 +203,8 @@ static int apply_train(RtModel *m, const Setting *s, const char *assignment, con
 	bool whole = s->type != S_REAL;
 	if ((whole && v != floor(v)) || !in_range(s, v, hi)) {
 		if (strcmp(s->key, "batch") == 0)
-			return set_error(assignment, "expected a batch size from 1 to the compiled batch %d "
-			                 "(buffers are planned for it; recompile for a larger one)",
-			                 compiled_batch);
+			return set_error(assignment, "expected a batch size from 1 to %d (the largest "
+			                 "whose activations the kernels can index)", (int)hi);
 		return set_error(assignment, "%s out of range (%s%s)", val, s->help,
 		                 whole ? ", a whole number" : "");
 	}
@@ -278,10 +276,10 @@ static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, c
 			if (!arg_accepts(r->kind, v))
 				return set_error(assignment, "%s's %s on layer %s must be %s, not %s", l->rule,
 				                 arg, l->name, arg_kind_help[r->kind], val);
-			/* the mirror's noise batch lives in buffers planned for the compiled value */
-			if (strcmp(l->rule, "wm") == 0 && strcmp(arg, "batch") == 0 && v > l->arg[k] && !pass)
-				return set_error(assignment, "wm's batch on layer %s must be from 1 to the "
-				                 "compiled %g (its buffers are planned for it)", l->name, l->arg[k]);
+			/* the mirror's noise batch: buffers are planned for it at start-up */
+			if (strcmp(l->rule, "wm") == 0 && strcmp(arg, "batch") == 0 && v > rt_batch_limit(m))
+				return set_error(assignment, "wm's batch on layer %s must be from 1 to %d "
+				                 "(the largest the kernels can index)", l->name, rt_batch_limit(m));
 			if (pass)
 				l->arg[k] = v;
 			applied++;
@@ -337,7 +335,7 @@ static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, c
 	return 0;
 }
 
-int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch)
+int rt_setting_apply(RtModel *m, const char *assignment)
 {
 	const char *eq = strchr(assignment, '=');
 	if (!eq || eq == assignment || !eq[1])
@@ -347,7 +345,7 @@ int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch)
 	const char *val = eq + 1;
 	const Setting *s = find_setting(key);
 	if (s)
-		return apply_train(m, s, assignment, val, compiled_batch);
+		return apply_train(m, s, assignment, val);
 	if (strchr(key, '.'))
 		return apply_rule_arg(m, assignment, key, val);
 	const char *keys[NSETTINGS];

@@ -49,6 +49,13 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 	run tiny --set weight_decay=0.001 --set schedule=step --set step_every=1 --set gamma=0.5 --save "$T/set2.st"
 	run tiny_wd --save "$T/edit2.st"
 	same_tensors "$T/set2.st" "$T/edit2.st" "--set weight_decay, schedule step vs the same in the file"
+	# A batch above the compiled one: buffers are planned at start-up.
+	sed 's/batch     32/batch     64/' $tiny >"$T/tiny_b64.wtn"
+	if grep -q "batch     64" "$T/tiny_b64.wtn" && cc tiny_b64 "$T/tiny_b64.wtn"; then
+		run tiny --batch 64 --save "$T/b64set.st"
+		run tiny_b64 --save "$T/b64edit.st"
+		same_tensors "$T/b64set.st" "$T/b64edit.st" "--batch 64 on a batch-32 binary vs batch 64 in the file"
+	fi
 	# The setting must matter: momentum 0.9 ends elsewhere.
 	run tiny --save "$T/base.st"
 	tensors "$T/base.st" >"$T/a.bin"
@@ -93,7 +100,7 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 	expect_set "unknown setting 'learning_rate'" --set learning_rate=0.1
 	expect_set "'fast' is not a number" --set lr=fast
 	expect_set "--set momentum=1: 1 out of range" --set momentum=1
-	expect_set "expected a batch size from 1 to the compiled batch 32" --set batch=64
+	expect_set "expected a batch size from 1 to 1048576" --set batch=2000000
 	expect_set "unknown schedule 'cosin'; did you mean 'cosine'?" --set schedule=cosin
 	expect_set "beta1 is adam's; this binary was compiled with sgd" --set beta1=0.8
 	expect_set "nesterov is compiled into this binary's update kernels" --set nesterov=1
@@ -115,7 +122,7 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 		expect_set "wm's decay on layer out must be in [0, 1), not 1.5" --set out.decay=1.5
 		expect_set "wm's every on layer out must be a positive whole number, not 2.5" --set 'o*.every=2.5'
 		expect_set "'loud' is not a number (wm's noise on layer out: positive)" --set out.noise=loud
-		expect_set "wm's batch on layer out must be from 1 to the compiled 128" --set out.batch=500
+		expect_set "wm's batch on layer out must be a positive whole number, not 0" --set out.batch=0
 		cp "$T/tiny_keep" "$T/tiny"
 	fi
 	cc tiny_kp $tiny --feedback "h=kp(decay=0.01)" --feedback "out=kp(decay=0.01)" && {
@@ -227,6 +234,15 @@ if sweep >"$T/s1" 2>&1; then
 	$WTNC sweep --report -o "$S" >"$T/s4" 2>&1 && has "$T/s4" "wrote $S/index.html"
 else
 	bad "sweep failed: $(cat "$T/s1")"
+fi
+# Rule arguments are run-time settings: one binary for kp with two decays.
+R=$T/ruleargs
+if $WTNC sweep $tiny --feedback 'out=kp(decay=0.01),kp(decay=0.1, decay_steps=5)' --seeds 1 --epochs 1 \
+	--steps 10 --jobs 1 --threads 1 -o "$R" >"$T/r1" 2>&1; then
+	[ "$(grep -c 'compiling' "$T/r1")" = 1 ] || bad "sweep over kp's decay: want 1 compile: $(cat "$T/r1")"
+	has "$R/runs/out=kp_decay=0.1,_decay_steps=5_/seed1.jsonl" '"set":["out.decay=0.1","out.decay_steps=5"]'
+else
+	bad "sweep over kp's decay failed: $(cat "$T/r1")"
 fi
 # Killed mid-way (SIGKILL: no chance to clean up), then run again.
 K=$T/killed
