@@ -29,13 +29,14 @@ static void usage(FILE *out, const RtModel *m)
 	        "                   IDX files (plain or .gz) or of CIFAR-10 binaries\n"
 	        "                   (data_batch_1..5.bin, test_batch.bin) [%s]\n"
 	        "  --epochs N       epochs [%d]\n"
-	        "  --batch N        batch size, at most the compiled batch [%d]\n"
+	        "  --batch N        batch size; buffers are planned for it at start-up [%d]\n"
 	        "  --lr X           learning rate [%g]\n"
 	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
 	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
 	        "  --no-shuffle     keep the data order\n"
 	        "  --set KEY=VALUE  a run-time setting: lr, momentum, weight_decay, schedule,\n"
-	        "                   ..., or LAYER.ARG (wm's every, warmup, batch); repeatable;\n"
+	        "                   ..., or LAYER.ARG (h2.decay=0.01, 'layer3.*.noise=0.5');\n"
+	        "                   repeatable;\n"
 	        "                   '--set help' lists them with their compiled values\n"
 	        "  --steps N        train: stop after N training steps; mirror: run N steps\n"
 	        "  --init FILE      start from a safetensors checkpoint's parameters\n"
@@ -116,9 +117,9 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 			return usage_error("--epochs %s: expected a whole number of epochs >= 1", val);
 		t->epochs = (int)v;
 	} else if (strcmp(name, "--batch") == 0) {
-		if (!parse_long_arg(val, 1, t->batch, &v))
-			return usage_error("--batch %s: expected a batch size from 1 to the compiled batch %d",
-			                   val, t->batch);
+		if (!parse_long_arg(val, 1, rt_batch_limit(m), &v))
+			return usage_error("--batch %s: expected a batch size from 1 to %d (the largest "
+			                   "whose activations the kernels can index)", val, rt_batch_limit(m));
 		t->batch = (int)v;
 	} else if (strcmp(name, "--lr") == 0) {
 		if (!parse_double_arg(val, &t->lr))
@@ -144,7 +145,7 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 			rt_settings_help(stdout, m);
 			return 0;
 		}
-		if (rt_setting_apply(m, val, o->max_batch) < 0)
+		if (rt_setting_apply(m, val) < 0)
 			return 1;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))

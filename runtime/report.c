@@ -116,6 +116,9 @@ double rt_rule_arg_in_force(const RtModel *m, const RtLayer *l, int k)
 	/* kp's decay -1: W and B decay with the optimiser's weight decay. */
 	if (strcmp(l->rule, "kp") == 0 && strcmp(l->arg_name[k], "decay") == 0 && l->arg[k] < 0)
 		return m->train.weight_decay;
+	/* usf's scale 0: the fan-in default */
+	if (strcmp(l->rule, "usf") == 0 && strcmp(l->arg_name[k], "scale") == 0)
+		return rt_usf_scale(l);
 	return l->arg[k];
 }
 

@@ -47,6 +47,15 @@ typedef WtnModel RtModel;
 int rt_model_load(RtModel *m);
 /* Value of the layer's rule argument `name`, or def if absent. */
 double rt_rule_arg(const RtLayer *l, const char *name, double def);
+/* Writes the rule arguments in force into the model's rule.args buffer,
+ * where the kernels read them (rt_alloc_buffers does; call again after
+ * changing an argument). */
+void rt_rule_args_write(const RtModel *m, float **bufs);
+/* The largest batch the kernels can index (any batch below it is planned
+ * at start-up: --batch may exceed the compiled one). */
+int rt_batch_limit(const RtModel *m);
+/* usf's |B| in force: its scale, or the fan-in default for scale 0. */
+double rt_usf_scale(const RtLayer *l);
 /* Whether the layer has a feedback path with a rule (dense and conv2d). */
 bool rt_layer_has_rule(const RtLayer *l);
 /* The name of a layer kind, as the language spells it. */
@@ -335,7 +344,7 @@ void rt_tmp_register(char *path);     /* NULL: no save in progress */
  * LAYER.ARG, a rule argument of the layers matching the glob LAYER. Returns
  * 0, or -1 after "wtn: --set ...: why" (with a did-you-mean, or what to
  * recompile when the value is compiled into the kernels). */
-int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch);
+int rt_setting_apply(RtModel *m, const char *assignment);
 void rt_settings_help(FILE *out, const RtModel *m);
 /* The assignments applied so far, in order. */
 int rt_settings_changed(const char *const **list);
