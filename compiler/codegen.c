@@ -2736,6 +2736,24 @@ static void keep_helpers_out_of_line(Cg *cg)
 			add_fn_attr(cg, f, "noinline");
 }
 
+/* The exported kernels are mostly a call per layer; one without a loop
+ * (a single block) has nothing for the optimiser to speed up, and in a deep
+ * network it is the longest function: compiled as it stands (optnone, the
+ * fast instruction selector), it costs a few loads per layer and step. */
+static void leave_straight_kernels_alone(Cg *cg)
+{
+	if (getenv("WTNC_NO_OPTNONE"))
+		return;
+	unsigned ai = LLVMGetEnumAttributeKindForName("noinline", 8);
+	for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
+		if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) != LLVMInternalLinkage
+		    && LLVMCountBasicBlocks(f) == 1) {
+			if (!LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
+				add_fn_attr(cg, f, "noinline");
+			add_fn_attr(cg, f, "optnone");
+		}
+}
+
 /* WTNC_TIME=1 prints the seconds each phase took (where compile time goes). */
 static double phase_clock(void)
 {
@@ -2800,6 +2818,7 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 	LLVMDisposeMessage(err);
 	phase_mark("verify", &t);
 	keep_helpers_out_of_line(&cg);
+	leave_straight_kernels_alone(&cg);
 	if (!rc)
 		rc = optimise(cg.mod, tm, opts ? opts->opt_level : 3);
 	phase_mark("optimise", &t);
