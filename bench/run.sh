@@ -31,7 +31,7 @@ conv_steps=$(cap "${BENCH_CONV_STEPS:-60}" 469)
 lenet_steps=$(cap "${BENCH_LENET_STEPS:-200}" 469)
 resnet_steps=$(cap "${BENCH_RESNET_STEPS:-10}" 16)
 
-# wtnc's wall time for the examples as written (issue 8's compile time).
+# wtnc's wall time for the examples as written: what a user waits for.
 compile_time() {   # NAME FILE [wtnc options]: prints seconds
 	name=$1 file=$2
 	shift 2
