@@ -2759,10 +2759,32 @@ static void keep_helpers_out_of_line(Cg *cg)
 			add_fn_attr(cg, f, "noinline");
 }
 
+/* Whether f has a loop: a branch back to a block at or before its own in
+ * layout order (the builder appends blocks in order, so code without loops
+ * only ever branches forward). */
+static bool has_loop(LLVMValueRef f)
+{
+	unsigned nb = LLVMCountBasicBlocks(f), i = 0;
+	LLVMBasicBlockRef *blocks = malloc(sizeof *blocks * (nb ? nb : 1));
+	LLVMGetBasicBlocks(f, blocks);
+	bool loop = false;
+	for (i = 0; i < nb && !loop; i++) {
+		LLVMValueRef term = LLVMGetBasicBlockTerminator(blocks[i]);
+		unsigned ns = term ? LLVMGetNumSuccessors(term) : 0;
+		for (unsigned k = 0; k < ns && !loop; k++) {
+			LLVMBasicBlockRef to = LLVMGetSuccessor(term, k);
+			for (unsigned j = 0; j <= i && !loop; j++)
+				loop = blocks[j] == to;
+		}
+	}
+	free(blocks);
+	return loop;
+}
+
 /* The exported kernels are mostly a call per layer; one without a loop
- * (a single block) has nothing for the optimiser to speed up, and in a deep
- * network it is the longest function: compiled as it stands (optnone, the
- * fast instruction selector), it costs a few loads per layer and step. */
+ * has nothing for the optimiser to speed up, and in a deep network it is
+ * the longest function: compiled as it stands (optnone, the fast
+ * instruction selector), it costs a few loads per layer and step. */
 static void leave_straight_kernels_alone(Cg *cg)
 {
 	if (getenv("WTNC_NO_OPTNONE"))
@@ -2770,7 +2792,7 @@ static void leave_straight_kernels_alone(Cg *cg)
 	unsigned ai = LLVMGetEnumAttributeKindForName("noinline", 8);
 	for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
 		if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) != LLVMInternalLinkage
-		    && LLVMCountBasicBlocks(f) == 1) {
+		    && !has_loop(f)) {
 			if (!LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
 				add_fn_attr(cg, f, "noinline");
 			add_fn_attr(cg, f, "optnone");
