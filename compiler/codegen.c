@@ -1260,6 +1260,54 @@ static void avgpool_back_tap(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValu
 	loop_end(cg, &lc);
 }
 
+/* Every window inside the image (no padding reached): the maxpool forward
+ * then needs no bounds checks and keeps each channel's running maximum in
+ * registers across the window, the taps unrolled; same result as the walk
+ * (the first maximum in scan order wins, NaN propagates). */
+static bool pool_windows_inside(const IRLayer *l)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	return l->pad == 0 && (out.h - 1) * l->stride + l->kh <= in.h
+	       && (out.w - 1) * l->stride + l->kw <= in.w && l->kh * l->kw <= 16;
+}
+
+static void emit_maxpool_inside(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef n)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	Loop ls, lh, lw, lc;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n);
+	LLVMValueRef xs = elem_ptr(cg, P[0], imul(cg, s, l->in));
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
+	/* the window's first tap, within the sample, at channel 0 */
+	LLVMValueRef corner = imul(cg, iadd(cg, imul(cg, imul(cg, oh, l->stride), in.w),
+	                                    imul(cg, ow, l->stride)), in.c);
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, out.c));
+	LLVMValueRef best = NULL, arg = NULL;
+	for (int i = 0; i < l->kh; i++)
+		for (int j = 0; j < l->kw; j++) {
+			LLVMValueRef src = iadd(cg, iadd(cg, corner, ci64(cg, ((long)i * in.w + j) * in.c)), c);
+			LLVMValueRef v = load_f32(cg, xs, src);
+			if (!best) {
+				best = v, arg = to_i32(cg, src);
+				continue;
+			}
+			LLVMValueRef take = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, best, ""),
+			                                LLVMBuildFCmp(cg->b, LLVMRealUNO, v, v, ""), "");
+			take = LLVMBuildAnd(cg->b, take, LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
+			best = LLVMBuildSelect(cg->b, take, v, best, "");
+			arg = LLVMBuildSelect(cg->b, take, to_i32(cg, src), arg, "");
+		}
+	LLVMValueRef at = iadd(cg, o, c);
+	store_f32(cg, best, P[1], at);
+	store_t(cg, cg->t_i32, arg, P[2], at);
+	loop_end(cg, &lc);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	loop_end(cg, &ls);
+}
+
 /* variant 0: forward (x, y, aux); 1: backward (d, dx) */
 static LLVMValueRef build_pool(Cg *cg, const IRLayer *l, int li, int variant)
 {
@@ -1272,7 +1320,10 @@ static LLVMValueRef build_pool(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef n = n64(cg, LLVMGetParam(f, 3));
 	if (l->kind == OP_MAXPOOL) {
 		P[2] = as_i32_ptr(cg, LLVMGetParam(f, 2));
-		emit_pool_walk(cg, l, P, n, &max_fwd);
+		if (pool_windows_inside(l))
+			emit_maxpool_inside(cg, l, P, n);
+		else
+			emit_pool_walk(cg, l, P, n, &max_fwd);
 	} else {
 		emit_pool_walk(cg, l, P, n, variant == 0 ? &avg_fwd : &avg_bwd);
 	}
