@@ -400,6 +400,22 @@ typedef struct Lowering {
 } Lowering;
 static const Lowering *lowering_of(int kind);
 
+/* for k in [0, n): body(cg, ctx, k). A short loop (n < 16) is written
+ * out: the vectoriser would turn it into masked loads and stores, which
+ * are slow on AMD's cores. */
+typedef void (*EachFn)(Cg *cg, void *ctx, LLVMValueRef k);
+static void emit_each(Cg *cg, long n, EachFn body, void *ctx)
+{
+	if (n < 16) {
+		for (long k = 0; k < n; k++)
+			body(cg, ctx, ci64(cg, k));
+		return;
+	}
+	Loop lp;
+	body(cg, ctx, loop_begin(cg, &lp, ci64(cg, 0), ci64(cg, n)));
+	loop_end(cg, &lp);
+}
+
 /* dst[0..count) = 0 */
 static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
 {
@@ -512,21 +528,41 @@ static void emit_patch_walk(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValue
 	loop_end(cg, &ls);
 }
 
+/* The channels of one tap, c in [0, C) (emit_each). */
+typedef void (*ChanFn)(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c);
+typedef struct Chan { ChanFn body; LLVMValueRef *P, src, dst; } Chan;
+static void chan_each(Cg *cg, void *ctx, LLVMValueRef c)
+{
+	Chan *ch = ctx;
+	ch->body(cg, ch->P, ch->src, ch->dst, c);
+}
+
+static void emit_channels(Cg *cg, int C, ChanFn body, LLVMValueRef *P, LLVMValueRef src,
+                          LLVMValueRef dst)
+{
+	Chan ch = { body, P, src, dst };
+	emit_each(cg, C, chan_each, &ch);
+}
+
+static void chan_copy(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c)
+{
+	store_f32(cg, load_f32(cg, P[0], iadd(cg, src, c)), P[1], iadd(cg, dst, c));
+}
+
+static void chan_zero(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c)
+{
+	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, dst, c));
+}
+
 /* P[0] = input (NHWC), P[1] = columns */
 static void tap_copy(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
-	store_f32(cg, load_f32(cg, P[0], iadd(cg, src, c)), P[1], iadd(cg, dst, c));
-	loop_end(cg, &lc);
+	emit_channels(cg, l->in_shape.c, chan_copy, P, src, dst);
 }
 
 static void tap_zero(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
-	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, dst, c));
-	loop_end(cg, &lc);
+	emit_channels(cg, l->in_shape.c, chan_zero, P, src, dst);
 }
 
 /* im2col(x, col, cnt): the columns of cnt samples starting at x */
@@ -541,13 +577,16 @@ static LLVMValueRef build_im2col(Cg *cg, const IRLayer *l, int li, int variant)
 }
 
 /* P[0] = the input's error (NHWC), P[1] = columns of errors */
-static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+static void chan_accumulate(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst,
+                            LLVMValueRef c)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
 	LLVMValueRef at = iadd(cg, src, c);
 	store_f32(cg, fadd(cg, load_f32(cg, P[0], at), load_f32(cg, P[1], iadd(cg, dst, c))), P[0], at);
-	loop_end(cg, &lc);
+}
+
+static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+{
+	emit_channels(cg, l->in_shape.c, chan_accumulate, P, src, dst);
 }
 
 /* col2im(dx, dcol, cnt): adds each column entry into the input tap it came
@@ -894,6 +933,17 @@ static LLVMValueRef build_dc_fwd(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+typedef struct DcOut { const IRLayer *l; int bias; LLVMValueRef yt, src; long len;
+                      LLVMValueRef y, dst, b; } DcOut;
+static void dc_out_elem(Cg *cg, void *ctx, LLVMValueRef fi)
+{
+	DcOut *co = ctx;
+	LLVMValueRef v = load_f32(cg, co->yt, iadd(cg, co->src, imul(cg, fi, co->len)));
+	if (co->bias)
+		v = fadd(cg, v, load_f32(cg, co->b, fi));
+	store_f32(cg, emit_act(cg, co->l->act, v), co->y, iadd(cg, co->dst, fi));
+}
+
 /* dc_out(yt, y, b): one sample's output, NHWC, y = f(yt + b); variant 1: a bias */
 static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 {
@@ -903,17 +953,13 @@ static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef yt = LLVMGetParam(f, 0), y = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2);
-	Loop lh, lw, lf;
+	Loop lh, lw;
 	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
 	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
 	LLVMValueRef src = iadd(cg, imul(cg, oh, g.wp), ow);
 	LLVMValueRef dst = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, out.c));
-	LLVMValueRef v = load_f32(cg, yt, iadd(cg, src, imul(cg, fi, g.len)));
-	if (variant)
-		v = fadd(cg, v, load_f32(cg, b, fi));
-	store_f32(cg, emit_act(cg, l->act, v), y, iadd(cg, dst, fi));
-	loop_end(cg, &lf);
+	DcOut co = { l, variant, yt, src, g.len, y, dst, b };
+	emit_each(cg, out.c, dc_out_elem, &co);
 	loop_end(cg, &lw);
 	loop_end(cg, &lh);
 	LLVMBuildRetVoid(cg->b);
@@ -1271,19 +1317,12 @@ static bool pool_windows_inside(const IRLayer *l)
 	       && (out.w - 1) * l->stride + l->kw <= in.w && l->kh * l->kw <= 16;
 }
 
-static void emit_maxpool_inside(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef n)
+/* One channel c of the window whose first tap is at corner (within the
+ * sample xs), the result at y[at] and argmax[at]. */
+static void emit_max_window(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef xs,
+                            LLVMValueRef corner, LLVMValueRef o, LLVMValueRef c)
 {
-	Shape in = l->in_shape, out = l->out_shape;
-	Loop ls, lh, lw, lc;
-	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n);
-	LLVMValueRef xs = elem_ptr(cg, P[0], imul(cg, s, l->in));
-	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
-	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
-	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
-	/* the window's first tap, within the sample, at channel 0 */
-	LLVMValueRef corner = imul(cg, iadd(cg, imul(cg, imul(cg, oh, l->stride), in.w),
-	                                    imul(cg, ow, l->stride)), in.c);
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, out.c));
+	Shape in = l->in_shape;
 	LLVMValueRef best = NULL, arg = NULL;
 	for (int i = 0; i < l->kh; i++)
 		for (int j = 0; j < l->kw; j++) {
@@ -1302,7 +1341,29 @@ static void emit_maxpool_inside(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMV
 	LLVMValueRef at = iadd(cg, o, c);
 	store_f32(cg, best, P[1], at);
 	store_t(cg, cg->t_i32, arg, P[2], at);
-	loop_end(cg, &lc);
+}
+
+typedef struct MaxWindow { const IRLayer *l; LLVMValueRef *P, xs, corner, o; } MaxWindow;
+static void max_window_each(Cg *cg, void *ctx, LLVMValueRef c)
+{
+	MaxWindow *mw = ctx;
+	emit_max_window(cg, mw->l, mw->P, mw->xs, mw->corner, mw->o, c);
+}
+
+static void emit_maxpool_inside(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef n)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	Loop ls, lh, lw;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n);
+	LLVMValueRef xs = elem_ptr(cg, P[0], imul(cg, s, l->in));
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
+	/* the window's first tap, within the sample, at channel 0 */
+	LLVMValueRef corner = imul(cg, iadd(cg, imul(cg, imul(cg, oh, l->stride), in.w),
+	                                    imul(cg, ow, l->stride)), in.c);
+	MaxWindow mw = { l, P, xs, corner, o };
+	emit_each(cg, out.c, max_window_each, &mw);
 	loop_end(cg, &lw);
 	loop_end(cg, &lh);
 	loop_end(cg, &ls);
@@ -1645,6 +1706,26 @@ static void build_loss(Cg *cg)
  * FIN_DERIV d *= f'(y); FIN_ZERO d = 0 (nothing sent it an error);
  * FIN_BIAS gb[c] = sum over rows of d[r, c]. Params (d, y, gb, n). */
 enum { FIN_DERIV = 1, FIN_ZERO = 2, FIN_BIAS = 4 };
+typedef struct FinRow { const IRLayer *l; int variant; LLVMValueRef dr, yr, acc; } FinRow;
+static void finish_elem(Cg *cg, void *ctx, LLVMValueRef j)
+{
+	FinRow *fr = ctx;
+	LLVMValueRef v;
+	if (fr->variant & FIN_ZERO) {
+		v = cf32(cg, 0);
+		store_f32(cg, v, fr->dr, j);
+	} else {
+		v = load_f32(cg, fr->dr, j);
+		if (fr->variant & FIN_DERIV) {
+			v = emit_deriv(cg, fr->l->act, v, load_f32(cg, fr->yr, j));
+			store_f32(cg, v, fr->dr, j);
+		}
+	}
+	if (fr->acc)
+		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, fr->acc, j), f2d(cg, v), ""),
+		        fr->acc, j);
+}
+
 static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int width = l->out_shape.c;
@@ -1663,22 +1744,8 @@ static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int var
 	}
 	LLVMValueRef i = loop_begin(cg, &lr, ci64(cg, 0), rows);
 	LLVMValueRef off = imul(cg, i, width);
-	LLVMValueRef dr = elem_ptr(cg, d, off), yr = elem_ptr(cg, y, off);
-	j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
-	LLVMValueRef v;
-	if (variant & FIN_ZERO) {
-		v = cf32(cg, 0);
-		store_f32(cg, v, dr, j);
-	} else {
-		v = load_f32(cg, dr, j);
-		if (variant & FIN_DERIV) {
-			v = emit_deriv(cg, l->act, v, load_f32(cg, yr, j));
-			store_f32(cg, v, dr, j);
-		}
-	}
-	if (acc)
-		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, acc, j), f2d(cg, v), ""), acc, j);
-	loop_end(cg, &lc);
+	FinRow fr = { l, variant, elem_ptr(cg, d, off), elem_ptr(cg, y, off), acc };
+	emit_each(cg, width, finish_elem, &fr);
 	loop_end(cg, &lr);
 	if (acc) {
 		j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
@@ -1825,6 +1892,15 @@ static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int va
 	return f;
 }
 
+/* dst[dat + k*dstep] = src[sat + k*sstep] */
+typedef struct DcMove { LLVMValueRef src, sat; long sstep; LLVMValueRef dst, dat; long dstep; } DcMove;
+static void dc_move_elem(Cg *cg, void *ctx, LLVMValueRef k)
+{
+	DcMove *mv = ctx;
+	store_f32(cg, load_f32(cg, mv->src, iadd(cg, mv->sat, imul(cg, k, mv->sstep))),
+	          mv->dst, iadd(cg, mv->dat, imul(cg, k, mv->dstep)));
+}
+
 /* dc_dt(d, dt): one sample's error (NHWC) into planes of row length Wp; the
  * columns past each row stay as the caller zeroed them. */
 static LLVMValueRef build_dc_dt(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1835,14 +1911,13 @@ static LLVMValueRef build_dc_dt(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
 	LLVMValueRef d = LLVMGetParam(f, 0), dt = LLVMGetParam(f, 1);
-	Loop lh, lw, lf;
+	Loop lh, lw;
 	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
 	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
 	LLVMValueRef dst = iadd(cg, imul(cg, oh, g.wp), ow);
 	LLVMValueRef src = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, out.c));
-	store_f32(cg, load_f32(cg, d, iadd(cg, src, fi)), dt, iadd(cg, dst, imul(cg, fi, g.len)));
-	loop_end(cg, &lf);
+	DcMove mv = { d, src, 1, dt, dst, g.len };
+	emit_each(cg, out.c, dc_move_elem, &mv);
 	loop_end(cg, &lw);
 	loop_end(cg, &lh);
 	LLVMBuildRetVoid(cg->b);
