@@ -1565,12 +1565,25 @@ static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer
 	fwd_reshape(cg, bufs, n, l, li, build_flatten);
 }
 
+/* add or activation over samples [lo, hi) (wtn_parallel_for) */
+static LLVMValueRef build_eltwise_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at = imul(cg, r.lo, l->out);   /* add and act: in == out */
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l);
+	LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, r.bufs, in_slot(cg->net, l->input2)) : x;
+	LLVMValueRef args[] = { elem_ptr(cg, x, at), elem_ptr(cg, b, at),
+	                        elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+	                        to_i32(cg, LLVMBuildSub(cg->b, r.hi, r.lo, "")) };
+	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	LLVMValueRef x = layer_input_ptr(cg, bufs, l);
-	LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, bufs, in_slot(cg->net, l->input2)) : x;
-	LLVMValueRef args[] = { x, b, slot_ptr(cg, bufs, l->y), n };
-	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
+	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, 0), bufs, n);
 }
 
 static void build_forward(Cg *cg, const char *fn_name, bool eval)
