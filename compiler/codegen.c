@@ -455,7 +455,8 @@ static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
  * takes its tensors as arguments, so layers of the same signature share it. */
 static bool helper_reads_slots(const char *what)
 {
-	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body" };
+	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
+	                                   "dc_bwd_body", "eltwise_body" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
