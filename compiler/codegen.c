@@ -427,6 +427,22 @@ typedef struct Lowering {
 } Lowering;
 static const Lowering *lowering_of(int kind);
 
+/* for k in [0, n): body(cg, ctx, k). A short loop (n < 16) is written
+ * out: the vectoriser would turn it into masked loads and stores, which
+ * are slow on AMD's cores. */
+typedef void (*EachFn)(Cg *cg, void *ctx, LLVMValueRef k);
+static void emit_each(Cg *cg, long n, EachFn body, void *ctx)
+{
+	if (n < 16) {
+		for (long k = 0; k < n; k++)
+			body(cg, ctx, ci64(cg, k));
+		return;
+	}
+	Loop lp;
+	body(cg, ctx, loop_begin(cg, &lp, ci64(cg, 0), ci64(cg, n)));
+	loop_end(cg, &lp);
+}
+
 /* dst[0..count) = 0 */
 static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
 {
@@ -441,7 +457,8 @@ static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
  * takes its tensors as arguments, so layers of the same signature share it. */
 static bool helper_reads_slots(const char *what)
 {
-	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body" };
+	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
+	                                   "dc_bwd_body", "eltwise_body" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -587,21 +604,41 @@ static void emit_patch_walk(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValue
 	loop_end(cg, &ls);
 }
 
+/* The channels of one tap, c in [0, C) (emit_each). */
+typedef void (*ChanFn)(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c);
+typedef struct Chan { ChanFn body; LLVMValueRef *P, src, dst; } Chan;
+static void chan_each(Cg *cg, void *ctx, LLVMValueRef c)
+{
+	Chan *ch = ctx;
+	ch->body(cg, ch->P, ch->src, ch->dst, c);
+}
+
+static void emit_channels(Cg *cg, int C, ChanFn body, LLVMValueRef *P, LLVMValueRef src,
+                          LLVMValueRef dst)
+{
+	Chan ch = { body, P, src, dst };
+	emit_each(cg, C, chan_each, &ch);
+}
+
+static void chan_copy(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c)
+{
+	store_f32(cg, load_f32(cg, P[0], iadd(cg, src, c)), P[1], iadd(cg, dst, c));
+}
+
+static void chan_zero(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef c)
+{
+	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, dst, c));
+}
+
 /* P[0] = input (NHWC), P[1] = columns */
 static void tap_copy(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
-	store_f32(cg, load_f32(cg, P[0], iadd(cg, src, c)), P[1], iadd(cg, dst, c));
-	loop_end(cg, &lc);
+	emit_channels(cg, l->in_shape.c, chan_copy, P, src, dst);
 }
 
 static void tap_zero(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
-	store_f32(cg, cf32(cg, 0), P[1], iadd(cg, dst, c));
-	loop_end(cg, &lc);
+	emit_channels(cg, l->in_shape.c, chan_zero, P, src, dst);
 }
 
 /* im2col(x, col, cnt): the columns of cnt samples starting at x */
@@ -616,13 +653,16 @@ static LLVMValueRef build_im2col(Cg *cg, const IRLayer *l, int li, int variant)
 }
 
 /* P[0] = the input's error (NHWC), P[1] = columns of errors */
-static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+static void chan_accumulate(Cg *cg, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst,
+                            LLVMValueRef c)
 {
-	Loop lc;
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, l->in_shape.c));
 	LLVMValueRef at = iadd(cg, src, c);
 	store_f32(cg, fadd(cg, load_f32(cg, P[0], at), load_f32(cg, P[1], iadd(cg, dst, c))), P[0], at);
-	loop_end(cg, &lc);
+}
+
+static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src, LLVMValueRef dst)
+{
+	emit_channels(cg, l->in_shape.c, chan_accumulate, P, src, dst);
 }
 
 /* col2im(dx, dcol, cnt): adds each column entry into the input tap it came
@@ -848,8 +888,221 @@ static LLVMValueRef build_conv_fwd_body(Cg *cg, const IRLayer *l, int li, int va
 	return f;
 }
 
+/* ---- direct convolution for few input channels ----
+ * A stride-1 conv on one to four input channels (a first layer on images)
+ * makes poor products: im2col copies every pixel kh*kw times into columns
+ * only C*kh*kw wide, and the product is too thin for the BLAS. Instead each
+ * sample's input is copied into zero-padded planes xp[c] of row length Wp,
+ * and the output is built per filter as a plane of the same row length:
+ *   yt[f][e] += W[f, c, i, j] * xp[c][e + i*Wp + j]   for every e,
+ * one long contiguous axpy per tap (e = oh*Wp + ow; the Wp - OW columns
+ * past each output row are computed and dropped). The weight gradient is
+ * the same walk as dot products of the error's planes with xp. */
+typedef struct DirectGeo { long wp, len, pitch, elems; } DirectGeo;
+enum { DC_LANES = 8 };
+
+static long round_up(long v, long m) { return (v + m - 1) / m * m; }
+
+static bool conv_small_direct(const IRNetwork *net, const IRLayer *l, DirectGeo *g)
+{
+	if (l->kind != OP_CONV2D || ir_conv_direct(l) || l->stride != 1 || l->in_shape.c > 4
+	    || l->kw > 8 || l->aux < 0)
+		return false;
+	long hp = l->in_shape.h + 2L * l->pad;
+	g->wp = l->in_shape.w + 2L * l->pad;
+	g->len = round_up((long)l->out_shape.h * g->wp, DC_LANES);
+	long reach = (l->kh - 1) * g->wp + l->kw - 1 + g->len;
+	g->pitch = round_up(reach > hp * g->wp ? reach : hp * g->wp, DC_LANES);
+	g->elems = l->in_shape.c * g->pitch + l->out_shape.c * g->len;
+	return g->elems <= ir_col_part_elems(net);
+}
+
+static LLVMTypeRef v8_type(Cg *cg) { return LLVMVectorType(cg->t_f32, DC_LANES); }
+
+/* eight floats at base[idx], any alignment */
+static LLVMValueRef load_v8(Cg *cg, LLVMValueRef base, LLVMValueRef idx)
+{
+	LLVMValueRef p = LLVMBuildBitCast(cg->b, elem_ptr(cg, base, idx),
+	                                  LLVMPointerType(v8_type(cg), 0), "");
+	LLVMValueRef v = LLVMBuildLoad2(cg->b, v8_type(cg), p, "");
+	LLVMSetAlignment(v, 4);
+	return v;
+}
+
+static void store_v8(Cg *cg, LLVMValueRef v, LLVMValueRef base, LLVMValueRef idx)
+{
+	LLVMValueRef p = LLVMBuildBitCast(cg->b, elem_ptr(cg, base, idx),
+	                                  LLVMPointerType(v8_type(cg), 0), "");
+	LLVMSetAlignment(LLVMBuildStore(cg->b, v, p), 4);
+}
+
+static LLVMValueRef splat_v8(Cg *cg, LLVMValueRef s)
+{
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef one = LLVMBuildInsertElement(cg->b, LLVMGetUndef(v8), s, ci32(cg, 0), "");
+	LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(cg->t_i32, DC_LANES));
+	return LLVMBuildShuffleVector(cg->b, one, LLVMGetUndef(v8), zeros, "");
+}
+
+/* a * b + c on eight lanes (fused where the target has FMA) */
+static LLVMValueRef fmuladd_v8(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+	LLVMTypeRef v8 = v8_type(cg);
+	unsigned id = LLVMLookupIntrinsicID("llvm.fmuladd", 12);
+	LLVMValueRef f = LLVMGetIntrinsicDeclaration(cg->mod, id, &v8, 1);
+	LLVMValueRef args[] = { a, b, c };
+	return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, args, 3, "");
+}
+
+/* xp(x, xp): one sample's NHWC input into the interior of its planes; the
+ * padding around it stays as the caller zeroed it. */
+static LLVMValueRef build_dc_pad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	Shape in = l->in_shape;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef x = LLVMGetParam(f, 0), xp = LLVMGetParam(f, 1);
+	Loop lh, lw, lc;
+	LLVMValueRef h = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, in.h));
+	LLVMValueRef w = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, in.w));
+	LLVMValueRef src = imul(cg, iadd(cg, imul(cg, h, in.w), w), in.c);
+	LLVMValueRef dst = iadd(cg, imul(cg, iadd(cg, h, ci64(cg, l->pad)), g.wp),
+	                        iadd(cg, w, ci64(cg, l->pad)));
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, in.c));
+	store_f32(cg, load_f32(cg, x, iadd(cg, src, c)), xp, iadd(cg, dst, imul(cg, c, g.pitch)));
+	loop_end(cg, &lc);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* The walk shared by the forward and the weight gradient: for every filter
+ * f, channel c and kernel row i, a loop over the plane in blocks of eight
+ * lanes e with the kw taps of the row: P[0] = xp, P[1] = W or the gradient,
+ * P[2] = the output (or error) planes. */
+typedef struct DcRow { LLVMValueRef f, c, i, wrow, xrow, plane; } DcRow;
+
+static void dc_rows_begin(Cg *cg, const IRLayer *l, const DirectGeo *g, LLVMValueRef *P,
+                          Loop *lp, DcRow *r)
+{
+	int C = l->in_shape.c;
+	r->f = loop_begin(cg, &lp[0], ci64(cg, 0), ci64(cg, l->out_shape.c));
+	r->c = loop_begin(cg, &lp[1], ci64(cg, 0), ci64(cg, C));
+	r->i = loop_begin(cg, &lp[2], ci64(cg, 0), ci64(cg, l->kh));
+	/* W[f, c, i, 0] in PyTorch order */
+	r->wrow = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, r->f, C), r->c), l->kh), r->i), l->kw);
+	r->xrow = elem_ptr(cg, P[0], iadd(cg, imul(cg, r->c, g->pitch), imul(cg, r->i, g->wp)));
+	r->plane = elem_ptr(cg, P[2], imul(cg, r->f, g->len));
+}
+
+static void dc_rows_end(Cg *cg, Loop *lp)
+{
+	loop_end(cg, &lp[2]);
+	loop_end(cg, &lp[1]);
+	loop_end(cg, &lp[0]);
+}
+
+/* dc_fwd(xp, w, yt): yt[f] = sum over c, i, j of W[f, c, i, j] xp[c] shifted
+ * by i*Wp + j, in blocks of eight, the kw taps of a row per pass over yt. */
+static LLVMValueRef build_dc_fwd(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef P[3] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2) };
+	emit_zero(cg, P[2], ci64(cg, l->out_shape.c * g.len));
+	Loop lp[3], le;
+	DcRow r;
+	dc_rows_begin(cg, l, &g, P, lp, &r);
+	LLVMValueRef wv[8];
+	for (int j = 0; j < l->kw; j++)
+		wv[j] = splat_v8(cg, load_f32(cg, P[1], iadd(cg, r.wrow, ci64(cg, j))));
+	LLVMValueRef blk = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, g.len / DC_LANES));
+	LLVMValueRef e = imul(cg, blk, DC_LANES);
+	LLVMValueRef acc = load_v8(cg, r.plane, e);
+	for (int j = 0; j < l->kw; j++)
+		acc = fmuladd_v8(cg, wv[j], load_v8(cg, r.xrow, iadd(cg, e, ci64(cg, j))), acc);
+	store_v8(cg, acc, r.plane, e);
+	loop_end(cg, &le);
+	dc_rows_end(cg, lp);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+typedef struct DcOut { const IRLayer *l; int bias; LLVMValueRef yt, src; long len;
+                      LLVMValueRef y, dst, b; } DcOut;
+static void dc_out_elem(Cg *cg, void *ctx, LLVMValueRef fi)
+{
+	DcOut *co = ctx;
+	LLVMValueRef v = load_f32(cg, co->yt, iadd(cg, co->src, imul(cg, fi, co->len)));
+	if (co->bias)
+		v = fadd(cg, v, load_f32(cg, co->b, fi));
+	store_f32(cg, emit_act(cg, co->l->act, v), co->y, iadd(cg, co->dst, fi));
+}
+
+/* dc_out(yt, y, b): one sample's output, NHWC, y = f(yt + b); variant 1: a bias */
+static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	Shape out = l->out_shape;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef yt = LLVMGetParam(f, 0), y = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2);
+	Loop lh, lw;
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef src = iadd(cg, imul(cg, oh, g.wp), ow);
+	LLVMValueRef dst = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
+	DcOut co = { l, variant, yt, src, g.len, y, dst, b };
+	emit_each(cg, out.c, dc_out_elem, &co);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Forward of a direct conv over samples [lo, hi), sample by sample in this
+ * part's scratch (planes xp, then the output planes). */
+static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), b = opt_slot_ptr(cg, r.bufs, l->b);
+	LLVMValueRef xp = part_columns(cg, &cs, r.part);
+	LLVMValueRef yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
+	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
+	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, l->b >= 0);
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { xp, w, yt };
+	call_fn(cg, fwd, a2, 3);
+	LLVMValueRef a3[] = { yt, elem_ptr(cg, y, imul(cg, s, l->out)), b };
+	call_fn(cg, out, a3, 3);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
+	DirectGeo g;
+	if (conv_small_direct(cg->net, l, &g)) {
+		emit_parallel(cg, helper(cg, build_dc_fwd_body, "dc_fwd_body", l, li, 0), bufs, n);
+		return;
+	}
 	if (ir_conv_direct(l)) {
 		emit_conv_response(cg, bufs, n, l, li, layer_input_ptr(cg, bufs, l),
 		                   slot_ptr(cg, bufs, l->W), slot_ptr(cg, bufs, l->y),
@@ -1153,6 +1406,69 @@ static void avgpool_back_tap(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValu
 	loop_end(cg, &lc);
 }
 
+/* Every window inside the image (no padding reached): the maxpool forward
+ * then needs no bounds checks and keeps each channel's running maximum in
+ * registers across the window, the taps unrolled; same result as the walk
+ * (the first maximum in scan order wins, NaN propagates). */
+static bool pool_windows_inside(const IRLayer *l)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	return l->pad == 0 && (out.h - 1) * l->stride + l->kh <= in.h
+	       && (out.w - 1) * l->stride + l->kw <= in.w && l->kh * l->kw <= 16;
+}
+
+/* One channel c of the window whose first tap is at corner (within the
+ * sample xs), the result at y[at] and argmax[at]. */
+static void emit_max_window(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef xs,
+                            LLVMValueRef corner, LLVMValueRef o, LLVMValueRef c)
+{
+	Shape in = l->in_shape;
+	LLVMValueRef best = NULL, arg = NULL;
+	for (int i = 0; i < l->kh; i++)
+		for (int j = 0; j < l->kw; j++) {
+			LLVMValueRef src = iadd(cg, iadd(cg, corner, ci64(cg, ((long)i * in.w + j) * in.c)), c);
+			LLVMValueRef v = load_f32(cg, xs, src);
+			if (!best) {
+				best = v, arg = to_i32(cg, src);
+				continue;
+			}
+			LLVMValueRef take = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, best, ""),
+			                                LLVMBuildFCmp(cg->b, LLVMRealUNO, v, v, ""), "");
+			take = LLVMBuildAnd(cg->b, take, LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
+			best = LLVMBuildSelect(cg->b, take, v, best, "");
+			arg = LLVMBuildSelect(cg->b, take, to_i32(cg, src), arg, "");
+		}
+	LLVMValueRef at = iadd(cg, o, c);
+	store_f32(cg, best, P[1], at);
+	store_t(cg, cg->t_i32, arg, P[2], at);
+}
+
+typedef struct MaxWindow { const IRLayer *l; LLVMValueRef *P, xs, corner, o; } MaxWindow;
+static void max_window_each(Cg *cg, void *ctx, LLVMValueRef c)
+{
+	MaxWindow *mw = ctx;
+	emit_max_window(cg, mw->l, mw->P, mw->xs, mw->corner, mw->o, c);
+}
+
+static void emit_maxpool_inside(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef n)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	Loop ls, lh, lw;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n);
+	LLVMValueRef xs = elem_ptr(cg, P[0], imul(cg, s, l->in));
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
+	/* the window's first tap, within the sample, at channel 0 */
+	LLVMValueRef corner = imul(cg, iadd(cg, imul(cg, imul(cg, oh, l->stride), in.w),
+	                                    imul(cg, ow, l->stride)), in.c);
+	MaxWindow mw = { l, P, xs, corner, o };
+	emit_each(cg, out.c, max_window_each, &mw);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	loop_end(cg, &ls);
+}
+
 /* variant 0: forward (x, y, aux); 1: backward (d, dx) */
 static LLVMValueRef build_pool(Cg *cg, const IRLayer *l, int li, int variant)
 {
@@ -1165,7 +1481,10 @@ static LLVMValueRef build_pool(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef n = n64(cg, LLVMGetParam(f, 3));
 	if (l->kind == OP_MAXPOOL) {
 		P[2] = as_i32_ptr(cg, LLVMGetParam(f, 2));
-		emit_pool_walk(cg, l, P, n, &max_fwd);
+		if (pool_windows_inside(l))
+			emit_maxpool_inside(cg, l, P, n);
+		else
+			emit_pool_walk(cg, l, P, n, &max_fwd);
 	} else {
 		emit_pool_walk(cg, l, P, n, variant == 0 ? &avg_fwd : &avg_bwd);
 	}
@@ -1346,12 +1665,25 @@ static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer
 	fwd_reshape(cg, bufs, n, l, li, build_flatten);
 }
 
+/* add or activation over samples [lo, hi) (wtn_parallel_for) */
+static LLVMValueRef build_eltwise_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at = imul(cg, r.lo, l->out);   /* add and act: in == out */
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l);
+	LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, r.bufs, in_slot(cg->net, l->input2)) : x;
+	LLVMValueRef args[] = { elem_ptr(cg, x, at), elem_ptr(cg, b, at),
+	                        elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+	                        to_i32(cg, LLVMBuildSub(cg->b, r.hi, r.lo, "")) };
+	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	LLVMValueRef x = layer_input_ptr(cg, bufs, l);
-	LLVMValueRef b = l->kind == OP_ADD ? slot_ptr(cg, bufs, in_slot(cg->net, l->input2)) : x;
-	LLVMValueRef args[] = { x, b, slot_ptr(cg, bufs, l->y), n };
-	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
+	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, 0), bufs, n);
 }
 
 /* if (wtn_profiling) wtn_profile_mark(li, phase): train --profile's clock
@@ -1501,6 +1833,26 @@ static void build_loss(Cg *cg)
  * FIN_DERIV d *= f'(y); FIN_ZERO d = 0 (nothing sent it an error);
  * FIN_BIAS gb[c] = sum over rows of d[r, c]. Params (d, y, gb, n). */
 enum { FIN_DERIV = 1, FIN_ZERO = 2, FIN_BIAS = 4 };
+typedef struct FinRow { const IRLayer *l; int variant; LLVMValueRef dr, yr, acc; } FinRow;
+static void finish_elem(Cg *cg, void *ctx, LLVMValueRef j)
+{
+	FinRow *fr = ctx;
+	LLVMValueRef v;
+	if (fr->variant & FIN_ZERO) {
+		v = cf32(cg, 0);
+		store_f32(cg, v, fr->dr, j);
+	} else {
+		v = load_f32(cg, fr->dr, j);
+		if (fr->variant & FIN_DERIV) {
+			v = emit_deriv(cg, fr->l->act, v, load_f32(cg, fr->yr, j));
+			store_f32(cg, v, fr->dr, j);
+		}
+	}
+	if (fr->acc)
+		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, fr->acc, j), f2d(cg, v), ""),
+		        fr->acc, j);
+}
+
 static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int width = l->out_shape.c;
@@ -1519,22 +1871,8 @@ static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int var
 	}
 	LLVMValueRef i = loop_begin(cg, &lr, ci64(cg, 0), rows);
 	LLVMValueRef off = imul(cg, i, width);
-	LLVMValueRef dr = elem_ptr(cg, d, off), yr = elem_ptr(cg, y, off);
-	j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
-	LLVMValueRef v;
-	if (variant & FIN_ZERO) {
-		v = cf32(cg, 0);
-		store_f32(cg, v, dr, j);
-	} else {
-		v = load_f32(cg, dr, j);
-		if (variant & FIN_DERIV) {
-			v = emit_deriv(cg, l->act, v, load_f32(cg, yr, j));
-			store_f32(cg, v, dr, j);
-		}
-	}
-	if (acc)
-		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, acc, j), f2d(cg, v), ""), acc, j);
-	loop_end(cg, &lc);
+	FinRow fr = { l, variant, elem_ptr(cg, d, off), elem_ptr(cg, y, off), acc };
+	emit_each(cg, width, finish_elem, &fr);
 	loop_end(cg, &lr);
 	if (acc) {
 		j = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, width));
@@ -1681,6 +2019,125 @@ static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int va
 	return f;
 }
 
+/* dst[dat + k*dstep] = src[sat + k*sstep] */
+typedef struct DcMove { LLVMValueRef src, sat; long sstep; LLVMValueRef dst, dat; long dstep; } DcMove;
+static void dc_move_elem(Cg *cg, void *ctx, LLVMValueRef k)
+{
+	DcMove *mv = ctx;
+	store_f32(cg, load_f32(cg, mv->src, iadd(cg, mv->sat, imul(cg, k, mv->sstep))),
+	          mv->dst, iadd(cg, mv->dat, imul(cg, k, mv->dstep)));
+}
+
+/* dc_dt(d, dt): one sample's error (NHWC) into planes of row length Wp; the
+ * columns past each row stay as the caller zeroed them. */
+static LLVMValueRef build_dc_dt(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	Shape out = l->out_shape;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef d = LLVMGetParam(f, 0), dt = LLVMGetParam(f, 1);
+	Loop lh, lw;
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef dst = iadd(cg, imul(cg, oh, g.wp), ow);
+	LLVMValueRef src = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
+	DcMove mv = { d, src, 1, dt, dst, g.len };
+	emit_each(cg, out.c, dc_move_elem, &mv);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* dc_wgrad(xp, G, dt): G[f, i, j, c] (patch order) += the dot product of
+ * the error plane dt[f] with xp[c] shifted by i*Wp + j: kw accumulators of
+ * eight lanes per kernel row, summed across lanes at the end. */
+static LLVMValueRef build_dc_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	int C = l->in_shape.c;
+	long patch = ir_conv_patch(l);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef P[3] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2) };
+	LLVMValueRef acc[8];
+	for (int j = 0; j < l->kw; j++)
+		acc[j] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
+	Loop lp[3], le;
+	DcRow r;
+	dc_rows_begin(cg, l, &g, P, lp, &r);
+	for (int j = 0; j < l->kw; j++)
+		LLVMBuildStore(cg->b, LLVMConstNull(v8_type(cg)), acc[j]);
+	LLVMValueRef blk = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, g.len / DC_LANES));
+	LLVMValueRef e = imul(cg, blk, DC_LANES);
+	LLVMValueRef dv = load_v8(cg, r.plane, e);
+	for (int j = 0; j < l->kw; j++) {
+		LLVMValueRef a = LLVMBuildLoad2(cg->b, v8_type(cg), acc[j], "");
+		a = fmuladd_v8(cg, dv, load_v8(cg, r.xrow, iadd(cg, e, ci64(cg, j))), a);
+		LLVMBuildStore(cg->b, a, acc[j]);
+	}
+	loop_end(cg, &le);
+	/* G[f, i, j, c] */
+	LLVMValueRef grow = iadd(cg, imul(cg, r.f, patch), iadd(cg, imul(cg, r.i, (long)l->kw * C), r.c));
+	for (int j = 0; j < l->kw; j++) {
+		LLVMValueRef a = LLVMBuildLoad2(cg->b, v8_type(cg), acc[j], "");
+		LLVMValueRef sum = LLVMBuildExtractElement(cg->b, a, ci32(cg, 0), "");
+		for (int k = 1; k < DC_LANES; k++)
+			sum = fadd(cg, sum, LLVMBuildExtractElement(cg->b, a, ci32(cg, k), ""));
+		LLVMValueRef at = iadd(cg, grow, ci64(cg, (long)j * C));
+		store_f32(cg, fadd(cg, load_f32(cg, P[1], at), sum), P[1], at);
+	}
+	dc_rows_end(cg, lp);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Weight gradient of a direct conv whose input needs no error, over
+ * samples [lo, hi), into this part's gradient partials (patch order, as
+ * build_conv_reduce expects); fin as in build_conv_bwd_body. */
+static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	const IRNetwork *net = cg->net;
+	DirectGeo g;
+	conv_small_direct(net, l, &g);
+	int F = l->out_shape.c, fin = variant & 7;
+	long patch = ir_conv_patch(l);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
+	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
+	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, G, ci64(cg, F * patch)), to_i32(cg, cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	emit_zero(cg, G, ci64(cg, F * patch));
+	LLVMValueRef xp = part_columns(cg, &cs, r.part);
+	LLVMValueRef dt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	emit_zero(cg, xp, ci64(cg, g.elems));
+	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
+	LLVMValueRef tr = helper(cg, build_dc_dt, "dc_dt", l, li, 0);
+	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { elem_ptr(cg, d, imul(cg, s, l->out)), dt };
+	call_fn(cg, tr, a2, 2);
+	LLVMValueRef a3[] = { xp, G, dt };
+	call_fn(cg, wg, a3, 3);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* gW and gb from the parts' partials: sums over the parts that ran, W's
  * gradient from patch order [F, kh, kw, C] to PyTorch's [F, C, kh, kw].
  * Params (gW, gb, partials, parts); variant 1: the layer has a bias. */
@@ -1749,12 +2206,15 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 			           acc ? 1.0 : 0.0, dx, patch);
 		return;
 	}
+	DirectGeo g;
+	bool small = !send && conv_small_direct(cg->net, l, &g);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
 	if (send && cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
 	            | (carry == l->B ? CB_CARRY_B : 0);
-	LLVMValueRef body = helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
+	LLVMValueRef body = small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
+	                          : helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
 	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
 	LLVMValueRef args[] = { gW, opt_slot_ptr(cg, bw->bufs, l->gb),
 	                        slot_ptr(cg, bw->bufs, ir_partials_slot(cg->net)), parts };
