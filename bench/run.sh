@@ -4,6 +4,7 @@
 # and 2 threads. Ratios above 1 mean wtn is faster.
 #   mlp      examples/fashion_mlp.wtn with every layer on bp
 #   convnet  bench/convnet.wtn (bp), and its conv layers under every rule
+# and, last, how long wtnc takes to compile the MLP and the ResNets.
 # BENCH_MLP_STEPS (default 469, one epoch) and BENCH_CONV_STEPS (default 100)
 # set the number of training steps of batch 128 timed in each run.
 set -e
@@ -45,4 +46,19 @@ for rule in fa usf frsf brsf kp wm dfa; do
 	build/wtnc bench/convnet.wtn --feedback "conv*=$rule" -o "$tmp/rule"
 	r=$(wtn_rate rule 2 "$conv_steps")
 	printf '%-6s %10.0f samples/s  %s of bp\n' "$rule" "$r" "$(ratio "$r" "$base")"
+done
+
+# Compile time: wtnc from .wtn to a linked binary (wall seconds; the best of
+# three, since other work on the machine only adds).
+echo
+echo "compile time (wtnc, best of 3)"
+for f in examples/fashion_mlp.wtn examples/resnet18.wtn examples/resnet20.wtn; do
+	best=""
+	for i in 1 2 3; do
+		s=$(date +%s.%N)
+		build/wtnc "$f" -o "$tmp/compiled"
+		e=$(date +%s.%N)
+		best=$(echo "$s $e $best" | awk '{ t = $2 - $1; if ($3 != "" && $3 < t) t = $3; printf "%.2f", t }')
+	done
+	printf '%-28s %6s s\n' "$f" "$best"
 done

@@ -5,9 +5,11 @@
  * the buffers are disjoint and vectorises the fused loops. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Core.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -24,9 +26,18 @@ typedef struct Cg {
 	LLVMValueRef allreduce;    /* wtn_allreduce: batchnorm sums over MPI ranks */
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
-	char helper_name[64];      /* name of the helper being built (helper()) */
+	char helper_name[272];      /* name of the helper being built (helper()) */
 	const IRNetwork *net;
+	struct SlotView *view;     /* the range body being built reads its slots here */
+	LLVMValueRef view_fn;      /* the last range body helper() gave, and the */
+	int view_slots[16], view_n;  /* slots its context must hold, in order */
 } Cg;
+
+/* A range body (a parallel loop's body, whose one pointer is its context)
+ * reads its layer's tensors as slot_ptr(bufs, slot). Shared between layers,
+ * its context is not the whole bufs but a view: the slots it reads, in the
+ * order it first reads them, which the caller fills (emit_parallel). */
+typedef struct SlotView { LLVMValueRef bufs; int slots[16]; int n; } SlotView;
 
 /* ---- small IR helpers ---- */
 
@@ -164,6 +175,20 @@ static LLVMValueRef call_fn(Cg *cg, LLVMValueRef f, LLVMValueRef *args, int n)
 /* Pointer held in bufs[slot]. */
 static LLVMValueRef slot_ptr(Cg *cg, LLVMValueRef bufs, int slot)
 {
+	SlotView *v = cg->view;
+	if (v && bufs == v->bufs) {   /* a view's own index for slot */
+		int k = 0;
+		while (k < v->n && v->slots[k] != slot)
+			k++;
+		if (k == v->n) {
+			if (v->n == (int)(sizeof v->slots / sizeof v->slots[0])) {
+				fprintf(stderr, "wtnc: internal error: a range body reads too many slots\n");
+				exit(1);
+			}
+			v->slots[v->n++] = slot;
+		}
+		slot = k;
+	}
 	LLVMValueRef idx = ci64(cg, slot);
 	LLVMValueRef p = LLVMBuildInBoundsGEP2(cg->b, cg->t_pf32, bufs, &idx, 1, "");
 	return LLVMBuildLoad2(cg->b, cg->t_pf32, p, "");
@@ -409,19 +434,67 @@ static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
 	loop_end(cg, &lp);
 }
 
-/* A per-layer helper function "what.layer.variant", built on the side the
- * first time a kernel calls it (the builder names it cg->helper_name). */
+/* Helpers whose bodies read the layer's slots from bufs (range bodies:
+ * their one argument is bufs) are the layer's own; every other helper
+ * takes its tensors as arguments, so layers of the same signature share it. */
+static bool helper_reads_slots(const char *what)
+{
+	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body" };
+	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+		if (!strcmp(what, own[i]))
+			return true;
+	return false;
+}
+
+/* What a shared helper may bake in of its layer: shapes, geometry,
+ * activation, bias and the per-kind constants. Two layers with the same
+ * signature get the same code, so ResNets' repeated blocks compile once. */
+static void helper_signature(char *dst, size_t size, const IRLayer *l)
+{
+	snprintf(dst, size, "k%d.%dx%dx%d.%dx%dx%d.%d.%d.k%dx%ds%dp%d.a%d.b%d.%a.%a.%a",
+	         l->kind, l->in_shape.c, l->in_shape.h, l->in_shape.w, l->out_shape.c,
+	         l->out_shape.h, l->out_shape.w, l->in, l->out, l->kh, l->kw, l->stride, l->pad,
+	         l->act, l->b >= 0, l->eps, l->momentum, l->p);
+}
+
+/* A helper function "what.KEY.variant", built on the side the first time a
+ * kernel calls it (the builder names it cg->helper_name); KEY is the
+ * layer's signature, or its index for helpers that read its slots. */
 typedef LLVMValueRef (*HelperFn)(Cg *cg, const IRLayer *l, int li, int variant);
 static LLVMValueRef helper(Cg *cg, HelperFn build, const char *what, const IRLayer *l,
                            int li, int variant)
 {
-	snprintf(cg->helper_name, sizeof cg->helper_name, "%s.%d.%d", what, li, variant);
-	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, cg->helper_name);
-	if (f)
+	char key[160], name[256];
+	helper_signature(key, sizeof key, l);
+	snprintf(name, sizeof name, "%s.%s.%d", what, key, variant);
+	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+	if (f && !helper_reads_slots(what))
 		return f;
+	snprintf(cg->helper_name, sizeof cg->helper_name, "%s", name);
 	Saved s = save_pos(cg);
-	f = build(cg, l, li, variant);
+	if (!helper_reads_slots(what)) {
+		f = build(cg, l, li, variant);
+		restore_pos(cg, s);
+		return f;
+	}
+	/* A range body: built for every layer (IR is cheap) to learn which
+	 * slots it reads, kept only for the first layer of its signature. */
+	SlotView v = { NULL, {0}, 0 };
+	SlotView *outer = cg->view;
+	cg->view = &v;
+	snprintf(cg->helper_name, sizeof cg->helper_name, "%s.new", name);
+	LLVMValueRef made = build(cg, l, li, variant);
+	cg->view = outer;
 	restore_pos(cg, s);
+	if (f)
+		LLVMDeleteFunction(made);
+	else {
+		LLVMSetValueName2(made, name, strlen(name));
+		f = made;
+	}
+	cg->view_fn = f;
+	memcpy(cg->view_slots, v.slots, sizeof v.slots);
+	cg->view_n = v.n;
 	return f;
 }
 
@@ -692,16 +765,38 @@ static void conv_bias_act_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int 
 
 /* ---- parallel loops over samples (wtn_parallel_for) ---- */
 
-/* parts = wtn_parallel_for(body, bufs, n, IR_MAX_PARTS) */
+/* parts = wtn_parallel_for(body, view, n, IR_MAX_PARTS), body from helper():
+ * view holds the slots it reads (SlotView), in this frame. */
 static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n)
 {
+	if (body != cg->view_fn) {
+		fprintf(stderr, "wtnc: internal error: a range body without its view\n");
+		exit(1);
+	}
+	LLVMBuilderRef at_entry = LLVMCreateBuilderInContext(cg->ctx);
+	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
+	LLVMValueRef first = LLVMGetFirstInstruction(entry);
+	if (first)
+		LLVMPositionBuilderBefore(at_entry, first);
+	else
+		LLVMPositionBuilderAtEnd(at_entry, entry);
+	LLVMTypeRef t_view = LLVMArrayType(cg->t_pf32, (unsigned)(cg->view_n ? cg->view_n : 1));
+	LLVMValueRef view = LLVMBuildAlloca(at_entry, t_view, "view");
+	LLVMDisposeBuilder(at_entry);
+	view = LLVMBuildBitCast(cg->b, view, cg->t_ppf32, "");
+	for (int k = 0; k < cg->view_n; k++)
+{
+		LLVMValueRef idx = ci64(cg, k);
+		LLVMBuildStore(cg->b, slot_ptr(cg, bufs, cg->view_slots[k]),
+		               LLVMBuildInBoundsGEP2(cg->b, cg->t_pf32, view, &idx, 1, ""));
+	}
 	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
-	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, bufs, t_pi8, ""), n64(cg, n),
+	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, view, t_pi8, ""), n64(cg, n),
 	                        ci32(cg, IR_MAX_PARTS) };
 	return LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
 }
 
-/* A range body named cg->helper_name: (ctx = bufs, lo, hi, part). */
+/* A range body named cg->helper_name: (ctx = its view of bufs, lo, hi, part). */
 typedef struct Range { LLVMValueRef bufs, lo, hi, part; } Range;
 
 static Range begin_range_body(Cg *cg)
@@ -711,6 +806,8 @@ static Range begin_range_body(Cg *cg)
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	Range r = { LLVMBuildBitCast(cg->b, LLVMGetParam(f, 0), cg->t_ppf32, ""),
 	            LLVMGetParam(f, 1), LLVMGetParam(f, 2), n64(cg, LLVMGetParam(f, 3)) };
+	if (cg->view)
+		cg->view->bufs = r.bufs;
 	return r;
 }
 
@@ -2114,15 +2211,16 @@ static LLVMValueRef emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef wd,
 	return w1;
 }
 
-/* How B follows W inside W's update loop, from the layer's rule. */
+/* How B follows W inside W's update loop, from the layer's rule. The
+ * rule's arguments are data (the layer's row of the rule.args buffer,
+ * wtn_model.h): k_* index it, -1 where the rule has no such argument. */
 typedef struct FbUpdate {
 	FbChange change;    /* FB_CHANGE_NONE: B is not touched by this loop */
-	double scale;       /* usf: B = sign(W) * scale */
+	int k_scale;        /* usf: B = sign(W) * scale (the runtime resolves 0) */
 	double std;         /* brsf: std of the magnitudes, W's init std */
 	int layer;          /* brsf: mixed into the seed, so layers draw apart */
-	bool own_decay;     /* kp(decay >= 0): W and B use `decay`, not the optimiser's */
-	double decay;
-	double decay_steps; /* kp: `decay` for the first decay_steps steps, then the
+	int k_decay;        /* kp: decay >= 0: W and B use it, not the optimiser's */
+	int k_decay_steps;  /* kp: `decay` for the first decay_steps steps, then the
 	                       optimiser's (0: throughout) */
 } FbUpdate;
 
@@ -2175,7 +2273,7 @@ static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
                                  LLVMValueRef wd, LLVMValueRef g, LLVMValueRef w_new,
                                  LLVMValueRef B, LLVMValueRef mB, LLVMValueRef vB,
                                  LLVMValueRef M, LLVMValueRef key, LLVMValueRef unit,
-                                 LLVMValueRef i)
+                                 LLVMValueRef scale, LLVMValueRef i)
 {
 	LLVMValueRef mag;
 	switch (fb->change) {
@@ -2183,7 +2281,7 @@ static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
 		emit_opt_elem(cg, h, wd, g, B, mB, vB, i);
 		return;
 	case FB_CHANGE_SIGN_W:          /* usf */
-		mag = cf32(cg, fb->scale);
+		mag = scale;
 		break;
 	case FB_CHANGE_RANDMAG_SIGN_W: {  /* frsf: fixed magnitudes */
 		LLVMValueRef mi = load_f32(cg, M, i);
@@ -2201,8 +2299,8 @@ static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
 
 /* Update of one parameter tensor over [lo, hi): the parameter, and, for a
  * layer whose B follows W, B in the same pass. Parameters:
- * (p, g, m, v, B, mB, vB, M, hyper, lo, hi). */
-enum { UPD_NPARAMS = 11 };
+ * (p, g, m, v, B, mB, vB, M, hyper, lo, hi, rule args of the layer). */
+enum { UPD_NPARAMS = 12 };
 static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate *fb,
                                        bool has_m, bool has_v)
 {
@@ -2210,6 +2308,7 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 	for (int k = 0; k < 9; k++)
 		ps[k] = cg->t_pf32;
 	ps[9] = ps[10] = cg->t_i64;
+	ps[11] = cg->t_pf32;
 	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, UPD_NPARAMS, true);
 	LLVMValueRef P[UPD_NPARAMS];
 	for (int k = 0; k < UPD_NPARAMS; k++)
@@ -2218,11 +2317,21 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 	LLVMValueRef m = has_m ? P[2] : null_f32(cg), v = has_v ? P[3] : null_f32(cg);
 	LLVMValueRef mB = has_m ? P[5] : null_f32(cg), vB = has_v ? P[6] : null_f32(cg);
 	Hyper h = emit_load_hyper(cg, P[8]);
-	LLVMValueRef wd = fb->own_decay ? cf32(cg, fb->decay) : h.wd;
-	if (fb->own_decay && fb->decay_steps > 0)
-		wd = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, h.step,
-		                                          cf32(cg, fb->decay_steps), ""),
-		                     wd, h.wd, "");
+	LLVMValueRef wd = h.wd, scale = NULL;
+	if (fb->k_decay >= 0) {
+		/* kp: its own decay (>= 0) for its first decay_steps steps (0: always) */
+		LLVMValueRef decay = load_f32(cg, P[11], ci64(cg, fb->k_decay));
+		LLVMValueRef own = LLVMBuildFCmp(cg->b, LLVMRealOGE, decay, cf32(cg, 0), "");
+		if (fb->k_decay_steps >= 0) {
+			LLVMValueRef steps = load_f32(cg, P[11], ci64(cg, fb->k_decay_steps));
+			LLVMValueRef always = LLVMBuildFCmp(cg->b, LLVMRealOLE, steps, cf32(cg, 0), "");
+			LLVMValueRef early = LLVMBuildFCmp(cg->b, LLVMRealOLT, h.step, steps, "");
+			own = LLVMBuildAnd(cg->b, own, LLVMBuildOr(cg->b, always, early, ""), "");
+		}
+		wd = LLVMBuildSelect(cg->b, own, decay, h.wd, "");
+	}
+	if (fb->k_scale >= 0)
+		scale = load_f32(cg, P[11], ci64(cg, fb->k_scale));
 	LLVMValueRef key = NULL, unit = NULL;
 	if (fb->change == FB_CHANGE_REDRAW_SIGN_W) {
 		/* the step's seed, as its bits, and the layer, hashed once per call */
@@ -2235,7 +2344,7 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 	LLVMValueRef i = loop_begin(cg, &lp, P[9], P[10]);
 	LLVMValueRef g = load_f32(cg, P[1], i);
 	LLVMValueRef w_new = emit_opt_elem(cg, &h, wd, g, P[0], m, v, i);
-	emit_feedback_follow(cg, fb, &h, wd, g, w_new, P[4], mB, vB, P[7], key, unit, i);
+	emit_feedback_follow(cg, fb, &h, wd, g, w_new, P[4], mB, vB, P[7], key, unit, scale, i);
 	loop_end(cg, &lp);
 	LLVMBuildRetVoid(cg->b);
 	return f;
@@ -2254,45 +2363,72 @@ static LLVMValueRef chunk_bound(Cg *cg, long len, LLVMValueRef p, LLVMValueRef n
 /* Slots one tensor update touches; -1 where absent. */
 typedef struct UpdSlots { int p, g, m, v, B, mB, vB, M; } UpdSlots;
 
+/* Layer li's row of the rule arguments in force. */
+static LLVMValueRef rule_args_ptr(Cg *cg, LLVMValueRef bufs, int li)
+{
+	return elem_ptr(cg, slot_ptr(cg, bufs, cg->net->args_slot), ci64(cg, (long)li * WTN_MAX_ARGS));
+}
+
+/* The update loop for fb and the states present, shared by every tensor
+ * that needs the same one (only brsf's bakes its layer in). */
+static LLVMValueRef param_update_fn(Cg *cg, const FbUpdate *fb, bool has_m, bool has_v)
+{
+	char name[96];
+	if (fb->change == FB_CHANGE_REDRAW_SIGN_W)
+		snprintf(name, sizeof name, "upd.%d.%d%d.%d.%a", fb->change, has_m, has_v,
+		         fb->layer, fb->std);
+	else
+		snprintf(name, sizeof name, "upd.%d.%d%d.%d.%d.%d", fb->change, has_m, has_v,
+		         fb->k_scale, fb->k_decay, fb->k_decay_steps);
+	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+	if (f)
+		return f;
+	Saved pos = save_pos(cg);
+	f = build_param_update(cg, name, fb, has_m, has_v);
+	restore_pos(cg, pos);
+	return f;
+}
+
 static void emit_tensor_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper,
-                               LLVMValueRef part, LLVMValueRef np, const char *name,
+                               LLVMValueRef part, LLVMValueRef np, int li,
                                long len, const FbUpdate *fb, UpdSlots s)
 {
-	Saved pos = save_pos(cg);
-	LLVMValueRef helper = build_param_update(cg, name, fb, s.m >= 0, s.v >= 0);
-	restore_pos(cg, pos);
+	LLVMValueRef helper = param_update_fn(cg, fb, s.m >= 0, s.v >= 0);
 	LLVMValueRef lo = chunk_bound(cg, len, part, np);
 	LLVMValueRef hi = chunk_bound(cg, len, LLVMBuildNSWAdd(cg->b, part, ci64(cg, 1), ""), np);
 	LLVMValueRef args[UPD_NPARAMS] = {
 		slot_ptr(cg, bufs, s.p), slot_ptr(cg, bufs, s.g), opt_slot_ptr(cg, bufs, s.m),
 		opt_slot_ptr(cg, bufs, s.v), opt_slot_ptr(cg, bufs, s.B), opt_slot_ptr(cg, bufs, s.mB),
 		opt_slot_ptr(cg, bufs, s.vB), opt_slot_ptr(cg, bufs, s.M), hyper, lo, hi,
+		rule_args_ptr(cg, bufs, li),
 	};
 	call_fn(cg, helper, args, UPD_NPARAMS);
 }
 
-/* A rule argument by name, from the model (sema fills in the defaults;
- * model_verify checks wm has every one). */
-static double rule_arg(const IRLayer *l, const char *param)
+/* Where a rule argument sits in the layer's row of rule.args (sema fills
+ * in the defaults; model_verify checks wm has every one); -1: absent. */
+static int rule_arg_index(const IRLayer *l, const char *param)
 {
 	for (int k = 0; k < l->nargs; k++)
 		if (!strcmp(l->arg_name[k], param))
-			return l->arg[k];
+			return k;
 	return -1;
 }
 
 /* What W's update loop does to B for layer l. */
 static FbUpdate feedback_update(const IRLayer *l, int li)
 {
-	FbUpdate fb = { .change = l->B >= 0 ? ir_layer_rule(l)->change : FB_CHANGE_NONE, .layer = li };
+	FbUpdate fb = { .change = l->B >= 0 ? ir_layer_rule(l)->change : FB_CHANGE_NONE,
+	                .layer = li, .k_scale = -1, .k_decay = -1, .k_decay_steps = -1 };
 	if (fb.change == FB_CHANGE_MIRROR)
 		fb.change = FB_CHANGE_NONE;  /* B moves in wtn_mirror instead */
-	fb.scale = ir_sign_scale(l);
-	fb.std = ir_init_std(l);
+	if (fb.change == FB_CHANGE_REDRAW_SIGN_W)
+		fb.std = ir_init_std(l);
+	if (fb.change == FB_CHANGE_SIGN_W)
+		fb.k_scale = rule_arg_index(l, "scale");
 	if (fb.change == FB_CHANGE_AS_W) {
-		fb.decay = rule_arg(l, "decay");
-		fb.own_decay = fb.decay >= 0;
-		fb.decay_steps = rule_arg(l, "decay_steps");
+		fb.k_decay = rule_arg_index(l, "decay");
+		fb.k_decay_steps = rule_arg_index(l, "decay_steps");
 	}
 	return fb;
 }
@@ -2307,21 +2443,19 @@ static void build_update(Cg *cg)
 	LLVMValueRef np = LLVMBuildSExt(cg->b, LLVMGetParam(f, 3), cg->t_i64, "");
 	np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, ci64(cg, 1), ""),
 	                     ci64(cg, 1), np, "");
-	const FbUpdate plain = { .change = FB_CHANGE_NONE };
+	const FbUpdate plain = { .change = FB_CHANGE_NONE, .k_scale = -1, .k_decay = -1,
+	                         .k_decay_steps = -1 };
 	for (int li = 0; li < net->nlayers; li++) {
 		const IRLayer *l = &net->layers[li];
 		if (l->W < 0)
 			continue;  /* no parameters */
 		FbUpdate fb = feedback_update(l, li);
-		char name[64];
-		snprintf(name, sizeof name, "upd_weight.%d", li);
-		emit_tensor_update(cg, bufs, hyper, part, np, name, net->bufs[l->W].elems, &fb,
+		emit_tensor_update(cg, bufs, hyper, part, np, li, net->bufs[l->W].elems, &fb,
 		                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
 		                               fb.change != FB_CHANGE_NONE ? l->B : -1,
 		                               l->mB, l->vB, l->M });
 		if (l->b >= 0) {
-			snprintf(name, sizeof name, "upd_bias.%d", li);
-			emit_tensor_update(cg, bufs, hyper, part, np, name, net->bufs[l->b].elems, &plain,
+			emit_tensor_update(cg, bufs, hyper, part, np, li, net->bufs[l->b].elems, &plain,
 			                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 });
 		}
 	}
@@ -2332,7 +2466,7 @@ static void build_update(Cg *cg)
 
 /* What a conv mirror step does with each chunk's response y_c and
  * columns col_c: G = beta G + alpha y_c^T col_c, beta = first ? b0 : 1. */
-typedef struct MirrorCtx { LLVMValueRef alpha, G; double beta0; } MirrorCtx;
+typedef struct MirrorCtx { LLVMValueRef alpha, G, beta0; } MirrorCtx;
 
 static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
                         LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
@@ -2340,7 +2474,7 @@ static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
 {
 	const MirrorCtx *mc = ctx;
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	LLVMValueRef beta = LLVMBuildSelect(cg->b, first, cf32(cg, mc->beta0), cf32(cg, 1), "");
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, first, mc->beta0, cf32(cg, 1), "");
 	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), to_i32(cg, rows), mc->alpha, y, F,
 	             col, patch, beta, mc->G, patch);
 }
@@ -2353,28 +2487,33 @@ static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
  * chunk by chunk in patch order, then folded into B). */
 static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
-	double noise = rule_arg(l, "noise"), rate = rule_arg(l, "rate"), decay = rule_arg(l, "decay");
+	/* the rule's arguments in force */
+	LLVMValueRef ra = rule_args_ptr(cg, bufs, li);
+	LLVMValueRef noise = load_f32(cg, ra, ci64(cg, rule_arg_index(l, "noise")));
+	LLVMValueRef rate = load_f32(cg, ra, ci64(cg, rule_arg_index(l, "rate")));
+	LLVMValueRef decay = load_f32(cg, ra, ci64(cg, rule_arg_index(l, "decay")));
+	LLVMValueRef keep = fsub(cg, cf32(cg, 1), decay);
 	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
 	LLVMValueRef count = LLVMBuildNSWMul(cg->b, LLVMBuildSExt(cg->b, n, cg->t_i64, ""),
 	                                     ci64(cg, l->in), "");
-	LLVMValueRef nargs[] = { x, count, cf32(cg, noise) };
+	LLVMValueRef nargs[] = { x, count, noise };
 	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
 	long pixels = l->kind == OP_CONV2D ? (long)l->out_shape.h * l->out_shape.w : 1;
-	LLVMValueRef alpha = fdiv(cg, cf32(cg, rate / (double)pixels),
+	LLVMValueRef alpha = fdiv(cg, fdiv(cg, rate, cf32(cg, (double)pixels)),
 	                          LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
 	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
 	if (l->kind == OP_CONV2D) {
 		ConvScratch cs = conv_scratch(cg, bufs, l);
-		MirrorCtx mc = { alpha, cs.wp2 ? cs.wp2 : B, cs.wp2 ? 0.0 : 1.0 - decay };
+		MirrorCtx mc = { alpha, cs.wp2 ? cs.wp2 : B, cs.wp2 ? cf32(cg, 0) : keep };
 		emit_conv_response(cg, bufs, n, l, li, x, W, y, mirror_tail, &mc);
 		if (cs.wp2)
-			emit_permute(cg, l, li, 2, B, cs.wp2, cf32(cg, 1.0 - decay));
+			emit_permute(cg, l, li, 2, B, cs.wp2, keep);
 		return;
 	}
 	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
 	           W, l->in, 0.0, y, l->out);
-	emit_sgemm_scaled(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, alpha, y, l->out,
-	                  x, l->in, 1.0 - decay, B, l->in);
+	emit_sgemm_v(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, alpha, y, l->out,
+	             x, l->in, keep, B, l->in);
 }
 
 /* wtn_mirror(bufs, layer, n): a switch on the layer index, one case per
@@ -2584,9 +2723,67 @@ static int write_output(LLVMModuleRef mod, LLVMTargetMachineRef tm,
 	return 0;
 }
 
+/* Helpers shared between layers stay functions: inlined, each call site
+ * would be optimised and compiled again (ResNet-18: 2.5x the compile time),
+ * for a call per layer and step saved. Only the math kernels marked
+ * alwaysinline (vexp, vtanh) go into their loops. */
+static void keep_helpers_out_of_line(Cg *cg)
+{
+	unsigned ai = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+	for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
+		if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) == LLVMInternalLinkage
+		    && !LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
+			add_fn_attr(cg, f, "noinline");
+}
+
+/* The exported kernels are mostly a call per layer; one without a loop
+ * (a single block) has nothing for the optimiser to speed up, and in a deep
+ * network it is the longest function: compiled as it stands (optnone, the
+ * fast instruction selector), it costs a few loads per layer and step. */
+static void leave_straight_kernels_alone(Cg *cg)
+{
+	if (getenv("WTNC_NO_OPTNONE"))
+		return;
+	unsigned ai = LLVMGetEnumAttributeKindForName("noinline", 8);
+	for (LLVMValueRef f = LLVMGetFirstFunction(cg->mod); f; f = LLVMGetNextFunction(f))
+		if (!LLVMIsDeclaration(f) && LLVMGetLinkage(f) != LLVMInternalLinkage
+		    && LLVMCountBasicBlocks(f) == 1) {
+			if (!LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, ai))
+				add_fn_attr(cg, f, "noinline");
+			add_fn_attr(cg, f, "optnone");
+		}
+}
+
+/* WTNC_TIME=1 prints the seconds each phase took (where compile time goes). */
+static double phase_clock(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void phase_mark(const char *what, double *t)
+{
+	static int on = -1;
+	if (on < 0) {
+		const char *e = getenv("WTNC_TIME");
+		on = e && *e && strcmp(e, "0") != 0;
+	}
+	double now = phase_clock();
+	if (on && what)
+		fprintf(stderr, "wtnc: %-10s %.3f s\n", what, now - *t);
+	*t = now;
+}
+
 int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
             bool emit_llvm)
 {
+	double t;
+	phase_mark(NULL, &t);
+	if (getenv("WTNC_LLVM_OPTS")) {
+		const char *argv[] = { "wtnc", getenv("WTNC_LLVM_OPTS") };
+		LLVMParseCommandLineOptions(2, argv, NULL);
+	}
 	if (check_network(net))
 		return 1;
 	char *triple = NULL;
@@ -2610,6 +2807,7 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 	build_backward(&cg, "wtn_backward_bp", true);
 	build_update(&cg);
 	build_mirror(&cg);
+	phase_mark("build", &t);
 
 	int rc = model_emit(cg.ctx, cg.mod, td, net);
 	char *err = NULL;
@@ -2618,10 +2816,15 @@ int codegen(const IRNetwork *net, const CodegenOpts *opts, const char *out_path,
 		rc = 1;
 	}
 	LLVMDisposeMessage(err);
+	phase_mark("verify", &t);
+	keep_helpers_out_of_line(&cg);
+	leave_straight_kernels_alone(&cg);
 	if (!rc)
 		rc = optimise(cg.mod, tm, opts ? opts->opt_level : 3);
+	phase_mark("optimise", &t);
 	if (!rc)
 		rc = write_output(cg.mod, tm, out_path, emit_llvm);
+	phase_mark("emit", &t);
 
 	LLVMDisposeBuilder(cg.b);
 	LLVMDisposeModule(cg.mod);

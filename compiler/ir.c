@@ -165,11 +165,8 @@ double ir_init_std(const IRLayer *l)
 double ir_sign_scale(const IRLayer *l)
 {
 	int k = l->feedback.def ? rule_param_index(l->feedback.def, "scale") : -1;
-	if (k >= 0 && l->feedback.args[k] > 0)
-		return l->feedback.args[k];
-	if (l->kind == OP_CONV2D)
-		return sqrt(2.0 / ((double)l->kh * l->kw * l->out_shape.c));
-	return 1.0 / sqrt(l->in);
+	return wtn_sign_scale(l->kind, l->kh, l->kw, l->out_shape.c, l->in,
+	                      k >= 0 ? l->feedback.args[k] : 0);
 }
 
 /* The rule as the model carries it: its name, axes and arguments. */
@@ -385,6 +382,9 @@ void ir_plan_buffers(IRNetwork *net)
 		/* and each part's sums of the weight and bias gradients */
 		add_vec(net, "conv.partials", "", BUF_SCRATCH, ir_partials_stride(net) * IR_MAX_PARTS);
 	}
+	/* the rule arguments in force, written by the runtime (wtn_model.h) */
+	net->args_slot = add_vec(net, "rule.args", "", BUF_SCRATCH,
+	                         (long)(net->nlayers > 0 ? net->nlayers : 1) * WTN_MAX_ARGS);
 	/* and room for two weight tensors in patch order (see ir_conv_permuted) */
 	long wp = 0;
 	for (int i = 0; i < net->nlayers; i++) {

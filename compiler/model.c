@@ -103,6 +103,9 @@ int model_verify(const IRNetwork *net)
 		bad(net, "%s%s", "no layers or ", "no plan");
 	if (net->x_slot < 0 || net->x_slot >= net->nbufs || net->bufs[net->x_slot].elems != net->in_units)
 		bad(net, "%s%s", "the input ", "slot");
+	if (net->args_slot < 0 || net->args_slot >= net->nbufs ||
+	    net->bufs[net->args_slot].elems < (long)net->nlayers * WTN_MAX_ARGS)
+		bad(net, "%s%s", "the rule arguments' ", "slot");
 	for (int i = 0; i < net->nbufs; i++) {
 		const IRBuf *b = &net->bufs[i];
 		long prod = 1;

@@ -2224,6 +2224,7 @@ IRNetwork *sema_program(Program *p, const char *const *overrides, int noverrides
 	ir->in_shape = in->shape;
 	ir->in_units = in->shape.c * in->shape.h * in->shape.w;
 	ir->x_slot = -1;
+	ir->args_slot = -1;
 	ir->layers = S->layers;
 	ir->nlayers = S->nlayers;
 	ir->loss = loss_kind(S->loss);

@@ -380,7 +380,7 @@ typedef struct Net {
 
 typedef struct Config {
 	char *name, *dir;      /* "h2=kp lr=0.05"; runs/h2=kp_lr=0.05 */
-	const char *over[MAX_AXES], *sets[MAX_AXES];
+	const char *over[MAX_AXES], *sets[MAX_AXES * (WTN_MAX_ARGS + 1)];
 	int nover, nsets;
 	int net;
 } Config;
@@ -510,6 +510,42 @@ static char *dir_name(const char *name, Config *cfgs, int ncfg)
 	return full;
 }
 
+/* A rule with arguments, PATTERN=RULE(K=V, ...): the rule is compiled in,
+ * its arguments are run-time settings (PATTERN.K=V), so configurations that
+ * differ only in them share one binary. `default` keeps its arguments (a
+ * --set pattern cannot say "the layers no other line names"). */
+static void split_rule_args(Config *c, const char *v)
+{
+	const char *eq = strchr(v, '='), *open = strchr(v, '(');
+	size_t plen = eq ? (size_t)(eq - v) : 0;
+	if (!eq || !open || open < eq || v[strlen(v) - 1] != ')' ||
+	    (plen == 7 && !strncmp(v, "default", 7))) {
+		c->over[c->nover++] = v;
+		return;
+	}
+	c->over[c->nover++] = xasprintf("%.*s", (int)(open - v), v);
+	char *args = xasprintf("%.*s", (int)(strlen(open + 1) - 1), open + 1), *save = NULL;
+	for (char *a = strtok_r(args, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+		while (*a == ' ')
+			a++;
+		size_t n = strlen(a);
+		while (n && a[n - 1] == ' ')
+			a[--n] = '\0';
+		char *k_end = strchr(a, '=');
+		if (!k_end) {
+			free(args);
+			sweep_die("--feedback '%s': expected NAME=VALUE arguments", v);
+		}
+		char *val = k_end + 1;
+		while (k_end > a && k_end[-1] == ' ')
+			k_end--;
+		while (*val == ' ')
+			val++;
+		c->sets[c->nsets++] = xasprintf("%.*s.%.*s=%s", (int)plen, v, (int)(k_end - a), a, val);
+	}
+	free(args);
+}
+
 /* Every combination of the axes' values, the first axis slowest. */
 static int make_configs(const Sweep *s, Config *cfgs)
 {
@@ -523,7 +559,7 @@ static int make_configs(const Sweep *s, Config *cfgs)
 		for (int a = 0; a < s->naxes; a++) {
 			const char *v = s->axes[a].values[idx[a]];
 			if (s->axes[a].feedback)
-				c->over[c->nover++] = v;
+				split_rule_args(c, v);
 			else
 				c->sets[c->nsets++] = v;
 			if (s->axes[a].n > 1)

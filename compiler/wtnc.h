@@ -202,6 +202,7 @@ typedef struct IRNetwork {
 	int in_units;
 	Shape in_shape;
 	int x_slot;
+	int args_slot;
 	IRLayer *layers;
 	int nlayers;
 	int loss;               /* Loss */

@@ -22,6 +22,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *path = memfile_write(data, size);
-	rt_checkpoint_load(path, &model, bufs);
+	/* as --init (feedback may be missing), and as --resume */
+	rt_checkpoint_load(path, &model, bufs, true, NULL);
+	RtRunState state = {0};
+	if (rt_checkpoint_load(path, &model, bufs, false, &state) == 0)
+		rt_state_free(&state);
 	return 0;
 }

@@ -2,7 +2,10 @@
  * length, a JSON header naming each tensor's dtype, shape and byte range,
  * then the raw little-endian data. Saving goes through a temporary file and
  * a rename, so a checkpoint on disk is always whole; loading checks every
- * field against the network before copying anything. */
+ * field against the network before copying anything. A resumable
+ * checkpoint adds the training state after the parameters: the model's
+ * STATE buffers and the shuffle order as tensors named wtn_state.*, the
+ * scalars (resume.c) as the metadata entry wtn_state. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -34,6 +37,16 @@ static bool is_saved(const RtBuf *b)
 {
 	return b->kind == RT_BUF_PARAM || b->kind == RT_BUF_STAT;
 }
+
+/* What a resumable checkpoint adds: the buffers the model marks as state
+ * (optimiser moments of W, b and kp's B; frsf's magnitudes). */
+static bool is_state(const RtBuf *b)
+{
+	return b->kind == RT_BUF_STATE;
+}
+
+static const char state_prefix[] = "wtn_state.";
+#define ORDER_NAME "wtn_state.shuffle_order"
 
 /* The shape as PyTorch stores the tensor (the spec gives it). */
 static int expected_shape(const RtModel *m, int slot, long *dims)
@@ -85,9 +98,9 @@ static bool text_add(Text *t, const char *fmt, ...)
 	}
 }
 
-static void text_add_json_string(Text *t, const char *s)
+/* s's characters, escaped for a JSON string */
+static void text_add_escaped(Text *t, const char *s)
 {
-	text_add(t, "\"");
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c == '"' || c == '\\')
@@ -97,25 +110,50 @@ static void text_add_json_string(Text *t, const char *s)
 		else
 			text_add(t, "%c", c);
 	}
+}
+
+static void text_add_json_string(Text *t, const char *s)
+{
+	text_add(t, "\"");
+	text_add_escaped(t, s);
 	text_add(t, "\"");
 }
 
-static Text build_header(const RtModel *m, int epoch, long step)
+static void add_entry(Text *t, const char *prefix, const char *name, const char *dtype,
+                      const long *dims, int nd, long *offset, long bytes)
+{
+	text_add(t, "\"%s", prefix);
+	text_add_escaped(t, name);
+	text_add(t, "\":{\"dtype\":\"%s\",\"shape\":[%ld", dtype, dims[0]);
+	for (int k = 1; k < nd; k++)
+		text_add(t, ",%ld", dims[k]);
+	text_add(t, "],\"data_offsets\":[%ld,%ld]},", *offset, *offset + bytes);
+	*offset += bytes;
+}
+
+static Text build_header(const RtModel *m, int epoch, long step, const RtRunState *state)
 {
 	Text t = {0};
 	long offset = 0, dims[RT_MAX_DIMS];
 	text_add(&t, "{");
-	for (int i = 0; i < m->nbufs; i++) {
-		if (!is_saved(&m->bufs[i]))
-			continue;
-		int nd = expected_shape(m, i, dims);
-		long bytes = m->bufs[i].elems * 4;
-		text_add_json_string(&t, m->bufs[i].name);
-		text_add(&t, ":{\"dtype\":\"F32\",\"shape\":[%ld", dims[0]);
-		for (int k = 1; k < nd; k++)
-			text_add(&t, ",%ld", dims[k]);
-		text_add(&t, "],\"data_offsets\":[%ld,%ld]},", offset, offset + bytes);
-		offset += bytes;
+	for (int i = 0; i < m->nbufs; i++)
+		if (is_saved(&m->bufs[i])) {
+			int nd = expected_shape(m, i, dims);
+			add_entry(&t, "", m->bufs[i].name, "F32", dims, nd, &offset, m->bufs[i].elems * 4);
+		}
+	char *state_text = NULL;
+	if (state) {
+		for (int i = 0; i < m->nbufs; i++)
+			if (is_state(&m->bufs[i])) {
+				int nd = expected_shape(m, i, dims);
+				add_entry(&t, state_prefix, m->bufs[i].name, "F32", dims, nd, &offset,
+				          m->bufs[i].elems * 4);
+			}
+		add_entry(&t, "", ORDER_NAME, "I32", &state->n, 1, &offset, state->n * 4);
+		if (!(state_text = rt_state_json(state))) {
+			free(t.s);
+			return (Text){0};
+		}
 	}
 	text_add(&t, "\"__metadata__\":{\"format\":\"pt\",\"producer\":\"wtn\",\"network\":");
 	text_add_json_string(&t, m->name);
@@ -124,6 +162,11 @@ static Text build_header(const RtModel *m, int epoch, long step)
 	if (rt_config_current()) {
 		text_add(&t, ",\"wtn_config\":");
 		text_add_json_string(&t, rt_config_current());
+	}
+	if (state_text) {
+		text_add(&t, ",\"wtn_state\":");
+		text_add_json_string(&t, state_text);
+		free(state_text);
 	}
 	text_add(&t, "}}");
 	/* Pad with spaces so the data starts 8-byte aligned. */
@@ -148,7 +191,22 @@ static int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step)
+/* The shuffle order as little-endian int32, a chunk at a time. */
+static int write_order(int fd, const RtRunState *state)
+{
+	int32_t chunk[1024];
+	for (long i = 0; i < state->n; i += 1024) {
+		long k = state->n - i < 1024 ? state->n - i : 1024;
+		for (long j = 0; j < k; j++)
+			chunk[j] = (int32_t)state->order[i + j];
+		if (write_all(fd, chunk, k * sizeof *chunk) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step,
+                       const RtRunState *state)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
@@ -161,7 +219,7 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 		free(tmp);
 		return -1;
 	}
-	Text h = build_header(m, epoch, step);
+	Text h = build_header(m, epoch, step, state);
 	if (!h.s) {
 		ck_fail(path, "out of memory");
 		close(fd);
@@ -177,6 +235,11 @@ int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epo
 	for (int i = 0; i < m->nbufs && rc == 0; i++)
 		if (is_saved(&m->bufs[i]))
 			rc = write_all(fd, bufs[i], m->bufs[i].elems * sizeof(float));
+	for (int i = 0; state && i < m->nbufs && rc == 0; i++)
+		if (is_state(&m->bufs[i]))
+			rc = write_all(fd, bufs[i], m->bufs[i].elems * sizeof(float));
+	if (state && rc == 0)
+		rc = write_order(fd, state);
 	free(h.s);
 	if (rc == 0)
 		rc = fsync(fd);
@@ -229,10 +292,12 @@ static const char *shown(const char *s)
 	return b;
 }
 
-static int param_slot(const RtModel *m, const char *name)
+/* The slot of a saved buffer (is_saved, or is_state for wtn_state.NAME)
+ * called name; -1 when there is none. */
+static int slot_named(const RtModel *m, const char *name, bool (*kind)(const RtBuf *))
 {
 	for (int i = 0; i < m->nbufs; i++)
-		if (is_saved(&m->bufs[i]) && strcmp(m->bufs[i].name, name) == 0)
+		if (kind(&m->bufs[i]) && strcmp(m->bufs[i].name, name) == 0)
 			return i;
 	return -1;
 }
@@ -243,7 +308,9 @@ static bool json_is_count(const RtJson *j)
 	       j->number == floor(j->number);
 }
 
-typedef struct Range { long a, b; const char *name; } Range;
+/* One tensor to read: its byte range in the data, where it goes. slot -1:
+ * the shuffle order. */
+typedef struct Range { long a, b; const char *name; int slot; } Range;
 
 static int cmp_range(const void *x, const void *y)
 {
@@ -251,15 +318,12 @@ static int cmp_range(const void *x, const void *y)
 	return p->a < q->a ? -1 : p->a > q->a;
 }
 
-/* Checks one tensor entry and records its byte range. */
-static int check_tensor(const char *path, const RtModel *m, const RtJson *t, long datalen,
-                        int *slot, Range *r)
+/* Checks one tensor entry against what is expected of it (dtype, shape
+ * want[nd]) and records its byte range. */
+static int check_tensor(const char *path, const RtJson *t, const char *want_dtype,
+                        const long *want, int nd, long datalen, Range *r)
 {
 	const char *name = t->key;
-	*slot = param_slot(m, name);
-	if (*slot < 0)
-		return ck_fail(path, "unknown tensor %s (the network %s has no such parameter or statistic)",
-		               shown(name), m->name);
 	if (t->type != RT_JSON_OBJECT)
 		return ck_fail(path, "%s: entry is not an object", name);
 	const RtJson *dtype = rt_json_get(t, "dtype");
@@ -267,20 +331,21 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	const RtJson *offs = rt_json_get(t, "data_offsets");
 	if (!dtype || dtype->type != RT_JSON_STRING)
 		return ck_fail(path, "%s has no dtype", name);
-	if (strcmp(dtype->string, "F32") != 0)
-		return ck_fail(path, "%s has dtype %s, expected F32", name, shown(dtype->string));
+	if (strcmp(dtype->string, want_dtype) != 0)
+		return ck_fail(path, "%s has dtype %s, expected %s", name, shown(dtype->string), want_dtype);
 	if (!shape || shape->type != RT_JSON_ARRAY || shape->nitems > 8)
 		return ck_fail(path, "%s has no valid shape", name);
-	long dims[8], want[RT_MAX_DIMS];
+	long dims[8], elems = 1;
 	for (int i = 0; i < shape->nitems; i++) {
 		if (!json_is_count(&shape->items[i]))
 			return ck_fail(path, "%s has no valid shape", name);
 		dims[i] = (long)shape->items[i].number;
 	}
-	int nd = expected_shape(m, *slot, want);
 	bool same = shape->nitems == nd;
-	for (int i = 0; same && i < nd; i++)
+	for (int i = 0; same && i < nd; i++) {
 		same = dims[i] == want[i];
+		elems *= want[i];
+	}
 	if (!same) {
 		char got[128], exp[64];
 		format_shape(got, sizeof got, dims, shape->nitems);
@@ -296,9 +361,9 @@ static int check_tensor(const char *path, const RtModel *m, const RtJson *t, lon
 	if (r->a > r->b || r->b > datalen)
 		return ck_fail(path, "%s: data offsets [%ld, %ld] out of range (%ld data bytes)",
 		               name, r->a, r->b, datalen);
-	if (r->b - r->a != m->bufs[*slot].elems * 4)
+	if (r->b - r->a != elems * 4)
 		return ck_fail(path, "%s: data offsets [%ld, %ld] hold %ld bytes, expected %ld",
-		               name, r->a, r->b, r->b - r->a, m->bufs[*slot].elems * 4);
+		               name, r->a, r->b, r->b - r->a, elems * 4);
 	return 0;
 }
 
@@ -318,57 +383,185 @@ static bool is_batch_counter(const RtModel *m, const char *key)
 	return false;
 }
 
-/* Checks every entry against the network, then reads each tensor's bytes
- * from the file (at data_start + its offsets) into its buffer. */
-static int load_tensors(const char *path, const RtModel *m, float **bufs, const RtJson *hdr,
-                        int fd, long data_start, long datalen)
+/* The layer whose feedback tensor (B or D) is in slot, or NULL. */
+static const RtLayer *feedback_owner(const RtModel *m, int slot)
 {
-	int n = 0, rc = 0;
-	Range *ranges = calloc(hdr->nitems + 1, sizeof *ranges);
-	int *slots = calloc(hdr->nitems + 1, sizeof *slots);
-	if (!ranges || !slots) {
-		free(ranges);
-		free(slots);
-		return ck_fail(path, "out of memory");
-	}
-	for (int i = 0; i < hdr->nitems && rc == 0; i++) {
+	for (int i = 0; i < m->nlayers; i++)
+		if (m->layers[i].B == slot || m->layers[i].D == slot)
+			return &m->layers[i];
+	return NULL;
+}
+
+/* The training state's scalars from the metadata; state->n must then
+ * match the shuffle order's length. */
+static int load_state_meta(const char *path, const RtJson *hdr, RtRunState *state)
+{
+	const RtJson *meta = rt_json_get(hdr, "__metadata__");
+	const RtJson *text = meta ? rt_json_get(meta, "wtn_state") : NULL;
+	if (!text)
+		return ck_fail(path, "not a resumable checkpoint: it holds no training state (a run "
+		               "writes it with --save-state or --save-every)");
+	char err[200];
+	if (text->type != RT_JSON_STRING || rt_state_parse(text->string, state, err, sizeof err) < 0)
+		return ck_fail(path, "%s", text->type != RT_JSON_STRING ? "wtn_state is not a string"
+		               : shown(err));
+	return 0;
+}
+
+/* Where the tensors of the checkpoint go: every entry checked, every
+ * expected tensor present (or drawn, with draw_missing). found[slot]. */
+static int plan_tensors(const char *path, const RtModel *m, const RtJson *hdr, long datalen,
+                        bool draw_missing, RtRunState *state, Range *ranges, int *count,
+                        bool *found)
+{
+	int n = 0;
+	bool have_order = false;
+	for (int i = 0; i < hdr->nitems; i++) {
 		const RtJson *t = &hdr->items[i];
 		if (strcmp(t->key, "__metadata__") == 0 || is_batch_counter(m, t->key))
 			continue;
-		rc = check_tensor(path, m, t, datalen, &slots[n], &ranges[n]);
-		n++;
-	}
-	for (int i = 0; i < m->nbufs && rc == 0; i++)
-		if (is_saved(&m->bufs[i]) && !rt_json_get(hdr, m->bufs[i].name))
-			rc = ck_fail(path, "missing tensor %s", m->bufs[i].name);
-	/* Copy before sorting: slots[k] pairs with ranges[k]. */
-	for (int k = 0; k < n && rc == 0; k++) {
-		long bytes = ranges[k].b - ranges[k].a;
-		errno = 0;
-		if (rt_read_at(fd, bufs[slots[k]], bytes, data_start + ranges[k].a) != bytes) {
-			rc = ck_fail(path, "cannot read checkpoint: %s", errno ? strerror(errno) : "short read");
-			break;
+		bool of_state = strncmp(t->key, state_prefix, sizeof state_prefix - 1) == 0;
+		if (of_state && !state)
+			continue;   /* --init and eval take the parameters alone */
+		long dims[RT_MAX_DIMS];
+		int slot, nd, rc;
+		if (of_state && strcmp(t->key, ORDER_NAME) == 0) {
+			slot = -1;
+			have_order = true;
+			rc = check_tensor(path, t, "I32", &state->n, 1, datalen, &ranges[n]);
+		} else {
+			slot = of_state ? slot_named(m, t->key + sizeof state_prefix - 1, is_state)
+			                : slot_named(m, t->key, is_saved);
+			if (slot < 0 && of_state)
+				return ck_fail(path, "unknown state tensor %s (the network %s has no such "
+				               "optimiser state or magnitudes)", shown(t->key), m->name);
+			if (slot < 0)
+				return ck_fail(path, "unknown tensor %s (the network %s has no such parameter "
+				               "or statistic)", shown(t->key), m->name);
+			nd = expected_shape(m, slot, dims);
+			rc = check_tensor(path, t, "F32", dims, nd, datalen, &ranges[n]);
+			found[slot] = true;
 		}
-		const float *v = bufs[slots[k]];
-		for (long e = 0; e < m->bufs[slots[k]].elems; e++)
-			if (!isfinite(v[e])) {
-				rc = ck_fail(path, "%s contains non-finite values", ranges[k].name);
-				break;
-			}
+		if (rc < 0)
+			return -1;
+		ranges[n++].slot = slot;
 	}
-	if (rc == 0) {
-		qsort(ranges, n, sizeof *ranges, cmp_range);
-		for (int k = 1; k < n && rc == 0; k++)
-			if (ranges[k].a < ranges[k - 1].b)
-				rc = ck_fail(path, "data offsets of %s and %s overlap", ranges[k - 1].name,
-				             ranges[k].name);
+	*count = n;
+	for (int i = 0; i < m->nbufs; i++) {
+		const RtBuf *b = &m->bufs[i];
+		if (found[i] || !(is_saved(b) || (state && is_state(b))))
+			continue;
+		const RtLayer *owner = feedback_owner(m, i);
+		if (owner && draw_missing)
+			continue;
+		if (is_state(b))
+			return ck_fail(path, "missing state tensor %s%s", state_prefix, b->name);
+		return ck_fail(path, "missing tensor %s%s", b->name, owner ? " (--init-draw-missing "
+		               "draws the feedback matrices a file lacks)" : "");
 	}
-	free(ranges);
-	free(slots);
+	if (state && !have_order)
+		return ck_fail(path, "missing state tensor %s", ORDER_NAME);
+	return 0;
+}
+
+/* The shuffle order must be a permutation: it indexes the training set. */
+static int check_order(const char *path, RtRunState *state)
+{
+	char *seen = calloc(state->n ? state->n : 1, 1);
+	if (!seen)
+		return ck_fail(path, "out of memory");
+	int rc = 0;
+	for (long i = 0; i < state->n && rc == 0; i++) {
+		long k = state->order[i];
+		if (k < 0 || k >= state->n || seen[k])
+			rc = ck_fail(path, "%s is not a permutation of 0..%ld", ORDER_NAME, state->n - 1);
+		else
+			seen[k] = 1;
+	}
+	free(seen);
 	return rc;
 }
 
-int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs)
+/* Reads one tensor's bytes into place: a buffer (finite values only) or
+ * the shuffle order. */
+static int read_tensor(const char *path, const RtModel *m, float **bufs, RtRunState *state,
+                       int fd, long data_start, const Range *r)
+{
+	long bytes = r->b - r->a;
+	void *dst = r->slot >= 0 ? (void *)bufs[r->slot] : (void *)state->order;
+	errno = 0;
+	if (rt_read_at(fd, dst, bytes, data_start + r->a) != bytes)
+		return ck_fail(path, "cannot read checkpoint: %s", errno ? strerror(errno) : "short read");
+	if (r->slot < 0) {
+		/* widen int32 to long in place, from the end */
+		const int32_t *v = (const int32_t *)state->order;
+		for (long e = state->n - 1; e >= 0; e--)
+			state->order[e] = v[e];
+		return check_order(path, state);
+	}
+	const float *v = bufs[r->slot];
+	for (long e = 0; e < m->bufs[r->slot].elems; e++)
+		if (!isfinite(v[e]))
+			return ck_fail(path, "%s contains non-finite values", r->name);
+	return 0;
+}
+
+/* Checks every entry against the network, then reads each tensor's bytes
+ * from the file (at data_start + its offsets) into its buffer. */
+static int load_tensors(const char *path, const RtModel *m, float **bufs, const RtJson *hdr,
+                        int fd, long data_start, long datalen, bool draw_missing,
+                        RtRunState *state)
+{
+	int n = 0, rc = 0;
+	Range *ranges = calloc(hdr->nitems + 1, sizeof *ranges);
+	bool *found = calloc(m->nbufs + 1, sizeof *found);
+	if (!ranges || !found) {
+		free(ranges);
+		free(found);
+		return ck_fail(path, "out of memory");
+	}
+	if (state && (rc = load_state_meta(path, hdr, state)) == 0) {
+		if (state->n * 4 > datalen)   /* before allocating for it */
+			rc = ck_fail(path, "wtn_state names %ld samples, more than the file holds",
+			             state->n);
+		else if (!(state->order = malloc((state->n ? state->n : 1) * sizeof *state->order)))
+			rc = ck_fail(path, "out of memory");
+	}
+	if (rc == 0)
+		rc = plan_tensors(path, m, hdr, datalen, draw_missing, state, ranges, &n, found);
+	qsort(ranges, n, sizeof *ranges, cmp_range);
+	for (int k = 1; k < n && rc == 0; k++)
+		if (ranges[k].a < ranges[k - 1].b)
+			rc = ck_fail(path, "data offsets of %s and %s overlap", ranges[k - 1].name,
+			             ranges[k].name);
+	for (int k = 0; k < n && rc == 0; k++)
+		rc = read_tensor(path, m, bufs, state, fd, data_start, &ranges[k]);
+	/* Feedback the file lacks: as drawn from the seed, signs from the loaded W. */
+	char names[400] = "";
+	size_t len = 0;
+	for (int i = 0; i < m->nbufs && rc == 0 && draw_missing; i++) {
+		const RtLayer *owner = feedback_owner(m, i);
+		if (found[i] || !owner)
+			continue;
+		rt_init_redraw_signs(m, bufs, i);
+		if (len < sizeof names - 100)
+			len += snprintf(names + len, sizeof names - len, "%s%s (%s)", len ? ", " : "",
+			                m->bufs[i].name, owner->rule);
+		else if (!strstr(names, "..."))
+			len += snprintf(names + len, sizeof names - len, ", ...");
+	}
+	if (len)
+		fprintf(stderr, "wtn: %s: no %s: drawn from the seed as the rule's init says "
+		        "(--init-draw-missing)\n", path, names);
+	if (rc < 0 && state)
+		rt_state_free(state);
+	free(ranges);
+	free(found);
+	return rc;
+}
+
+int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs, bool draw_missing,
+                       RtRunState *state)
 {
 	struct stat st;
 	int fd = rt_open_regular(path, &st);
@@ -415,7 +608,8 @@ int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs)
 	if (hdr.type != RT_JSON_OBJECT)
 		ck_fail(path, "header is not a JSON object");
 	else
-		rc = load_tensors(path, m, bufs, &hdr, fd, 8 + (long)hlen, size - 8 - (long)hlen);
+		rc = load_tensors(path, m, bufs, &hdr, fd, 8 + (long)hlen, size - 8 - (long)hlen,
+		                  draw_missing, state);
 	rt_json_free(&hdr);
 out:
 	free(header);

@@ -114,6 +114,10 @@ int rt_check_outputs(const RtOptions *o)
 		fprintf(stderr, "wtn: --metrics %s is also the --init checkpoint\n", metrics);
 		return -1;
 	}
+	if (metrics && o->resume && same_file(metrics, o->resume)) {
+		fprintf(stderr, "wtn: --metrics %s is also the --resume checkpoint\n", metrics);
+		return -1;
+	}
 	return 0;
 }
 

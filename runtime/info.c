@@ -5,14 +5,15 @@
 
 
 /* The rule with its arguments as they act (kp's default decay is the
- * optimiser's weight decay, and says so). */
+ * optimiser's weight decay, usf's default scale its fan-in's, and says so). */
 static void format_rule(char *out, size_t len, const RtModel *m, const RtLayer *l)
 {
 	size_t n = snprintf(out, len, "%s", l->rule);
 	for (int i = 0; i < l->nargs && n < len; i++) {
 		double v = rt_rule_arg_in_force(m, l, i);
 		n += snprintf(out + n, len - n, "%s%s=%g%s", i ? ", " : "(", l->arg_name[i], v,
-		              v != l->arg[i] ? " (weight_decay)" : "");
+		              v == l->arg[i] ? "" : strcmp(l->rule, "kp") == 0 ? " (weight_decay)"
+		              : " (fan-in)");
 	}
 	if (l->nargs && n < len)
 		snprintf(out + n, len - n, ")");

@@ -49,10 +49,16 @@ int rt_init_params(const RtModel *m, float **bufs, uint64_t seed)
 		case WTN_FILL_UNIFORM:
 			draw(dst, b->elems, in->fill, in->a, r);
 			break;
-		case WTN_FILL_SIGN:
+		case WTN_FILL_SIGN: {
+			/* usf's B: |B| is the scale in force (a run-time setting) */
+			double a = in->a;
+			for (int j = 0; j < m->nlayers; j++)
+				if (m->layers[j].B == i && strcmp(m->layers[j].rule, "usf") == 0)
+					a = rt_usf_scale(&m->layers[j]);
 			for (long k = 0; k < b->elems; k++)
-				dst[k] = (float)(signf(bufs[in->src][k]) * in->a);
+				dst[k] = (float)(signf(bufs[in->src][k]) * a);
 			break;
+		}
 		case WTN_FILL_RANDMAG_SIGN:   /* kept in M (frsf) or dropped (brsf) */
 			mag = in->keep >= 0 ? bufs[in->keep] : realloc(mag, b->elems * sizeof *mag);
 			if (!mag) {
@@ -95,4 +101,19 @@ void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r)
 		for (long k = 0; k < (long)n * l->out; k++)
 			mask[k] = rt_rng_uniform(r) >= l->p ? keep : 0.0f;
 	}
+}
+
+void rt_init_redraw_signs(const RtModel *m, float **bufs, int slot)
+{
+	const WtnInit *in = &m->bufs[slot].init;
+	float *dst = bufs[slot];
+	const float *w = in->src >= 0 ? bufs[in->src] : NULL;
+	/* SIGN is sign(W) a; RANDMAG_SIGN keeps its drawn magnitudes: M where
+	 * the rule keeps them (frsf), else |dst| (brsf). */
+	const float *mag = in->keep >= 0 ? bufs[in->keep] : dst;
+	for (long k = 0; w && k < m->bufs[slot].elems; k++)
+		if (in->fill == WTN_FILL_SIGN)
+			dst[k] = (float)(signf(w[k]) * in->a);
+		else if (in->fill == WTN_FILL_RANDMAG_SIGN)
+			dst[k] = fabsf(mag[k]) * signf(w[k]);
 }

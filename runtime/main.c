@@ -29,18 +29,25 @@ static void usage(FILE *out, const RtModel *m)
 	        "                   IDX files (plain or .gz) or of CIFAR-10 binaries\n"
 	        "                   (data_batch_1..5.bin, test_batch.bin) [%s]\n"
 	        "  --epochs N       epochs [%d]\n"
-	        "  --batch N        batch size, at most the compiled batch [%d]\n"
+	        "  --batch N        batch size; buffers are planned for it at start-up [%d]\n"
 	        "  --lr X           learning rate [%g]\n"
 	        "  --seed N         seed for initialisation, shuffling and noise [%ld]\n"
 	        "  --threads N      threads for matrix products and updates [online CPUs]\n"
 	        "  --no-shuffle     keep the data order\n"
 	        "  --set KEY=VALUE  a run-time setting: lr, momentum, weight_decay, schedule,\n"
-	        "                   ..., or LAYER.ARG (wm's every, warmup, batch); repeatable;\n"
+	        "                   ..., or LAYER.ARG (h2.decay=0.01, 'layer3.*.noise=0.5');\n"
+	        "                   repeatable;\n"
 	        "                   '--set help' lists them with their compiled values\n"
 	        "  --steps N        train: stop after N training steps; mirror: run N steps\n"
-	        "  --init FILE      start from a safetensors checkpoint\n"
+	        "  --init FILE      start from a safetensors checkpoint's parameters\n"
+	        "  --init-draw-missing  draw the feedback matrices the --init file lacks\n"
+	        "                   (a PyTorch state_dict) as the rules' init says\n"
+	        "  --resume FILE    train: continue a resumable checkpoint's run exactly\n"
+	        "  --allow-changes  --resume even if the configuration differs\n"
 	        "  --save FILE      write a safetensors checkpoint after every epoch\n"
-	        "  --save-every N   train: also write it after every N steps\n"
+	        "  --save-state     make every --save checkpoint resumable (optimiser state,\n"
+	        "                   counters, random streams)\n"
+	        "  --save-every N   train: also write it after every N steps (resumable)\n"
 	        "  --metrics FILE   write the run's configuration, then one JSON object per epoch\n"
 	        "  --log-every N    also write a step record (loss, lr, samples/s) every N steps\n"
 	        "  --layers         print a per-layer table (angle, |B|/|W|, delta) after each epoch\n"
@@ -99,6 +106,8 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 		o->data = val;
 	else if (strcmp(name, "--init") == 0)
 		o->init = val;
+	else if (strcmp(name, "--resume") == 0)
+		o->resume = val;
 	else if (strcmp(name, "--save") == 0)
 		o->save = val;
 	else if (strcmp(name, "--metrics") == 0)
@@ -108,9 +117,9 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 			return usage_error("--epochs %s: expected a whole number of epochs >= 1", val);
 		t->epochs = (int)v;
 	} else if (strcmp(name, "--batch") == 0) {
-		if (!parse_long_arg(val, 1, t->batch, &v))
-			return usage_error("--batch %s: expected a batch size from 1 to the compiled batch %d",
-			                   val, t->batch);
+		if (!parse_long_arg(val, 1, rt_batch_limit(m), &v))
+			return usage_error("--batch %s: expected a batch size from 1 to %d (the largest "
+			                   "whose activations the kernels can index)", val, rt_batch_limit(m));
 		t->batch = (int)v;
 	} else if (strcmp(name, "--lr") == 0) {
 		if (!parse_double_arg(val, &t->lr))
@@ -136,7 +145,7 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 			rt_settings_help(stdout, m);
 			return 0;
 		}
-		if (rt_setting_apply(m, val, o->max_batch) < 0)
+		if (rt_setting_apply(m, val) < 0)
 			return 1;
 	} else if (strcmp(name, "--threads") == 0) {
 		if (!parse_long_arg(val, 1, 64, &v))
@@ -150,7 +159,8 @@ static int apply_option(const char *name, const char *val, RtModel *m, RtOptions
 static bool takes_value(const char *name)
 {
 	static const char *const with_value[] = {"--data", "--epochs", "--batch", "--lr", "--seed",
-	                                         "--threads", "--init", "--save", "--metrics",
+	                                         "--threads", "--init", "--resume", "--save",
+	                                         "--metrics",
 	                                         "--steps", "--save-every", "--set", "--log-every"};
 	for (size_t i = 0; i < sizeof with_value / sizeof with_value[0]; i++)
 		if (strcmp(name, with_value[i]) == 0)
@@ -189,6 +199,18 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		}
 		if (strcmp(a, "--sync-bn") == 0) {
 			o->sync_bn = true;
+			continue;
+		}
+		if (strcmp(a, "--save-state") == 0) {
+			o->save_state = true;
+			continue;
+		}
+		if (strcmp(a, "--allow-changes") == 0) {
+			o->allow_changes = true;
+			continue;
+		}
+		if (strcmp(a, "--init-draw-missing") == 0) {
+			o->draw_missing = true;
 			continue;
 		}
 		if (a[0] != '-') {
@@ -237,6 +259,17 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		return usage_error("--save-every is for the train command");
 	if (o->save_every && !o->save)
 		return usage_error("--save-every needs --save FILE (where to write)");
+	if (o->resume && strcmp(o->command, "train") != 0)
+		return usage_error("--resume is for the train command (eval and mirror take --init)");
+	if (o->resume && o->init)
+		return usage_error("--resume and --init exclude each other: --resume continues a run, "
+		                   "--init starts one from parameters");
+	if (o->save_state && (strcmp(o->command, "train") != 0 || !o->save))
+		return usage_error("--save-state is for train with --save FILE");
+	if (o->allow_changes && !o->resume)
+		return usage_error("--allow-changes is for --resume");
+	if (o->draw_missing && !o->init)
+		return usage_error("--init-draw-missing needs --init FILE");
 	return -1;
 }
 

@@ -120,7 +120,7 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o)
 	if (rt_init_params(m, bufs, (uint64_t)m->train.seed) < 0)
 		goto out;
 	if (o->init) {
-		if (rt_checkpoint_load(o->init, m, bufs) < 0)
+		if (rt_checkpoint_load(o->init, m, bufs, o->draw_missing, NULL) < 0)
 			goto out;
 		rt_init_mags_from_feedback(m, bufs);
 	}
@@ -135,7 +135,7 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o)
 			print_alignment(m, bufs, s, o->steps);
 	}
 	rt_config_set_current(rt_config_json(m, o, NULL));
-	if (o->save && rt_checkpoint_save(o->save, m, bufs, 0, 0) < 0)
+	if (o->save && rt_checkpoint_save(o->save, m, bufs, 0, 0, NULL) < 0)
 		goto out;
 	status = 0;
 out:

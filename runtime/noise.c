@@ -53,3 +53,16 @@ void wtn_noise(float *dst, long count, float std)
 	for (; pair < pairs; pair++)
 		rt_rng_next(&noise_rng);
 }
+
+RtRng rt_noise_state(void)
+{
+	if (!noise_seeded)
+		rt_noise_seed(0);
+	return noise_rng;
+}
+
+void rt_noise_restore(const RtRng *r)
+{
+	noise_rng = *r;
+	noise_seeded = true;
+}

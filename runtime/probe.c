@@ -2,8 +2,9 @@
  * (the first test samples) the rule's backward pass runs, every layer's
  * error d is saved, then wtn_backward_bp sends the errors backprop would,
  * and the angle between the two is the layer's delta angle. Both passes
- * only write y, d, scratch and gradient slots, which the next training step
- * recomputes; parameters and optimiser state are never touched. The
+ * only write y, d, scratch and gradient slots (and dropout's masks, drawn
+ * anew for the probe batch), which the next training step recomputes;
+ * parameters and optimiser state are never touched. The
  * forward passes run in training mode (batchnorm needs the batch's
  * statistics, as in training), which moves batchnorm's running statistics:
  * they are saved before and put back after. */
@@ -96,6 +97,15 @@ void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stat
 	if (p->n == 0)
 		return;
 	probe_stats(p, bufs, true);
+	/* Dropout masks of the probe's own, the same at every call: not the
+	 * last training batch's, which a resumed run has not drawn. */
+	RtRng masks;
+	rt_rng_seed(&masks, rt_mix64((uint64_t)m->train.seed ^ 0x70726f6265ULL));
+	rt_dropout_masks(m, bufs, p->n, &masks);
+	/* A layer the rule sends no error (one feeding only dfa layers) keeps
+	 * its d slot as it was: zero, not what an earlier pass left there. */
+	for (int i = 0; i < m->nlayers; i++)
+		memset(bufs[m->layers[i].d], 0, (size_t)p->n * m->layers[i].out * sizeof(float));
 	probe_forward(p, bufs, labels);
 	wtn_backward(bufs, p->n);
 	for (int i = 0; i < m->nlayers; i++)

@@ -116,6 +116,9 @@ double rt_rule_arg_in_force(const RtModel *m, const RtLayer *l, int k)
 	/* kp's decay -1: W and B decay with the optimiser's weight decay. */
 	if (strcmp(l->rule, "kp") == 0 && strcmp(l->arg_name[k], "decay") == 0 && l->arg[k] < 0)
 		return m->train.weight_decay;
+	/* usf's scale 0: the fan-in default */
+	if (strcmp(l->rule, "usf") == 0 && strcmp(l->arg_name[k], "scale") == 0)
+		return rt_usf_scale(l);
 	return l->arg[k];
 }
 
@@ -204,6 +207,11 @@ char *rt_config_json(const RtModel *m, const RtOptions *o, const char *data_sour
 		put_string(&b, o->init);
 	else
 		put(&b, "null");
+	put(&b, ",\"resume\":");
+	if (o->resume)
+		put_string(&b, o->resume);
+	else
+		put(&b, "null");
 	put(&b, ",\"data_source\":");
 	put_string(&b, data_source ? data_source : "");
 	put(&b, ",\"threads\":%d,\"cpu\":", rt_thread_count(o));
@@ -230,14 +238,15 @@ const char *rt_config_current(void)
 /* ---- a checkpoint's recorded configuration ---- */
 
 /* The wtn_config of a safetensors file's __metadata__, parsed; -1 when the
- * file has none (older checkpoints, other producers). */
+ * file has none (older checkpoints, other producers), -2 when its header
+ * cannot be read (the checkpoint loader says why). */
 static int read_recorded(const char *path, RtJson *cfg)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return -1;
+		return -2;
 	unsigned char len8[8];
-	int rc = -1;
+	int rc = -2;
 	if (fread(len8, 1, 8, f) == 8) {
 		uint64_t n = 0;
 		for (int i = 7; i >= 0; i--)
@@ -249,6 +258,7 @@ static int read_recorded(const char *path, RtJson *cfg)
 		    rt_json_parse(text, n, &header, err, sizeof err) == 0) {
 			const RtJson *meta = rt_json_get(&header, "__metadata__");
 			const RtJson *s = meta ? rt_json_get(meta, "wtn_config") : NULL;
+			rc = -1;
 			if (s && s->type == RT_JSON_STRING &&
 			    rt_json_parse(s->string, strlen(s->string), cfg, err, sizeof err) == 0)
 				rc = 0;
@@ -276,6 +286,10 @@ static void value_text(const RtJson *v, char *out, size_t len)
 		snprintf(out, len, "...");
 }
 
+/* How a difference is worded: eval's checkpoint was trained so; a resumed
+ * run's checkpoint holds so. */
+static const char *then_words = "when trained";
+
 /* Prints "  KEY: RECORDED (checkpoint) vs NOW (this run)" for fields that
  * differ; returns how many. */
 static int compare_object(FILE *out, const char *prefix, const RtJson *then, const RtJson *now)
@@ -289,49 +303,19 @@ static int compare_object(FILE *out, const char *prefix, const RtJson *then, con
 		value_text(rt_json_get(then, b->key), x, sizeof x);
 		value_text(b, y, sizeof y);
 		if (strcmp(x, y) != 0) {
-			fprintf(out, "  %s%s: %s when trained, %s now\n", prefix, b->key, x, y);
+			fprintf(out, "  %s%s: %s %s, %s now\n", prefix, b->key, x, then_words, y);
 			n++;
 		}
 	}
 	return n;
 }
 
-void rt_config_compare(FILE *out, const char *path, const char *now_json)
+/* The rules of every layer of now, by name, against then's; returns the
+ * differences printed. */
+static int compare_layers(FILE *out, const RtJson *then, const RtJson *now)
 {
-	RtJson then, now;
-	char err[128];
-	if (read_recorded(path, &then) < 0)
-		return;   /* another producer's, or an older wtn's: nothing to compare */
-	if (rt_json_parse(now_json, strlen(now_json), &now, err, sizeof err) < 0) {
-		rt_json_free(&then);
-		return;
-	}
-	char ver[64], hash[64], seed[64], cpu[160];
-	value_text(rt_json_get(&then, "wtn"), ver, sizeof ver);
-	value_text(rt_json_get(&then, "network_hash"), hash, sizeof hash);
-	value_text(rt_json_get(rt_json_get(&then, "train"), "seed"), seed, sizeof seed);
-	value_text(rt_json_get(&then, "cpu"), cpu, sizeof cpu);
-	fprintf(out, "checkpoint: written by wtn %s, network hash %s, seed %s, on %s\n", ver, hash,
-	        seed, cpu);
 	int diffs = 0;
-	const char *skip[] = {"command", "init", "threads", "cpu", "blas", "data_source", "wtn"};
-	for (int i = 0; i < now.nitems; i++) {
-		const RtJson *b = &now.items[i];
-		bool skipped = false;
-		for (size_t k = 0; k < sizeof skip / sizeof skip[0]; k++)
-			skipped |= strcmp(b->key, skip[k]) == 0;
-		if (skipped || b->type == RT_JSON_OBJECT || b->type == RT_JSON_ARRAY)
-			continue;
-		char x[160], y[160];
-		value_text(rt_json_get(&then, b->key), x, sizeof x);
-		value_text(b, y, sizeof y);
-		if (strcmp(x, y) != 0) {
-			fprintf(out, "  %s: %s when trained, %s now\n", b->key, x, y);
-			diffs++;
-		}
-	}
-	/* Rules per layer, by name. */
-	const RtJson *lt = rt_json_get(&then, "layers"), *ln = rt_json_get(&now, "layers");
+	const RtJson *lt = rt_json_get(then, "layers"), *ln = rt_json_get(now, "layers");
 	for (int i = 0; ln && i < ln->nitems; i++) {
 		const RtJson *a = &ln->items[i], *b = NULL;
 		const RtJson *name = rt_json_get(a, "name");
@@ -352,20 +336,152 @@ void rt_config_compare(FILE *out, const char *path, const char *now_json)
 		snprintf(pa, sizeof pa, "%s%s.", prefix, "args");
 		diffs += compare_object(out, pa, rt_json_get(b, "args"), rt_json_get(a, "args"));
 	}
-	const RtJson *tt = rt_json_get(&then, "train"), *tn = rt_json_get(&now, "train");
-	/* What eval itself sets differently is not a difference of the model. */
+	return diffs;
+}
+
+/* The train settings of now against then's, but for the keys in skip. */
+static int compare_train(FILE *out, const RtJson *then, const RtJson *now,
+                         const char *const *skip, int nskip)
+{
+	const RtJson *tt = rt_json_get(then, "train"), *tn = rt_json_get(now, "train");
+	if (!tn)
+		return 0;
 	RtJson trimmed = *tn;
 	RtJson items[64];
 	int n = 0;
-	for (int i = 0; i < tn->nitems && n < 64; i++)
-		if (strcmp(tn->items[i].key, "epochs") && strcmp(tn->items[i].key, "steps") &&
-		    strcmp(tn->items[i].key, "shuffle"))
+	for (int i = 0; i < tn->nitems && n < 64; i++) {
+		bool skipped = false;
+		for (int k = 0; k < nskip; k++)
+			skipped |= strcmp(tn->items[i].key, skip[k]) == 0;
+		if (!skipped)
 			items[n++] = tn->items[i];
+	}
 	trimmed.items = items;
 	trimmed.nitems = n;
-	diffs += compare_object(out, "train.", tt, &trimmed);
+	return compare_object(out, "train.", tt, &trimmed);
+}
+
+void rt_config_compare(FILE *out, const char *path, const char *now_json)
+{
+	RtJson then, now;
+	char err[128];
+	if (read_recorded(path, &then) < 0)
+		return;   /* another producer's, or an older wtn's: nothing to compare */
+	if (rt_json_parse(now_json, strlen(now_json), &now, err, sizeof err) < 0) {
+		rt_json_free(&then);
+		return;
+	}
+	char ver[64], hash[64], seed[64], cpu[160];
+	value_text(rt_json_get(&then, "wtn"), ver, sizeof ver);
+	value_text(rt_json_get(&then, "network_hash"), hash, sizeof hash);
+	value_text(rt_json_get(rt_json_get(&then, "train"), "seed"), seed, sizeof seed);
+	value_text(rt_json_get(&then, "cpu"), cpu, sizeof cpu);
+	fprintf(out, "checkpoint: written by wtn %s, network hash %s, seed %s, on %s\n", ver, hash,
+	        seed, cpu);
+	then_words = "when trained";
+	const char *skip[] = {"command", "init", "resume", "threads", "cpu", "blas", "data_source",
+	                      "wtn"};
+	RtJson top = now;
+	RtJson items[64];
+	top.items = items;
+	top.nitems = 0;
+	for (int i = 0; i < now.nitems && top.nitems < 64; i++) {
+		bool skipped = false;
+		for (size_t k = 0; k < sizeof skip / sizeof skip[0]; k++)
+			skipped |= strcmp(now.items[i].key, skip[k]) == 0;
+		if (!skipped)
+			items[top.nitems++] = now.items[i];
+	}
+	int diffs = compare_object(out, "", &then, &top);
+	diffs += compare_layers(out, &then, &now);
+	/* What eval itself sets differently is not a difference of the model. */
+	const char *train_skip[] = {"epochs", "steps", "shuffle"};
+	diffs += compare_train(out, &then, &now, train_skip, 3);
 	if (!diffs)
 		fprintf(out, "  same network, rules and settings as this binary\n");
 	rt_json_free(&then);
 	rt_json_free(&now);
+}
+
+/* A note on a recorded field that does not change the run but may change
+ * its last bits. */
+static void note_if_differs(const char *path, const RtJson *then, const RtJson *now,
+                            const char *key, const char *why)
+{
+	char x[200], y[200];
+	value_text(rt_json_get(then, key), x, sizeof x);
+	value_text(rt_json_get(now, key), y, sizeof y);
+	if (strcmp(x, y) != 0)
+		fprintf(stderr, "wtn: --resume %s: note: %s %s in the checkpoint's run, %s now: %s\n",
+		        path, key, x, y, why);
+}
+
+int rt_config_check_resume(const char *path, const char *now_json, bool allow_changes)
+{
+	RtJson then, now;
+	char err[128];
+	int got = read_recorded(path, &then);
+	if (got == -2)
+		return 0;   /* not a checkpoint: loading it says what is wrong */
+	if (got < 0) {
+		fprintf(stderr, "wtn: --resume %s: the checkpoint records no configuration to check "
+		        "this run against%s\n", path, allow_changes ? "" : " (--allow-changes resumes "
+		        "it anyway)");
+		return allow_changes ? 0 : -1;
+	}
+	if (!now_json || rt_json_parse(now_json, strlen(now_json), &now, err, sizeof err) < 0) {
+		rt_json_free(&then);
+		fprintf(stderr, "wtn: out of memory\n");
+		return -1;
+	}
+	/* The differences go into a buffer: a heading comes first, if any. */
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+	int diffs = 0;
+	if (out) {
+		then_words = "in the checkpoint's run";
+		const char *keys[] = {"network", "network_hash", "data_source"};
+		RtJson top = now;
+		RtJson items[3];
+		top.items = items;
+		top.nitems = 0;
+		for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+			const RtJson *v = rt_json_get(&now, keys[k]);
+			if (v)
+				items[top.nitems++] = *v;
+		}
+		diffs = compare_object(out, "", &then, &top);
+		diffs += compare_layers(out, &then, &now);
+		/* --epochs and --steps say where to stop: a resumed run sets them anew */
+		const char *train_skip[] = {"epochs", "steps"};
+		diffs += compare_train(out, &then, &now, train_skip, 2);
+		fclose(out);
+		then_words = "when trained";
+	}
+	if (diffs)
+		fprintf(stderr, "wtn: --resume %s: %s the checkpoint's run:\n%s", path,
+		        allow_changes ? "resuming (--allow-changes) with settings other than"
+		                      : "this run's configuration differs from", text ? text : "");
+	free(text);
+	int rc = 0;
+	if (diffs && !allow_changes) {
+		fprintf(stderr, "wtn: --resume %s: refusing to continue another configuration "
+		        "(--allow-changes resumes anyway, without the bit-for-bit guarantee)\n", path);
+		rc = -1;
+	} else {
+		const char *bits = "a resumed run equals an uninterrupted one bit for bit only with "
+		                   "the same thread count and binary";
+		note_if_differs(path, &then, &now, "threads", bits);
+		note_if_differs(path, &then, &now, "wtn", bits);
+		note_if_differs(path, &then, &now, "blas", bits);
+		const RtJson *tt = rt_json_get(&then, "train"), *tn = rt_json_get(&now, "train");
+		const RtJson *sched = tn ? rt_json_get(tn, "schedule") : NULL;
+		if (tt && sched && sched->type == RT_JSON_STRING && !strcmp(sched->string, "cosine"))
+			note_if_differs(path, tt, tn, "epochs", "the cosine schedule spans the run's "
+			                "epochs, so its learning rates change");
+	}
+	rt_json_free(&then);
+	rt_json_free(&now);
+	return rc;
 }

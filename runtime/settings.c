@@ -1,11 +1,10 @@
 /* settings.c: run-time settings, `--set KEY=VALUE`. A key is a train
  * setting (lr, momentum, schedule, ...) or LAYER.ARG, a rule argument of
  * every layer whose name matches the glob LAYER (`h2.every`,
- * `layer3.*.warmup`). Each key says who owns its value: the runtime (it
- * reaches the kernels as a per-step scalar, or is runtime logic) or the
- * compiled kernels (baked in: the message says to recompile). A rule
- * argument becomes settable by marking its row run-time owned once the
- * kernels take it as data. */
+ * `layer3.*.noise`). Each key says who owns its value: the runtime (it
+ * reaches the kernels as a per-step scalar or through the rule.args buffer,
+ * or is runtime logic) or the compiled kernels (baked in: the message says
+ * to recompile). Every rule argument is the runtime's. */
 #include <errno.h>
 #include <fnmatch.h>
 #include <math.h>
@@ -33,7 +32,7 @@ typedef struct Setting {
 static const Setting settings[] = {
 	{"lr", S_REAL, T(lr), 0, INFINITY, true, ANY_OPT, "learning rate (before the schedule)"},
 	{"epochs", S_INT, T(epochs), 1, 1e6, false, ANY_OPT, "epochs"},
-	{"batch", S_INT, T(batch), 1, 0, false, ANY_OPT, "batch size, 1 to the compiled batch"},
+	{"batch", S_INT, T(batch), 1, 0, false, ANY_OPT, "batch size (buffers are planned at start-up)"},
 	{"seed", S_LONG, T(seed), 0, 9.2e18, false, ANY_OPT, "seed of initialisation, shuffling, noise"},
 	{"momentum", S_REAL, T(momentum), 0, 1, false, SGD_ONLY,
 	 "sgd momentum in [0, 1)"},
@@ -53,24 +52,46 @@ static const Setting settings[] = {
 #undef T
 enum { NSETTINGS = sizeof settings / sizeof settings[0] };
 
-/* Rule arguments the runtime owns: the weight mirror's schedule (mirror.c).
- * The others are constants in the generated kernels. */
+/* What each rule argument accepts (as wtnc's sema checks it). The kernels
+ * read them from the rule.args buffer (rt_rule_args_write) and mirror.c
+ * runs the weight mirror's schedule, so all are run-time settings. */
+enum { A_POSITIVE, A_NONNEG, A_FRACTION, A_NONNEG_OR_DEFAULT, A_POS_INT, A_NONNEG_INT };
+static const char *const arg_kind_help[] = {
+	"positive", "zero or positive", "in [0, 1)",
+	"zero or positive (or -1 for the optimizer's weight_decay)",
+	"a positive whole number", "a whole number, zero or positive",
+};
 typedef struct RuleArgSetting {
 	const char *rule, *arg;
-	double lo, hi;
-	bool runtime;
+	int kind;
 } RuleArgSetting;
 static const RuleArgSetting rule_args[] = {
-	{"wm", "every", 1, 1e9, true},
-	{"wm", "warmup", 0, 1e9, true},
-	{"wm", "batch", 1, 0, true},       /* hi: the compiled value (buffer size) */
-	{"wm", "noise", 0, 0, false},
-	{"wm", "rate", 0, 0, false},
-	{"wm", "decay", 0, 0, false},
-	{"kp", "decay", 0, 0, false},
-	{"usf", "scale", 0, 0, false},
+	{"usf", "scale", A_NONNEG},                  /* 0: 1/sqrt(fan_in) */
+	{"kp", "decay", A_NONNEG_OR_DEFAULT},
+	{"kp", "decay_steps", A_NONNEG_INT},
+	{"wm", "noise", A_POSITIVE},
+	{"wm", "rate", A_POSITIVE},
+	{"wm", "decay", A_FRACTION},
+	{"wm", "batch", A_POS_INT},                  /* up to the compiled value (buffer size) */
+	{"wm", "every", A_POS_INT},
+	{"wm", "warmup", A_NONNEG_INT},
+	{"wm", "growth", A_NONNEG},
 };
 enum { NRULE_ARGS = sizeof rule_args / sizeof rule_args[0] };
+
+static bool arg_accepts(int kind, double v)
+{
+	bool whole = v == floor(v) && fabs(v) < 1e9;
+	switch (kind) {
+	case A_POSITIVE: return v > 0;
+	case A_NONNEG: return v >= 0;
+	case A_FRACTION: return v >= 0 && v < 1;
+	case A_NONNEG_OR_DEFAULT: return v >= 0 || v == -1;
+	case A_POS_INT: return whole && v > 0;
+	case A_NONNEG_INT: return whole && v >= 0;
+	}
+	return false;
+}
 
 /* What --set changed, in order, for the run's recorded configuration. */
 enum { MAX_CHANGED = 64 };
@@ -144,8 +165,7 @@ static void record(const char *assignment)
 		snprintf(changed[nchanged++], sizeof changed[0], "%s", assignment);
 }
 
-static int apply_train(RtModel *m, const Setting *s, const char *assignment, const char *val,
-                       int compiled_batch)
+static int apply_train(RtModel *m, const Setting *s, const char *assignment, const char *val)
 {
 	RtTrain *t = &m->train;
 	if (s->type == S_COMPILED)
@@ -175,7 +195,7 @@ static int apply_train(RtModel *m, const Setting *s, const char *assignment, con
 	}
 	double v, hi = s->hi;
 	if (strcmp(s->key, "batch") == 0)
-		hi = compiled_batch;
+		hi = rt_batch_limit(m);
 	if (strcmp(s->key, "crop_pad") == 0)
 		hi = m->in_shape.h < m->in_shape.w ? m->in_shape.h : m->in_shape.w;
 	if (!parse_real(val, &v))
@@ -183,9 +203,8 @@ static int apply_train(RtModel *m, const Setting *s, const char *assignment, con
 	bool whole = s->type != S_REAL;
 	if ((whole && v != floor(v)) || !in_range(s, v, hi)) {
 		if (strcmp(s->key, "batch") == 0)
-			return set_error(assignment, "expected a batch size from 1 to the compiled batch %d "
-			                 "(buffers are planned for it; recompile for a larger one)",
-			                 compiled_batch);
+			return set_error(assignment, "expected a batch size from 1 to %d (the largest "
+			                 "whose activations the kernels can index)", (int)hi);
 		return set_error(assignment, "%s out of range (%s%s)", val, s->help,
 		                 whole ? ", a whole number" : "");
 	}
@@ -217,7 +236,8 @@ static RtLayer *writable_layers(RtModel *m)
 	return copy;
 }
 
-/* PATTERN.ARG: every layer whose name matches and whose rule has ARG. */
+/* PATTERN.ARG: every layer whose name matches and whose rule has ARG.
+ * All or nothing: a value one matching layer refuses changes none. */
 static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, const char *val)
 {
 	const char *dot = strrchr(key, '.');
@@ -226,33 +246,46 @@ static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, c
 	const char *arg = dot + 1;
 	double v;
 	int matched = 0, applied = 0;
-	RtLayer *layers = writable_layers(m);
-	if (!layers)
-		return set_error(assignment, "out of memory");
-	for (int i = 0; i < m->nlayers; i++) {
-		RtLayer *l = &layers[i];
-		if (!rt_layer_has_rule(l) || fnmatch(pattern, l->name, 0) != 0)
-			continue;
-		matched++;
-		int k = 0;
-		while (k < l->nargs && strcmp(l->arg_name[k], arg) != 0)
-			k++;
-		if (k == l->nargs)
-			continue;
-		const RuleArgSetting *r = NULL;
-		for (int j = 0; j < NRULE_ARGS; j++)
-			if (!strcmp(rule_args[j].rule, l->rule) && !strcmp(rule_args[j].arg, arg))
-				r = &rule_args[j];
-		if (!r || !r->runtime)
-			return set_error(assignment, "%s's argument %s is compiled into layer %s's kernels; "
-			                 "recompile with wtnc --feedback '%s=%s(%s=%s)'", l->rule, arg,
-			                 l->name, l->name, l->rule, arg, val);
-		double hi = r->hi ? r->hi : l->arg[k];
-		if (!parse_real(val, &v) || v != floor(v) || v < r->lo || v > hi)
-			return set_error(assignment, "%s's %s on layer %s must be a whole number from %g to %g",
-			                 l->rule, arg, l->name, r->lo, hi);
-		l->arg[k] = v;
-		applied++;
+	bool number = parse_real(val, &v);
+	for (int pass = 0; pass < 2; pass++) {   /* check every layer, then change them */
+		RtLayer *layers = pass ? writable_layers(m) : (RtLayer *)m->layers;
+		if (!layers)
+			return set_error(assignment, "out of memory");
+		matched = applied = 0;
+		for (int i = 0; i < m->nlayers; i++) {
+			RtLayer *l = &layers[i];
+			if (!rt_layer_has_rule(l) || fnmatch(pattern, l->name, 0) != 0)
+				continue;
+			matched++;
+			int k = 0;
+			while (k < l->nargs && strcmp(l->arg_name[k], arg) != 0)
+				k++;
+			if (k == l->nargs)
+				continue;
+			const RuleArgSetting *r = NULL;
+			for (int j = 0; j < NRULE_ARGS; j++)
+				if (!strcmp(rule_args[j].rule, l->rule) && !strcmp(rule_args[j].arg, arg))
+					r = &rule_args[j];
+			if (!r)
+				return set_error(assignment, "%s's argument %s is not a run-time setting; "
+				                 "recompile with wtnc --feedback '%s=%s(%s=%s)'", l->rule, arg,
+				                 l->name, l->rule, arg, val);
+			if (!number)
+				return set_error(assignment, "'%s' is not a number (%s's %s on layer %s: %s)",
+				                 val, l->rule, arg, l->name, arg_kind_help[r->kind]);
+			if (!arg_accepts(r->kind, v))
+				return set_error(assignment, "%s's %s on layer %s must be %s, not %s", l->rule,
+				                 arg, l->name, arg_kind_help[r->kind], val);
+			/* the mirror's noise batch: buffers are planned for it at start-up */
+			if (strcmp(l->rule, "wm") == 0 && strcmp(arg, "batch") == 0 && v > rt_batch_limit(m))
+				return set_error(assignment, "wm's batch on layer %s must be from 1 to %d "
+				                 "(the largest the kernels can index)", l->name, rt_batch_limit(m));
+			if (pass)
+				l->arg[k] = v;
+			applied++;
+		}
+		if (!matched || !applied)
+			break;
 	}
 	if (!matched) {
 		const char *names[256];
@@ -264,14 +297,45 @@ static int apply_rule_arg(RtModel *m, const char *assignment, const char *key, c
 		return set_error(assignment, "no layer with a feedback rule matches '%s'%s%s%s", pattern,
 		                 near ? "; did you mean '" : "", near ? near : "", near ? "'?" : "");
 	}
-	if (!applied)
-		return set_error(assignment, "no rule of the layers matching '%s' has an argument '%s'",
-		                 pattern, arg);
+	if (!applied) {
+		/* the arguments the matching layers' rules do have, nearest first */
+		const char *names[64], *rules = NULL;
+		int n = 0;
+		bool one_rule = true;
+		for (int i = 0; i < m->nlayers; i++) {
+			const RtLayer *l = &m->layers[i];
+			if (!rt_layer_has_rule(l) || fnmatch(pattern, l->name, 0) != 0)
+				continue;
+			if (rules && strcmp(rules, l->rule))
+				one_rule = false;
+			rules = l->rule;
+			for (int k = 0; k < l->nargs && n < 64; k++)
+				names[n++] = l->arg_name[k];
+		}
+		const char *near = closest(arg, names, n);
+		char known[256] = "";
+		size_t len = 0;
+		for (int i = 0; i < n && len < sizeof known; i++) {
+			bool dup = false;
+			for (int j = 0; j < i; j++)
+				dup |= !strcmp(names[i], names[j]);
+			if (!dup)
+				len += snprintf(known + len, sizeof known - len, "%s%s", len ? ", " : "", names[i]);
+		}
+		if (near)
+			return set_error(assignment, "the rule%s of the layers matching '%s' (%s) %s no "
+			                 "argument '%s'; did you mean '%s'?", one_rule ? "" : "s", pattern,
+			                 one_rule ? rules : "several", one_rule ? "has" : "have", arg, near);
+		return set_error(assignment, "the rule%s of the layers matching '%s' (%s) %s no "
+		                 "argument '%s' (%s)", one_rule ? "" : "s", pattern,
+		                 one_rule ? rules : "several", one_rule ? "has" : "have", arg,
+		                 n ? known : "it takes no arguments");
+	}
 	record(assignment);
 	return 0;
 }
 
-int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch)
+int rt_setting_apply(RtModel *m, const char *assignment)
 {
 	const char *eq = strchr(assignment, '=');
 	if (!eq || eq == assignment || !eq[1])
@@ -281,7 +345,7 @@ int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch)
 	const char *val = eq + 1;
 	const Setting *s = find_setting(key);
 	if (s)
-		return apply_train(m, s, assignment, val, compiled_batch);
+		return apply_train(m, s, assignment, val);
 	if (strchr(key, '.'))
 		return apply_rule_arg(m, assignment, key, val);
 	const char *keys[NSETTINGS];
@@ -316,9 +380,17 @@ void rt_settings_help(FILE *out, const RtModel *m)
 		}
 		fprintf(out, "  %-13s %-44s [%s]\n", s->key, s->help, now);
 	}
-	fprintf(out, "  LAYER.ARG     a rule argument of every layer matching the glob LAYER:\n"
-	        "                wm's every, warmup and batch (up to the compiled batch);\n"
-	        "                the other rule arguments are compiled into the kernels\n");
+	fprintf(out, "  LAYER.ARG     a rule argument of every layer matching the glob LAYER\n"
+	        "                (h2.decay=0.01, 'layer3.*.noise=0.5'); the values in force:\n");
+	for (int i = 0; i < m->nlayers; i++) {
+		const RtLayer *l = &m->layers[i];
+		if (!rt_layer_has_rule(l) || !l->nargs)
+			continue;
+		fprintf(out, "                %s (%s):", l->name, l->rule);
+		for (int k = 0; k < l->nargs; k++)
+			fprintf(out, " %s=%g", l->arg_name[k], l->arg[k]);
+		fputc('\n', out);
+	}
 }
 
 int rt_settings_changed(const char *const **list)

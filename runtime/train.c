@@ -37,6 +37,11 @@ typedef struct Run {
 	long saved_step;       /* its step, when written inside the epoch (--save-every) */
 	bool stopped;          /* a signal asked the run to stop */
 	bool save_due;         /* --save-every: save once the next step's loss is sane */
+	bool save_state;       /* saves are resumable (--save-state, --save-every, --resume) */
+	RtRunState resumed;    /* --resume: the state the run continues */
+	bool continue_epoch;   /* the first epoch is resumed.epoch, already begun */
+	RtRunState at_step;    /* the state at the start of the step in progress */
+	float **stat_view;     /* bufs, but batchnorm statistics as at_step had them */
 } Run;
 
 static void run_close(Run *r)
@@ -46,10 +51,16 @@ static void run_close(Run *r)
 	rt_pool_stop(r->pool);
 	rt_batcher_free(&r->batcher);
 	rt_probe_free(r->probe);
-	rt_free_buffers(r->m, r->bufs);
 	free(r->labels);
 	free(r->stats);
 	free(r->w0);
+	rt_state_free(&r->resumed);
+	if (r->stat_view)
+		for (int i = 0; i < r->m->nbufs; i++)
+			if (r->stat_view[i] != r->bufs[i])
+				free(r->stat_view[i]);
+	free(r->stat_view);
+	rt_free_buffers(r->m, r->bufs);
 	rt_data_free(&r->data);
 }
 
@@ -71,9 +82,18 @@ static int run_open(Run *r, RtModel *m, const RtOptions *o)
 	if (rt_init_params(m, r->bufs, (uint64_t)t->seed) < 0)
 		return -1;
 	if (o->init) {
-		if (rt_checkpoint_load(o->init, m, r->bufs) < 0)
+		if (rt_checkpoint_load(o->init, m, r->bufs, o->draw_missing, NULL) < 0)
 			return -1;
 		rt_init_mags_from_feedback(m, r->bufs);
+	}
+	/* The configuration first: another network's tensors would not fit.
+	 * frsf's magnitudes are state: loaded, not rebuilt. */
+	if (o->resume) {
+		char *now = rt_config_json(m, o, r->data.source);
+		int rc = rt_config_check_resume(o->resume, now, o->allow_changes);
+		free(now);
+		if (rc < 0 || rt_checkpoint_load(o->resume, m, r->bufs, false, &r->resumed) < 0)
+			return -1;
 	}
 	rt_noise_seed((uint64_t)t->seed);
 	rt_rng_seed(&r->dropout, rt_mix64((uint64_t)t->seed ^ 0x64726f706f7574ULL));
@@ -165,10 +185,92 @@ static int write_step_record(Run *r, const RtOptions *o, const RtOptim *opt, int
 	return 0;
 }
 
-/* A checkpoint inside an epoch (--save-every, or a signal): never of a
- * diverged state. */
-static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, long step)
+/* The training state as it stands in epoch `epoch` with totals e; after
+ * the epoch's evaluation (finished), training goes on with the next one. */
+static void capture_state(Run *r, const RtOptim *opt, int epoch, const EpochTotals *e,
+                          bool finished, RtRunState *s)
 {
+	bool next = finished && r->batcher.pos >= r->data.train.n;   /* --steps may cut it */
+	s->epoch = next ? epoch + 1 : epoch;
+	s->in_epoch = !next;
+	s->pos = next ? 0 : r->batcher.pos;
+	s->step = opt->step;
+	s->shuffle = r->batcher.rng;
+	if (r->batcher.augment)
+		s->augment = r->batcher.augment->rng;
+	else
+		rt_rng_seed(&s->augment, 0);   /* unused; any valid stream */
+	s->dropout = r->dropout;
+	s->noise = rt_noise_state();
+	s->loss_sum = next ? 0 : e->loss_sum;
+	s->correct = next ? 0 : e->correct;
+	s->seen = next ? 0 : e->seen;
+	s->start_loss = r->start_loss;
+	s->n = r->data.train.n;
+	s->order = r->batcher.order;
+}
+
+/* Continues the --resume checkpoint's run (run_open checked its
+ * configuration): its counters and streams take over. */
+static int resume_apply(Run *r, const RtOptions *o, RtOptim *opt, EpochTotals *e)
+{
+	RtRunState *s = &r->resumed;
+	if (s->n != r->data.train.n) {
+		fprintf(stderr, "wtn: --resume %s: the checkpoint's run trained on %ld samples, this "
+		        "data set has %ld\n", o->resume, s->n, r->data.train.n);
+		return -1;
+	}
+	memcpy(r->batcher.order, s->order, s->n * sizeof *s->order);
+	r->batcher.pos = s->pos;
+	r->batcher.rng = s->shuffle;
+	if (r->batcher.augment)
+		r->batcher.augment->rng = s->augment;
+	r->dropout = s->dropout;
+	rt_noise_restore(&s->noise);
+	opt->step = s->step;
+	r->start_loss = s->start_loss;
+	r->continue_epoch = s->in_epoch;
+	*e = (EpochTotals){s->loss_sum, s->correct, s->seen};
+	return 0;
+}
+
+/* Writes the --save checkpoint of bufs, with the state s when saves are
+ * resumable. */
+static int save_checkpoint(Run *r, const RtOptions *o, float **bufs, int epoch, long step,
+                           const RtRunState *s)
+{
+	return rt_checkpoint_save(o->save, r->m, bufs, epoch, step, r->save_state ? s : NULL);
+}
+
+/* Periodic saves are written after the next step's forward pass, which
+ * moves batchnorm's running statistics: they are kept as they were. */
+static int stat_view_open(Run *r)
+{
+	const RtModel *m = r->m;
+	if (!(r->stat_view = calloc(m->nbufs ? m->nbufs : 1, sizeof *r->stat_view)))
+		return -1;
+	for (int i = 0; i < m->nbufs; i++)
+		r->stat_view[i] = m->bufs[i].kind != RT_BUF_STAT ? r->bufs[i]
+		                : malloc(m->bufs[i].elems * sizeof(float));
+	for (int i = 0; i < m->nbufs; i++)
+		if (!r->stat_view[i])
+			return -1;
+	return 0;
+}
+
+static void stat_view_keep(Run *r)
+{
+	for (int i = 0; i < r->m->nbufs; i++)
+		if (r->stat_view[i] != r->bufs[i])
+			memcpy(r->stat_view[i], r->bufs[i], r->m->bufs[i].elems * sizeof(float));
+}
+
+/* A checkpoint inside an epoch (--save-every, or a signal) of bufs and the
+ * state s: never of a diverged state. */
+static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, float **bufs,
+                          const RtRunState *s)
+{
+	long step = s->step;
 	if (!rt_params_finite(r->m, r->bufs)) {
 		char what[80];
 		snprintf(what, sizeof what, "parameters are not finite at epoch %d step %ld", epoch + 1,
@@ -176,7 +278,7 @@ static int save_mid_epoch(Run *r, const RtOptions *o, int epoch, long step)
 		report_divergence(r, o, what);
 		return -1;
 	}
-	if (rt_checkpoint_save(o->save, r->m, r->bufs, epoch + 1, step) < 0)
+	if (save_checkpoint(r, o, bufs, epoch + 1, step, s) < 0)
 		return -1;
 	r->saved_epoch = epoch + 1;
 	r->saved_step = step;
@@ -191,12 +293,20 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 	RtModel *m = r->m;
 	const RtTrain *t = &m->train;
 	double last_draw = 0;
-	int step = 0, n;
-	rt_batcher_start_epoch(&r->batcher);
-	while ((!o->steps || opt->step < o->steps) &&
-	       (n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) > 0) {
+	int step = (int)(r->batcher.pos / t->batch), n;   /* resumed inside the epoch: not 0 */
+	if (!r->continue_epoch)
+		rt_batcher_start_epoch(&r->batcher);
+	r->continue_epoch = false;
+	for (;;) {
+		if (o->steps && opt->step >= o->steps)
+			break;
+		capture_state(r, opt, epoch, e, false, &r->at_step);
+		if ((n = rt_batcher_next(&r->batcher, r->bufs[m->x_slot], r->labels)) <= 0)
+			break;
 		step++;
 		rt_dropout_masks(m, r->bufs, n, &r->dropout);
+		if (r->save_due)
+			stat_view_keep(r);
 		int local = rt_dist_shard(m, r->bufs[m->x_slot], r->labels, n);
 		wtn_forward(r->bufs, local);
 		r->last_n = local;
@@ -224,7 +334,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 				report_divergence(r, o, what);
 				return -1;
 			}
-			if (save_mid_epoch(r, o, epoch, opt->step) < 0)
+			if (save_mid_epoch(r, o, epoch, r->stat_view, &r->at_step) < 0)
 				return -1;
 		}
 		e->loss_sum += (double)loss * n;
@@ -295,19 +405,40 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 	RtOptim opt;
 	rt_optim_init(&opt, t);
 	/* Starting from a checkpoint, B is already mirrored. */
-	if (!o->init)
+	if (!o->init && !o->resume)
 		rt_mirror_warmup(m, r.bufs);
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
 	rt_config_set_current(rt_config_json(m, o, r.data.source));
+	/* a resumed run stays resumable */
+	r.save_state = o->save && (o->save_state || o->save_every || o->resume);
+	if (o->save_every && stat_view_open(&r) < 0) {
+		fprintf(stderr, "wtn: out of memory\n");
+		goto out;
+	}
+	EpochTotals resumed_totals = {0};
+	if (o->resume && resume_apply(&r, o, &opt, &resumed_totals) < 0)
+		goto out;
+	int first_epoch = o->resume ? r.resumed.epoch : 0;
+	if (first_epoch >= t->epochs) {
+		fprintf(stderr, "wtn: --resume %s: the checkpoint's run has trained %d epoch%s%s; "
+		        "--epochs %d leaves nothing to train\n", o->resume, first_epoch,
+		        first_epoch == 1 ? "" : "s", r.resumed.in_epoch ? " and part of the next" : "",
+		        t->epochs);
+		status = 0;
+		goto out;
+	}
 	/* mpirun hands its ranks a pseudo-terminal even when its own output is a log */
 	bool tty = isatty(STDOUT_FILENO) && !o->quiet && !rt_dist_on();
-	RunClock clock = {.start = now_seconds(), .total = (long)t->epochs * r.data.train.n};
-	if (o->steps && o->steps * t->batch < clock.total)
-		clock.total = o->steps * t->batch;
+	RunClock clock = {.start = now_seconds(),
+	                  .total = (long)(t->epochs - first_epoch) * r.data.train.n - r.batcher.pos};
+	if (o->steps && (o->steps - opt.step) * t->batch < clock.total)
+		clock.total = (o->steps - opt.step) * t->batch;
 	clock.log_start = clock.start;
-	for (int epoch = 0; epoch < t->epochs && (!o->steps || opt.step < o->steps); epoch++) {
-		EpochTotals e = {0};
+	for (int epoch = first_epoch; epoch < t->epochs && (!o->steps || opt.step < o->steps);
+	     epoch++) {
+		EpochTotals e = r.continue_epoch ? resumed_totals : (EpochTotals){0};
+		long seen0 = e.seen;
 		rt_optim_begin_epoch(&opt, epoch);
 		double t0 = now_seconds();
 		if (train_epoch(&r, o, &opt, epoch, tty, &e, &clock) < 0)
@@ -315,7 +446,10 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		if (r.stopped) {
 			if (tty)
 				fputs("\r\033[K", stdout);
-			if (o->save && r.saved_step != opt.step && save_mid_epoch(&r, o, epoch, opt.step) < 0)
+			RtRunState now;
+			capture_state(&r, &opt, epoch, &e, false, &now);
+			if (o->save && r.saved_step != opt.step &&
+			    save_mid_epoch(&r, o, epoch, r.bufs, &now) < 0)
 				goto out;
 			status = report_stop(&r, o, epoch, opt.step);
 			goto out;
@@ -325,7 +459,7 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		                  .layers = r.stats};
 		s.train_loss = e.loss_sum / e.seen;
 		s.train_acc = 100.0 * e.correct / e.seen;
-		s.samples_per_sec = elapsed > 0 ? e.seen / elapsed : 0;
+		s.samples_per_sec = elapsed > 0 ? (e.seen - seen0) / elapsed : 0;
 		if (tty) {
 			printf("\r\033[Kepoch %d/%d evaluating on %ld test samples...", epoch + 1, t->epochs,
 			       r.data.test.n);
@@ -369,7 +503,9 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 			fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
 			goto out;
 		}
-		if (o->save && rt_checkpoint_save(o->save, m, r.bufs, epoch + 1, opt.step) < 0)
+		RtRunState now;
+		capture_state(&r, &opt, epoch, &e, true, &now);
+		if (o->save && save_checkpoint(&r, o, r.bufs, epoch + 1, opt.step, &now) < 0)
 			goto out;
 		if (o->save) {
 			r.saved_epoch = epoch + 1;

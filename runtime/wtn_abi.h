@@ -4,7 +4,10 @@
  * network's model, the constant wtn_model (wtn_model.h). The runtime
  * allocates one buffer per slot of the model and calls the kernels with the
  * array of buffer pointers. Every shape is baked into the kernels except the
- * batch size n (n <= the planned batch).
+ * batch size n (n <= the batch the runtime planned the buffers for, which
+ * may be any). The learning rules' arguments are not baked in either: the
+ * kernels read them from the rule.args buffer (wtn_model.h), which the
+ * runtime fills before the first call.
  *
  * Layouts (row-major, batch-major):
  *   vector activations y[n, units]; image activations NHWC y[n, h, w, c]

@@ -8,7 +8,7 @@
 #ifndef WTN_MODEL_H
 #define WTN_MODEL_H
 
-#define WTN_MODEL_VERSION 3   /* bump on any change below */
+#define WTN_MODEL_VERSION 4   /* bump on any change below */
 
 /* ---- enums: X(NAME, "spelling", ...) in value order ---- */
 #define WTN_ACTS(X) X(IDENTITY, "identity") X(RELU, "relu") X(TANH, "tanh") \
@@ -24,7 +24,9 @@
 #define WTN_OPTS(X) X(SGD, "sgd") X(ADAM, "adam")
 #define WTN_SCHEDS(X) X(NONE, "none") X(STEP, "step") X(COSINE, "cosine")
 /* stat: saved in checkpoints like params, never trained (batchnorm's
- * running statistics); batch: elems per sample; scratch: elems in all. */
+ * running statistics); state: what else training carries from step to
+ * step (optimiser moments, frsf's magnitudes), saved in resumable
+ * checkpoints; batch: elems per sample; scratch: elems in all. */
 #define WTN_BUF_KINDS(X) X(PARAM, "param") X(STAT, "stat") X(STATE, "state") \
 	X(GRAD, "grad") X(BATCH, "batch") X(SCRATCH, "scratch")
 /* How the runtime fills a buffer before training (WtnInit). */
@@ -68,6 +70,8 @@ enum {
 };
 #define WTN_FILL_E(N, ...) WTN_FILL_##N,
 enum { WTN_FILLS(WTN_FILL_E) };
+#define WTN_KIND_E(N, ...) WTN_KIND_##N,
+enum { WTN_OPS(WTN_KIND_E) };
 static inline int wtn_op_has(int kind, int flag)
 {
 	return kind >= 0 && kind < WTN_NOPS && (wtn_op_flags[kind] & flag);
@@ -115,9 +119,14 @@ typedef struct WtnShape { int c, h, w; } WtnShape;   /* a vector of n units: {n,
 	S(F64, beta2) S(F64, eps) S(I32, nesterov) S(SCHED, schedule) S(I32, step_every) \
 	S(F64, gamma) S(F64, min_lr) S(I32, crop_pad) S(I32, flip) S(I32, nnorm) \
 	A(F64, norm_mean, WTN_MAX_NORM, nnorm) A(F64, norm_std, WTN_MAX_NORM, nnorm)
-/* Layers in forward order (inputs before consumers); the last is the output. */
+/* Layers in forward order (inputs before consumers); the last is the output.
+ * args_slot: a scratch buffer of nlayers * WTN_MAX_ARGS floats, the rule
+ * arguments in force (layer i's argument k at i * WTN_MAX_ARGS + k), which
+ * the runtime writes before training (wtn_rule_arg_value) and the kernels
+ * read: rule arguments are run-time settings, not constants. */
 #define WTN_MODEL_FIELDS(S, A) S(I32, version) S(STR, name) S(STR, input_name) \
-	S(I32, in_units) S(SHAPE, in_shape) S(I32, x_slot) S(LAYERS, layers) S(I32, nlayers) \
+	S(I32, in_units) S(SHAPE, in_shape) S(I32, x_slot) S(I32, args_slot) \
+	S(LAYERS, layers) S(I32, nlayers) \
 	S(LOSS, loss) S(TRAIN, train) S(BUFS, bufs) S(I32, nbufs)
 
 #define WTN_T_I32 int
@@ -148,6 +157,18 @@ typedef struct WtnBuf { WTN_BUF_FIELDS(WTN_FIELD, WTN_FIELD_ARRAY) } WtnBuf;
 typedef struct WtnLayer { WTN_LAYER_FIELDS(WTN_FIELD, WTN_FIELD_ARRAY) } WtnLayer;
 typedef struct WtnTrain { WTN_TRAIN_FIELDS(WTN_FIELD, WTN_FIELD_ARRAY) } WtnTrain;
 typedef struct WtnModel { WTN_MODEL_FIELDS(WTN_FIELD, WTN_FIELD_ARRAY) } WtnModel;
+
+/* usf's |B| when its scale is 0: 1/sqrt(fan_in) for dense layers (Xiao
+ * et al. 2018), sqrt(2/(kh kw C_out)) for conv layers (He et al.'s conv
+ * init). Shared by the compiler (B's init) and the runtime (the kernels'
+ * value), so both agree to the bit. */
+static inline double wtn_sign_scale(int kind, int kh, int kw, int out_c, int in, double scale)
+{
+	if (scale > 0)
+		return scale;
+	return kind == WTN_KIND_CONV2D ? __builtin_sqrt(2.0 / ((double)kh * kw * out_c))
+	                                : 1.0 / __builtin_sqrt(in);
+}
 
 /* Defined by every compiled network. */
 extern const WtnModel wtn_model;

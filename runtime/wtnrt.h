@@ -47,6 +47,15 @@ typedef WtnModel RtModel;
 int rt_model_load(RtModel *m);
 /* Value of the layer's rule argument `name`, or def if absent. */
 double rt_rule_arg(const RtLayer *l, const char *name, double def);
+/* Writes the rule arguments in force into the model's rule.args buffer,
+ * where the kernels read them (rt_alloc_buffers does; call again after
+ * changing an argument). */
+void rt_rule_args_write(const RtModel *m, float **bufs);
+/* The largest batch the kernels can index (any batch below it is planned
+ * at start-up: --batch may exceed the compiled one). */
+int rt_batch_limit(const RtModel *m);
+/* usf's |B| in force: its scale, or the fan-in default for scale 0. */
+double rt_usf_scale(const RtLayer *l);
 /* Whether the layer has a feedback path with a rule (dense and conv2d). */
 bool rt_layer_has_rule(const RtLayer *l);
 /* The name of a layer kind, as the language spells it. */
@@ -130,8 +139,15 @@ void rt_init_mags_from_feedback(const RtModel *m, float **bufs);
  * 1/(1-p) (inverted dropout), from the run's stream r. */
 void rt_dropout_masks(const RtModel *m, float **bufs, int n, RtRng *r);
 
+/* After loading feedback tensors a checkpoint lacked (left as drawn from
+ * the seed): those whose init takes W's signs take the loaded W's. */
+void rt_init_redraw_signs(const RtModel *m, float **bufs, int slot);
+
 /* ---- noise.c: the generator behind wtn_noise ---- */
 void rt_noise_seed(uint64_t seed);
+/* The generator's state, for resumable checkpoints. */
+RtRng rt_noise_state(void);
+void rt_noise_restore(const RtRng *r);
 /* The next wtn_noise call returns values [first, first + count) of a call
  * for total values and moves the stream as far as that call would: a rank's
  * slice of a noise batch split across ranks. */
@@ -187,8 +203,9 @@ typedef struct RtProbe RtProbe;
  * allocated here, once. NULL (after a message) when out of memory. */
 RtProbe *rt_probe_new(const RtModel *m, const RtSet *set, int batch);
 /* Runs the rule's backward and backprop's on the probe batch and sets
- * stats[i].delta. Leaves only y, d, scratch and gradient slots changed, which the
- * next step recomputes; batchnorm running statistics, which its training-mode
+ * stats[i].delta. Leaves only y, d, scratch and gradient slots and dropout's
+ * masks (its own, the same at every call) changed, which the next step
+ * recomputes; batchnorm running statistics, which its training-mode
  * forward passes move, are put back. */
 void rt_probe_delta(RtProbe *p, float **bufs, int32_t *labels, RtLayerStat *stats);
 void rt_probe_free(RtProbe *p);
@@ -221,16 +238,51 @@ int rt_json_parse(const char *text, size_t len, RtJson *out, char *err, size_t e
 void rt_json_free(RtJson *j);
 const RtJson *rt_json_get(const RtJson *obj, const char *key);
 
+/* ---- resume.c: the training state a resumable checkpoint adds ---- */
+/* Everything a resumed run needs besides the buffers of the model (its
+ * parameters, statistics and STATE buffers: optimiser moments, frsf's
+ * magnitudes), as it stands where training continues. */
+typedef struct RtRunState {
+	int epoch;             /* the epoch (from 0) to continue or to start */
+	bool in_epoch;         /* it has begun: shuffled, its first pos samples trained */
+	long pos;
+	long step;             /* optimiser steps taken */
+	RtRng shuffle, augment, dropout, noise;   /* every random stream of training */
+	double loss_sum;       /* the epoch's totals so far (EpochTotals) */
+	long correct, seen;
+	double start_loss;     /* the run's first step's loss (NaN: none yet) */
+	long n;                /* training samples */
+	long *order;           /* [n]: the epoch's shuffle order */
+} RtRunState;
+/* The scalars as the checkpoint's wtn_state metadata (malloc'd JSON). */
+char *rt_state_json(const RtRunState *s);
+/* Parses them back (order untouched); -1 with a reason in err. */
+int rt_state_parse(const char *text, RtRunState *s, char *err, size_t errlen);
+void rt_state_free(RtRunState *s);
+
 /* ---- checkpoint.c: safetensors ---- */
-/* epoch and step (optimiser steps so far) go into the metadata. */
-int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step);
-int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs);
+/* epoch and step (optimiser steps so far) go into the metadata. With a
+ * state, the checkpoint is resumable: it adds every STATE buffer as
+ * wtn_state.NAME, the shuffle order as wtn_state.shuffle_order (I32) and
+ * the scalars as the wtn_state metadata entry. */
+int rt_checkpoint_save(const char *path, const RtModel *m, float **bufs, int epoch, long step,
+                       const RtRunState *state);
+/* Loads every parameter and statistic (wtn_state.* entries are skipped).
+ * draw_missing: feedback tensors (B, D) the file lacks keep their drawn
+ * values and are named on stderr. state: also the training state, which
+ * the file must hold (state->order is allocated). */
+int rt_checkpoint_load(const char *path, const RtModel *m, float **bufs, bool draw_missing,
+                       RtRunState *state);
 
 /* ---- train.c: the commands ---- */
 typedef struct RtOptions {
 	const char *command;   /* train, eval, info, mirror */
 	const char *data;      /* --data override, or NULL */
 	const char *init, *save, *metrics;
+	const char *resume;    /* --resume: a resumable checkpoint to continue */
+	bool save_state;       /* --save-state: every save is resumable */
+	bool allow_changes;    /* --allow-changes: resume despite another configuration */
+	bool draw_missing;     /* --init-draw-missing */
 	int threads;           /* 0: online CPUs */
 	int max_batch;         /* the compiled batch: buffers hold this many samples */
 	bool no_shuffle;
@@ -292,7 +344,7 @@ void rt_tmp_register(char *path);     /* NULL: no save in progress */
  * LAYER.ARG, a rule argument of the layers matching the glob LAYER. Returns
  * 0, or -1 after "wtn: --set ...: why" (with a did-you-mean, or what to
  * recompile when the value is compiled into the kernels). */
-int rt_setting_apply(RtModel *m, const char *assignment, int compiled_batch);
+int rt_setting_apply(RtModel *m, const char *assignment);
 void rt_settings_help(FILE *out, const RtModel *m);
 /* The assignments applied so far, in order. */
 int rt_settings_changed(const char *const **list);
@@ -307,6 +359,11 @@ void rt_config_set_current(char *json);
 const char *rt_config_current(void);
 /* Prints how a checkpoint's recorded configuration differs from now_json. */
 void rt_config_compare(FILE *out, const char *path, const char *now_json);
+/* Before a resumed run: the checkpoint's recorded configuration must be
+ * now_json's (network, its hash, rules, train settings but epochs and
+ * steps, data); prints what differs and returns -1, unless allow_changes.
+ * Notes a different thread count, wtn or BLAS (the last bits may change). */
+int rt_config_check_resume(const char *path, const char *now_json, bool allow_changes);
 /* A rule argument as it acts: kp's decay -1 is the optimiser's weight decay. */
 double rt_rule_arg_in_force(const RtModel *m, const RtLayer *l, int k);
 

@@ -49,16 +49,41 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 	run tiny --set weight_decay=0.001 --set schedule=step --set step_every=1 --set gamma=0.5 --save "$T/set2.st"
 	run tiny_wd --save "$T/edit2.st"
 	same_tensors "$T/set2.st" "$T/edit2.st" "--set weight_decay, schedule step vs the same in the file"
+	# A batch above the compiled one: buffers are planned at start-up.
+	sed 's/batch     32/batch     64/' $tiny >"$T/tiny_b64.wtn"
+	if grep -q "batch     64" "$T/tiny_b64.wtn" && cc tiny_b64 "$T/tiny_b64.wtn"; then
+		run tiny --batch 64 --save "$T/b64set.st"
+		run tiny_b64 --save "$T/b64edit.st"
+		same_tensors "$T/b64set.st" "$T/b64edit.st" "--batch 64 on a batch-32 binary vs batch 64 in the file"
+	fi
 	# The setting must matter: momentum 0.9 ends elsewhere.
 	run tiny --save "$T/base.st"
 	tensors "$T/base.st" >"$T/a.bin"
 	tensors "$T/set.st" >"$T/b.bin"
 	! cmp -s "$T/a.bin" "$T/b.bin" || bad "--set momentum=0.5 changed nothing"
-	# A rule argument the runtime owns: the weight mirror's schedule.
-	if cc wm1 $tiny --feedback "out=wm(warmup=5)" && cc wm3 $tiny --feedback "out=wm(warmup=5, every=3)"; then
-		run wm1 --set 'o*.every=3' --save "$T/wmset.st"
+	# Rule arguments: the weight mirror's schedule (runtime logic) and the
+	# arguments the kernels read (kp's decay, wm's noise, rate and decay).
+	if cc wm1 $tiny --feedback "out=wm(warmup=5)" &&
+		cc wm3 $tiny --feedback "out=wm(warmup=5, every=3, noise=0.5, rate=0.01, decay=0.01)"; then
+		run wm1 --set 'o*.every=3' --set out.noise=0.5 --set 'o*.rate=0.01' --set out.decay=0.01 \
+			--save "$T/wmset.st"
 		run wm3 --save "$T/wmedit.st"
-		same_tensors "$T/wmset.st" "$T/wmedit.st" "--set 'o*.every=3' vs wm(every=3) in the file"
+		same_tensors "$T/wmset.st" "$T/wmedit.st" "--set out's every, noise, rate, decay vs wm(...) in the file"
+	fi
+	if cc kp0 $tiny --feedback "h=kp(decay=0.01)" --feedback "out=kp(decay=0.01)" &&
+		cc kp1 $tiny --feedback "h=kp(decay=0.001)" --feedback "out=kp(decay=0.01)"; then
+		run kp0 --set h.decay=0.001 --save "$T/kpset.st" --metrics "$T/kpset.jsonl"
+		run kp1 --save "$T/kpedit.st"
+		same_tensors "$T/kpset.st" "$T/kpedit.st" "--set h.decay=0.001 vs kp(decay=0.001) in the file"
+		run kp0 --save "$T/kpbase.st"
+		tensors "$T/kpbase.st" >"$T/a.bin"
+		tensors "$T/kpset.st" >"$T/b.bin"
+		! cmp -s "$T/a.bin" "$T/b.bin" || bad "--set h.decay=0.001 changed nothing"
+		head -n 1 "$T/kpset.jsonl" >"$T/first"
+		has "$T/first" '"set":["h.decay=0.001"]'
+		has "$T/first" '"decay":0.001'
+		"$T/kp0" info --set 'h.decay=0.001' >"$T/info" 2>&1 || bad "info --set: $(cat "$T/info")"
+		grep -q 'kp(decay=0.001' "$T/info" || bad "info does not show h's decay in force: $(cat "$T/info")"
 	fi
 
 	# ---- bad settings: one line, exit 1 ----
@@ -75,13 +100,13 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 	expect_set "unknown setting 'learning_rate'" --set learning_rate=0.1
 	expect_set "'fast' is not a number" --set lr=fast
 	expect_set "--set momentum=1: 1 out of range" --set momentum=1
-	expect_set "expected a batch size from 1 to the compiled batch 32" --set batch=64
+	expect_set "expected a batch size from 1 to 1048576" --set batch=2000000
 	expect_set "unknown schedule 'cosin'; did you mean 'cosine'?" --set schedule=cosin
 	expect_set "beta1 is adam's; this binary was compiled with sgd" --set beta1=0.8
 	expect_set "nesterov is compiled into this binary's update kernels" --set nesterov=1
 	expect_set "crop_pad moves pixels: the input x is a vector" --set crop_pad=2
 	expect_set "no layer with a feedback rule matches 'hh'; did you mean 'h'?" --set hh.every=2
-	expect_set "no rule of the layers matching 'out' has an argument 'every'" --set out.every=2
+	expect_set "the rule of the layers matching 'out' (fa) has no argument 'every' (it takes no arguments)" --set out.every=2
 	expect_set "expected KEY=VALUE" --set lr
 	cc tiny_m0 $tiny --feedback out=kp && sed 's/momentum=0.9/momentum=0/' $tiny >"$T/m0.wtn" &&
 		cc tiny_m0 "$T/m0.wtn" && {
@@ -89,10 +114,24 @@ if cc tiny $tiny && cc tiny_m05 "$T/tiny_m05.wtn" && cc tiny_wd "$T/tiny_wd.wtn"
 		[ $? = 1 ] && grep -qF "compiled with momentum 0, so its update kernels keep no momentum buffers" "$T/err" ||
 			bad "--set momentum on a binary without momentum buffers: $(cat "$T/err")"
 	}
-	cc tiny_kp $tiny --feedback "out=kp(decay=0.01)" && {
-		"$T/tiny_kp" --set out.decay=0.1 >"$T/out" 2>"$T/err"
-		[ $? = 1 ] && grep -qF "kp's argument decay is compiled into layer out's kernels; recompile with wtnc --feedback 'out=kp(decay=0.1)'" "$T/err" ||
-			bad "--set of a compiled rule argument: $(cat "$T/err")"
+	# rule arguments: the rule's own names and ranges, all or nothing
+	if [ -x "$T/wm1" ]; then
+		cp "$T/wm1" "$T/tiny_save" && cp "$T/tiny" "$T/tiny_keep" && cp "$T/wm1" "$T/tiny"
+		expect_set "the rule of the layers matching 'out' (wm) has no argument 'nosie'; did you mean 'noise'?" --set out.nosie=0.5
+		expect_set "no layer with a feedback rule matches 'ot'; did you mean 'out'?" --set ot.noise=0.5
+		expect_set "wm's decay on layer out must be in [0, 1), not 1.5" --set out.decay=1.5
+		expect_set "wm's every on layer out must be a positive whole number, not 2.5" --set 'o*.every=2.5'
+		expect_set "'loud' is not a number (wm's noise on layer out: positive)" --set out.noise=loud
+		expect_set "wm's batch on layer out must be a positive whole number, not 0" --set out.batch=0
+		cp "$T/tiny_keep" "$T/tiny"
+	fi
+	cc tiny_kp $tiny --feedback "h=kp(decay=0.01)" --feedback "out=kp(decay=0.01)" && {
+		"$T/tiny_kp" --set '*.decay=-2' >"$T/out" 2>"$T/err"
+		[ $? = 1 ] && grep -qF "kp's decay on layer h must be zero or positive (or -1 for the optimizer's weight_decay), not -2" "$T/err" ||
+			bad "--set of a bad kp decay: $(cat "$T/err")"
+		"$T/tiny_kp" --set 'h.noise=1' >"$T/out" 2>"$T/err"
+		[ $? = 1 ] && grep -qF "the rule of the layers matching 'h' (kp) has no argument 'noise' (decay, decay_steps)" "$T/err" ||
+			bad "--set of another rule's argument: $(cat "$T/err")"
 	}
 	"$T/tiny" --set help >"$T/out" 2>&1 && grep -q '^  momentum .*\[0.9\]' "$T/out" ||
 		bad "--set help does not list momentum with its compiled value: $(head -5 "$T/out")"
@@ -195,6 +234,15 @@ if sweep >"$T/s1" 2>&1; then
 	$WTNC sweep --report -o "$S" >"$T/s4" 2>&1 && has "$T/s4" "wrote $S/index.html"
 else
 	bad "sweep failed: $(cat "$T/s1")"
+fi
+# Rule arguments are run-time settings: one binary for kp with two decays.
+R=$T/ruleargs
+if $WTNC sweep $tiny --feedback 'out=kp(decay=0.01),kp(decay=0.1, decay_steps=5)' --seeds 1 --epochs 1 \
+	--steps 10 --jobs 1 --threads 1 -o "$R" >"$T/r1" 2>&1; then
+	[ "$(grep -c 'compiling' "$T/r1")" = 1 ] || bad "sweep over kp's decay: want 1 compile: $(cat "$T/r1")"
+	has "$R/runs/out=kp_decay=0.1,_decay_steps=5_/seed1.jsonl" '"set":["out.decay=0.1","out.decay_steps=5"]'
+else
+	bad "sweep over kp's decay failed: $(cat "$T/r1")"
 fi
 # Killed mid-way (SIGKILL: no chance to clean up), then run again.
 K=$T/killed

@@ -3,7 +3,7 @@
 # and UndefinedBehaviorSanitizer (-fno-sanitize-recover: the first report
 # fails; make sanitize, in build-san/), then the test suite again with that
 # compiler, runtime and C compiler: the groups that take WTNC (diag,
-# fashion, parallel, reference, reliability, rules, runtime). Left out, to
+# fashion, parallel, reference, reliability, resume, rules, runtime). Left out, to
 # keep make test within its time budget: t_examples (about 75 s here, most
 # of it LLVM compiling the ResNets, which the sanitizers do not see; conv
 # nets, batchnorm and adds still pass through codegen.c in t_reference and
@@ -25,7 +25,7 @@ export CC="clang -fsanitize=address,undefined -fno-sanitize-recover=all" WTN_SAN
 export WTN_REF_NETS=12 WTN_REF_CONV_NETS=8
 failed=0
 times=""
-for t in diag fashion parallel reference reliability rules runtime; do
+for t in diag fashion parallel reference reliability resume rules runtime; do
 	start=$(date +%s)
 	if ! sh "tests/t_$t.sh" >"$log" 2>&1; then
 		echo "FAIL t_sanitize: t_$t.sh under ASan+UBSan:"

@@ -277,6 +277,7 @@ static void setup(Ctx *c, long seed, int n)
 	check_slots(c);
 	for (int s = 0; s < c->m.nbufs; s++)
 		fill_buffer(c, s);
+	rt_rule_args_write(&c->m, c->bufs);   /* not garbage: the kernels' rule arguments */
 	fill_labels(c, 0);
 	fill_hyper(c, 1 + (int)(seed % 7));
 }
