@@ -1,64 +1,160 @@
 #!/bin/sh
 # make bench: training samples/s of wtn's binaries beside PyTorch training the
-# same network on the same data (bench/torch_peer.py), in the same run, at 1
-# and 2 threads. Ratios above 1 mean wtn is faster.
-#   mlp      examples/fashion_mlp.wtn with every layer on bp
-#   convnet  bench/convnet.wtn (bp), and its conv layers under every rule
-# and, last, how long wtnc takes to compile the MLP and the ResNets.
-# BENCH_MLP_STEPS (default 469, one epoch) and BENCH_CONV_STEPS (default 100)
-# set the number of training steps of batch 128 timed in each run.
+# same networks (bench/torch_peer.py: same layers, batch and SGD settings,
+# every layer on backprop) in the same run, at 1 and 2 threads. Ratios above
+# 1 mean wtn is faster.
+#   mlp       examples/fashion_mlp.wtn           Fashion-MNIST
+#   convnet   bench/convnet.wtn                  Fashion-MNIST
+#   lenet     examples/lenet.wtn                 Fashion-MNIST
+#   resnet20  examples/resnet20.wtn              synthetic CIFAR-shaped images,
+#                                                no crop or flip on either side
+# Both sides get the same OpenBLAS: OPENBLAS_CORETYPE from the environment,
+# else the kernel the wtn binary picks on this CPU (`./net info`), and the
+# same OPENBLAS_THREAD_TIMEOUT; each row shows the kernel each side ran.
+# Then: the sgemm bound of the MLP (bench/sgemm_bound.c times exactly the
+# products of one training step) and the MLP's 1-thread rate against it;
+# the convnet's profile at 2 threads; each rule's cost on the convnet; and
+# wtnc's compile time of the example networks.
+# Variables (timed steps of batch 128, at most one epoch):
+#   BENCH_MLP_STEPS (200), BENCH_CONV_STEPS (60), BENCH_LENET_STEPS (200),
+#   BENCH_RESNET_STEPS (10, at most 16: one epoch of the synthetic set),
+#   BENCH_THREADS ("1 2"), BENCH_RULES (1; 0 skips the rule table).
 set -e
 cd "$(dirname "$0")/.."
 mkdir -p build && tmp=$(mktemp -d build/bench.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-mlp_steps=${BENCH_MLP_STEPS:-469}
-conv_steps=${BENCH_CONV_STEPS:-100}
 py=/usr/bin/python3   # Debian's python3-torch lives with the system python
+threads=${BENCH_THREADS:-1 2}
+cap() { [ "$1" -le "$2" ] && echo "$1" || echo "$2"; }   # steps, at most one epoch
+mlp_steps=$(cap "${BENCH_MLP_STEPS:-200}" 469)
+conv_steps=$(cap "${BENCH_CONV_STEPS:-60}" 469)
+lenet_steps=$(cap "${BENCH_LENET_STEPS:-200}" 469)
+resnet_steps=$(cap "${BENCH_RESNET_STEPS:-10}" 16)
 
-build/wtnc examples/fashion_mlp.wtn --feedback 'default=bp' --feedback '*=bp' -o "$tmp/mlp"
-build/wtnc bench/convnet.wtn -o "$tmp/convnet"
-
-wtn_rate() {   # binary threads steps -> training samples/s of the run
-	"$tmp/$1" train --epochs 1 --steps "$3" --threads "$2" --metrics "$tmp/m.jsonl" >/dev/null
-	tail -n 1 "$tmp/m.jsonl" | sed 's/.*"samples_per_sec": *\([0-9.]*\).*/\1/'
+# wtnc's wall time for the examples as written: what a user waits for.
+compile_time() {   # NAME FILE [wtnc options]: prints seconds
+	name=$1 file=$2
+	shift 2
+	t0=$(date +%s.%N)
+	build/wtnc "$file" "$@" -o "$tmp/$name"
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
-torch_rate() {   # torch.set_num_threads does not reach the BLAS: pin it too
+ct_mlp=$(compile_time ex_mlp examples/fashion_mlp.wtn)
+ct_lenet=$(compile_time ex_lenet examples/lenet.wtn)
+ct_resnet20=$(compile_time ex_resnet20 examples/resnet20.wtn)
+ct_resnet18=$(compile_time ex_resnet18 examples/resnet18.wtn)
+
+# The benchmarked binaries: every layer on backprop, as PyTorch trains.
+for net in mlp:examples/fashion_mlp.wtn convnet:bench/convnet.wtn lenet:examples/lenet.wtn \
+           resnet20:examples/resnet20.wtn; do
+	build/wtnc "${net#*:}" --feedback 'default=bp' --feedback '*=bp' -o "$tmp/${net%%:*}"
+done
+
+# The sgemm bound's products: the wtn_sgemm calls of the MLP's wtn_forward
+# and wtn_backward kernels (no loops around them), with the batch as "n".
+build/wtnc examples/fashion_mlp.wtn --feedback 'default=bp' --feedback '*=bp' --emit-llvm -o "$tmp/mlp.ll"
+awk '/^define .*@wtn_(forward|backward)\(/ { on = 1 } /^}/ { on = 0 }
+     on && /call void @wtn_sgemm\(/ {
+	sub(/.*@wtn_sgemm\(/, ""); sub(/\).*/, ""); n = split($0, a, ", ")
+	for (i = 1; i <= n; i++) { split(a[i], w, " "); v[i] = w[2] ~ /^%/ ? "n" : w[2] }
+	print v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[10], v[11], v[13] }' "$tmp/mlp.ll" >"$tmp/products"
+
+# One OpenBLAS configuration for both sides.
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+	why="from the environment"
+else
+	OPENBLAS_CORETYPE=$("$tmp/mlp" info | sed -n 's/^blas: .*; kernel \([^ ]*\) (.*/\1/p')
+	why="the kernel the wtn binary picks on this CPU"
+fi
+if [ -n "$OPENBLAS_CORETYPE" ]; then
+	export OPENBLAS_CORETYPE
+else
+	unset OPENBLAS_CORETYPE
+	why="unset: OpenBLAS's own choice on both sides"
+fi
+export OPENBLAS_THREAD_TIMEOUT="${OPENBLAS_THREAD_TIMEOUT:-4}"
+
+wtn_run() {   # binary threads steps [options]: trains; metrics in $tmp/m.jsonl
+	bin=$1 t=$2 s=$3
+	shift 3
+	"$tmp/$bin" train --epochs 1 --steps "$s" --threads "$t" --metrics "$tmp/m.jsonl" "$@" >"$tmp/out"
+}
+# The run's samples/s from its epoch record (the first record is its configuration).
+wtn_rate() { grep '^{"epoch"' "$tmp/m.jsonl" | tail -n 1 | sed 's/.*"samples_per_sec":\([0-9.e+]*\).*/\1/'; }
+wtn_kernel() { sed -n 's/^{"config".*"blas":"[^"]*; kernel \([^"]*\)".*/\1/p' "$tmp/m.jsonl"; }
+wtn_options() {   # network: data options
+	case $1 in resnet20) echo "--data synthetic --set crop_pad=0 --set flip=0" ;; esac
+}
+torch_run() {   # torch.set_num_threads does not reach the BLAS: pin it too
 	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$2" \
-		"$py" bench/torch_peer.py "$1" "$2" "$3" | sed 's/.*samples\/s=//'
+		"$py" bench/torch_peer.py "$1" "$2" "$3" >"$tmp/torch"
 }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" "$tmp/torch"; }
 ratio() { awk -v w="$1" -v p="$2" 'BEGIN { printf "%.2fx", w / p }'; }
 
-printf '%-9s %-8s %12s %12s %8s\n' network threads wtn pytorch ratio
-for net in mlp convnet; do
-	e=$mlp_steps; [ "$net" = convnet ] && e=$conv_steps
-	for t in 1 2; do
-		w=$(wtn_rate "$net" "$t" "$e")
-		p=$(torch_rate "$net" "$t" "$e")
-		printf '%-9s %-8s %12.0f %12.0f %8s\n' "$net" "$t" "$w" "$p" "$(ratio "$w" "$p")"
+torch_run lenet 1 1
+echo "OpenBLAS on both sides: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} ($why)," \
+     "OPENBLAS_THREAD_TIMEOUT=$OPENBLAS_THREAD_TIMEOUT"
+echo "wtn:     --threads T: T OpenBLAS threads and T pool threads (idle pool threads sleep)"
+echo "pytorch: $(field version), torch.set_num_threads(T), OMP_NUM_THREADS=T," \
+     "OPENBLAS_NUM_THREADS=T, OMP_WAIT_POLICY=$(field omp_wait_policy);" \
+     "dense layers on OpenBLAS, convolutions on oneDNN (mkldnn=$(field mkldnn))"
+echo "$(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+printf '%-9s %-8s %6s %10s %10s %8s  %s\n' network threads steps wtn pytorch ratio "kernels (wtn/pytorch)"
+mlp1=
+for net in mlp convnet lenet resnet20; do
+	case $net in
+	mlp) s=$mlp_steps ;; convnet) s=$conv_steps ;; lenet) s=$lenet_steps ;; resnet20) s=$resnet_steps ;;
+	esac
+	for t in $threads; do
+		# shellcheck disable=SC2046
+		wtn_run "$net" "$t" "$s" $(wtn_options "$net")
+		w=$(wtn_rate) wk=$(wtn_kernel)
+		if [ "$net/$t" = mlp/1 ]; then   # the bound, right away: under the same load
+			mlp1=$w
+			build/sgemm_bound 128 1 <"$tmp/products" >"$tmp/bound"
+		fi
+		torch_run "$net" "$t" "$s"
+		p=$(field 'samples\/s') pk=$(field kernel)
+		printf '%-9s %-8s %6s %10.0f %10.0f %8s  %s/%s\n' "$net" "$t" "$s" "$w" "$p" \
+			"$(ratio "$w" "$p")" "$wk" "$pk"
 	done
 done
+
+echo
+if [ -n "$mlp1" ]; then
+	echo "sgemm bound of the MLP (784-1000-1000-10, batch 128: the $(wc -l <"$tmp/products") products of" \
+	     "forward, backward and weight gradients, timed alone right after the mlp's 1-thread run):"
+	echo "  $(cat "$tmp/bound")"
+	bound=$(sed 's/.*samples\/s=//' "$tmp/bound")
+	awk -v w="$mlp1" -v b="$bound" 'BEGIN { printf "  mlp at 1 thread: %.0f samples/s = %.1f%% of the bound %.0f\n", w, 100 * w / b, b }'
+fi
+
+# Where the convnet's step goes at 2 threads (train --profile).
+echo
+echo "convnet profile, 2 threads, $conv_steps steps (the five largest rows):"
+wtn_run convnet 2 "$conv_steps" --profile
+sed -n 's/^profile: /  /p' "$tmp/out"
+sed -n '/^layer  *phase/,/^by phase:/p' "$tmp/out" | sed '1d;$d' | sort -k3 -n -r | head -n 5 |
+	sed 's/^/  /'
 
 # What each rule costs over bp on the convnet's conv layers, 2 threads.
-echo
-echo "convnet, 2 threads: each rule on conv1 and conv2 against bp"
-base=$(wtn_rate convnet 2 "$conv_steps")
-for rule in fa usf frsf brsf kp wm dfa; do
-	build/wtnc bench/convnet.wtn --feedback "conv*=$rule" -o "$tmp/rule"
-	r=$(wtn_rate rule 2 "$conv_steps")
-	printf '%-6s %10.0f samples/s  %s of bp\n' "$rule" "$r" "$(ratio "$r" "$base")"
-done
-
-# Compile time: wtnc from .wtn to a linked binary (wall seconds; the best of
-# three, since other work on the machine only adds).
-echo
-echo "compile time (wtnc, best of 3)"
-for f in examples/fashion_mlp.wtn examples/resnet18.wtn examples/resnet20.wtn; do
-	best=""
-	for i in 1 2 3; do
-		s=$(date +%s.%N)
-		build/wtnc "$f" -o "$tmp/compiled"
-		e=$(date +%s.%N)
-		best=$(echo "$s $e $best" | awk '{ t = $2 - $1; if ($3 != "" && $3 < t) t = $3; printf "%.2f", t }')
+if [ "${BENCH_RULES:-1}" != 0 ]; then
+	echo
+	echo "convnet, 2 threads: each rule on conv1 and conv2 against bp"
+	wtn_run convnet 2 "$conv_steps"
+	base=$(wtn_rate)
+	for rule in fa usf frsf brsf kp wm dfa; do
+		build/wtnc bench/convnet.wtn --feedback "conv*=$rule" -o "$tmp/rule"
+		wtn_run rule 2 "$conv_steps"
+		r=$(wtn_rate)
+		printf '%-6s %10.0f samples/s  %s of bp\n' "$rule" "$r" "$(ratio "$r" "$base")"
 	done
-	printf '%-28s %6s s\n' "$f" "$best"
-done
+fi
+
+echo
+echo "wtnc compile time (wall, compile and link): fashion_mlp ${ct_mlp} s, lenet ${ct_lenet} s," \
+     "resnet20 ${ct_resnet20} s, resnet18 ${ct_resnet18} s"

@@ -24,6 +24,8 @@ typedef struct Cg {
 	LLVMTypeRef sgemm_ty, f32_fn_ty, noise_ty, range_ty, pfor_ty;
 	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_erff, f_sqrt;
 	LLVMValueRef allreduce;    /* wtn_allreduce: batchnorm sums over MPI ranks */
+	LLVMValueRef profiling, profile_mark;  /* wtn_profiling, wtn_profile_mark */
+	LLVMTypeRef profile_mark_ty;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
 	char helper_name[272];      /* name of the helper being built (helper()) */
@@ -1352,14 +1354,28 @@ static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer
 	call_fn(cg, helper(cg, build_eltwise, "eltwise", l, li, 0), args, 4);
 }
 
+/* if (wtn_profiling) wtn_profile_mark(li, phase): train --profile's clock
+ * (runtime/profile.c); a load and a branch when not profiling. */
+static void emit_profile_mark(Cg *cg, int li, int phase)
+{
+	LLVMValueRef on = LLVMBuildLoad2(cg->b, cg->t_i32, cg->profiling, "");
+	LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntNE, on, ci32(cg, 0), ""));
+	LLVMValueRef args[] = { ci32(cg, li), ci32(cg, phase) };
+	LLVMBuildCall2(cg->b, cg->profile_mark_ty, cg->profile_mark, args, 2, "");
+	if_end(cg, join);
+}
+
 static void build_forward(Cg *cg, const char *fn_name, bool eval)
 {
 	const IRNetwork *net = cg->net;
 	LLVMTypeRef ps[] = { cg->t_ppf32, cg->t_i32 };
 	LLVMValueRef f = begin_fn(cg, fn_name, cg->t_void, ps, 2, false);
 	LLVMValueRef bufs = LLVMGetParam(f, 0), n = LLVMGetParam(f, 1);
-	for (int li = 0; li < net->nlayers; li++)
+	for (int li = 0; li < net->nlayers; li++) {
+		if (!eval)
+			emit_profile_mark(cg, li, WTN_PHASE_FORWARD);
 		lowering_of(net->layers[li].kind)->forward(cg, bufs, n, &net->layers[li], li, eval);
+	}
 	LLVMBuildRetVoid(cg->b);
 }
 
@@ -1885,6 +1901,8 @@ static void backward_layer(Cg *cg, Bwd *bw, int li)
 	bool direct = li != last && takes_direct(l, bw->all_bp);
 	if (li != last && !direct && !bw->need[li])
 		return;  /* nothing upstream learns from this error */
+	if (!bw->all_bp)
+		emit_profile_mark(cg, li, WTN_PHASE_BACKWARD);
 	LLVMValueRef d = li == last ? bw->d_out : slot_ptr(cg, bw->bufs, l->d);
 	if (direct) {  /* dfa: straight from the output error */
 		emit_sgemm(cg, 0, 0, bw->n, ci32(cg, l->out), ci32(cg, out->out), bw->d_out,
@@ -2449,6 +2467,7 @@ static void build_update(Cg *cg)
 		const IRLayer *l = &net->layers[li];
 		if (l->W < 0)
 			continue;  /* no parameters */
+		emit_profile_mark(cg, li, WTN_PHASE_UPDATE);
 		FbUpdate fb = feedback_update(l, li);
 		emit_tensor_update(cg, bufs, hyper, part, np, li, net->bufs[l->W].elems, &fb,
 		                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
@@ -2570,6 +2589,10 @@ static void declare_externals(Cg *cg)
 	LLVMTypeRef pf[] = { LLVMPointerType(cg->range_ty, 0), t_pi8, cg->t_i64, cg->t_i32 };
 	cg->pfor_ty = LLVMFunctionType(cg->t_i32, pf, 4, 0);
 	cg->pfor = LLVMAddFunction(cg->mod, "wtn_parallel_for", cg->pfor_ty);
+	cg->profiling = LLVMAddGlobal(cg->mod, cg->t_i32, "wtn_profiling");
+	LLVMTypeRef pm[] = { cg->t_i32, cg->t_i32 };
+	cg->profile_mark_ty = LLVMFunctionType(cg->t_void, pm, 2, 0);
+	cg->profile_mark = LLVMAddFunction(cg->mod, "wtn_profile_mark", cg->profile_mark_ty);
 	cg->f32_fn_ty = LLVMFunctionType(cg->t_f32, &cg->t_f32, 1, 0);
 	cg->f_expf = LLVMAddFunction(cg->mod, "expf", cg->f32_fn_ty);
 	cg->f_logf = LLVMAddFunction(cg->mod, "logf", cg->f32_fn_ty);

@@ -1,5 +1,7 @@
 /* info.c: the info command: the network's layers with their shapes,
  * feedback rules, parameter counts and forward multiply-adds. */
+#include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 #include "wtnrt.h"
 
@@ -174,5 +176,10 @@ int rt_cmd_info(const RtModel *m, FILE *out)
 	print_count(out, macs);
 	fprintf(out, " (conv F*C*k*k*OH*OW, dense in*out; batchnorm, pools, activations and "
 	        "loss not counted)\n");
+	/* The kernels OpenBLAS runs here, after rt_blas_setup, and why. */
+	const char *core = getenv("OPENBLAS_CORETYPE"), *spin = getenv("OPENBLAS_THREAD_TIMEOUT");
+	fprintf(out, "blas: %s; kernel %s (OPENBLAS_CORETYPE%s%s; OPENBLAS_THREAD_TIMEOUT%s%s)\n",
+	        openblas_get_config(), openblas_get_corename(), core ? "=" : " ", core ? core : "unset",
+	        spin ? "=" : " ", spin ? spin : "unset");
 	return 0;
 }

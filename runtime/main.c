@@ -51,6 +51,7 @@ static void usage(FILE *out, const RtModel *m)
 	        "  --metrics FILE   write the run's configuration, then one JSON object per epoch\n"
 	        "  --log-every N    also write a step record (loss, lr, samples/s) every N steps\n"
 	        "  --layers         print a per-layer table (angle, |B|/|W|, delta) after each epoch\n"
+	        "  --profile        train: print where the step's time goes, per layer and phase\n"
 	        "  --quiet          print nothing but errors\n"
 	        "  --version        wtn's version\n"
 	        "  --mpi            use MPI even when no launcher (mpirun, srun) is seen\n"
@@ -193,6 +194,10 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 			o->layer_table = true;
 			continue;
 		}
+		if (strcmp(a, "--profile") == 0) {
+			o->profile = true;
+			continue;
+		}
 		if (strcmp(a, "--mpi") == 0) {
 			o->mpi = true;
 			continue;
@@ -255,6 +260,8 @@ static int parse_args(int argc, char **argv, RtModel *m, RtOptions *o)
 		return usage_error("mirror needs --steps N (how many mirror steps)");
 	if (!mirror && o->steps && strcmp(o->command, "train") != 0)
 		return usage_error("--steps is for the train and mirror commands");
+	if (o->profile && strcmp(o->command, "train") != 0)
+		return usage_error("--profile is for the train command");
 	if (o->save_every && strcmp(o->command, "train") != 0)
 		return usage_error("--save-every is for the train command");
 	if (o->save_every && !o->save)

@@ -84,8 +84,10 @@ void rt_mirror_warmup(const RtModel *m, float **bufs)
 void rt_mirror_after_step(const RtModel *m, float **bufs, long step)
 {
 	for (int i = 0; i < m->nlayers; i++)
-		if (is_mirror(&m->layers[i]) && step % mirror_every(&m->layers[i]) == 0)
+		if (is_mirror(&m->layers[i]) && step % mirror_every(&m->layers[i]) == 0) {
+			wtn_profile_mark(i, WTN_PHASE_MIRROR);
 			mirror_step(m, bufs, i);
+		}
 }
 
 /* ---- the mirror command ---- */

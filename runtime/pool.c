@@ -56,7 +56,9 @@ static void *worker_main(void *arg)
 			break;
 		seen = p->generation;
 		pthread_mutex_unlock(&p->lock);
+		rt_profile_busy(1);
 		run_part(p, w->part);
+		rt_profile_busy(-1);
 		pthread_mutex_lock(&p->lock);
 		if (--p->pending == 0)
 			pthread_cond_signal(&p->done);
@@ -106,8 +108,9 @@ RtPool *rt_pool_start(int nthreads)
 }
 
 /* Wakes every worker for the job already stored in p, runs part 0 and
- * waits for the others. */
-static void run_job(RtPool *p)
+ * waits for the others (join: the profile charges the wait to the phase,
+ * not to the layer part 0 ended in). */
+static void run_job(RtPool *p, bool join)
 {
 	pthread_mutex_lock(&p->lock);
 	p->pending = p->nthreads - 1;
@@ -116,11 +119,15 @@ static void run_job(RtPool *p)
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	run_part(p, 0);
+	if (join)
+		rt_profile_join();
+	rt_profile_busy(-1);   /* the caller only waits now */
 	pthread_mutex_lock(&p->lock);
 	while (p->pending > 0)
 		pthread_cond_wait(&p->done, &p->lock);
 	p->busy = false;
 	pthread_mutex_unlock(&p->lock);
+	rt_profile_busy(1);
 }
 
 void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
@@ -132,7 +139,7 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
 	p->bufs = bufs;
 	p->hyper = hyper;
 	p->body = NULL;
-	run_job(p);
+	run_job(p, true);
 }
 
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
@@ -155,7 +162,7 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	p->ctx = ctx;
 	p->count = count;
 	p->parts = parts;
-	run_job(p);
+	run_job(p, false);
 	p->body = NULL;
 	openblas_set_num_threads(blas);
 	return parts;

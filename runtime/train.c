@@ -310,6 +310,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		int local = rt_dist_shard(m, r->bufs[m->x_slot], r->labels, n);
 		wtn_forward(r->bufs, local);
 		r->last_n = local;
+		wtn_profile_mark(-1, WTN_PHASE_LOSS);
 		float loss = rt_dist_loss(m, r->bufs, r->labels, wtn_loss(r->bufs, r->labels, local),
 		                          &e->correct);
 		if (!isfinite(loss)) {
@@ -340,10 +341,14 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
 		wtn_backward(r->bufs, local);
+		wtn_profile_mark(-1, WTN_PHASE_OTHER);
 		rt_dist_gradients(m, r->bufs);
+		wtn_profile_mark(-1, WTN_PHASE_UPDATE);
 		const float *hyper = rt_optim_next(opt);
 		rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
+		wtn_profile_mark(-1, WTN_PHASE_OTHER);
+		rt_profile_step(n);
 		clock->samples += n;
 		clock->log_samples += n;
 		clock->log_loss += (double)loss * n;
@@ -366,6 +371,7 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 				            e->loss_sum / e->seen, 100.0 * e->correct / e->seen, eta);
 			}
 		}
+		wtn_profile_mark(-1, WTN_PHASE_DATA);
 	}
 	return 0;
 }
@@ -409,6 +415,8 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		rt_mirror_warmup(m, r.bufs);
 	if (!(r.probe = rt_probe_new(m, &r.data.test, t->batch)))
 		goto out;
+	if (o->profile && rt_profile_enable(m) < 0)
+		goto out;
 	rt_config_set_current(rt_config_json(m, o, r.data.source));
 	/* a resumed run stays resumable */
 	r.save_state = o->save && (o->save_state || o->save_every || o->resume);
@@ -441,7 +449,10 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 		long seen0 = e.seen;
 		rt_optim_begin_epoch(&opt, epoch);
 		double t0 = now_seconds();
-		if (train_epoch(&r, o, &opt, epoch, tty, &e, &clock) < 0)
+		rt_profile_begin();
+		int trained = train_epoch(&r, o, &opt, epoch, tty, &e, &clock);
+		rt_profile_end();
+		if (trained < 0)
 			goto out;
 		if (r.stopped) {
 			if (tty)
@@ -516,6 +527,12 @@ int rt_cmd_train(RtModel *m, const RtOptions *o)
 			status = report_stop(&r, o, epoch, opt.step);
 			goto out;
 		}
+	}
+	if (o->profile && !o->quiet)
+		rt_profile_print(stdout, m, threads);
+	if (o->profile && r.metrics && rt_profile_json(r.metrics, m, threads) < 0) {
+		fprintf(stderr, "wtn: %s: cannot write metrics\n", o->metrics);
+		goto out;
 	}
 	status = 0;
 out:

@@ -105,6 +105,26 @@ void wtn_allreduce(double *v, int count);
 typedef void wtn_range_fn(void *ctx, long lo, long hi, int part);
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts);
 
+/* Profiling (the binary's train --profile, runtime/profile.c): while
+ * wtn_profiling is nonzero, wtn_forward, wtn_backward and wtn_update call
+ * wtn_profile_mark(layer, phase) as each layer's phase begins; the time
+ * until the next mark is charged to that layer and phase. Off, a kernel
+ * pays one load and branch per layer. Marks from threads other than the
+ * step loop's (the update's other parts) are ignored. The runtime marks
+ * the phases it runs itself with layer -1 (mirror steps with their layer). */
+enum {
+	WTN_PHASE_FORWARD,
+	WTN_PHASE_BACKWARD,
+	WTN_PHASE_UPDATE,
+	WTN_PHASE_MIRROR,
+	WTN_PHASE_DATA,     /* batches: copying, shuffling, augmenting, dropout masks */
+	WTN_PHASE_LOSS,
+	WTN_PHASE_OTHER,    /* the rest of the step loop (gradient sums over ranks, logs) */
+	WTN_NPHASES
+};
+extern int wtn_profiling;
+void wtn_profile_mark(int layer, int phase);
+
 /* Slots (wtn_model.h's WtnLayer): params (W, b, B, D: PyTorch's names in
  * checkpoints: h1.weight, h1.bias, h1.feedback; layer2.0.conv1.weight)
  * and stats (bn1.running_mean, bn1.running_var) are saved; M holds frsf's

@@ -172,6 +172,25 @@ RtPool *rt_pool_start(int nthreads);
 void rt_pool_update(RtPool *p, float **bufs, const float *hyper);
 void rt_pool_stop(RtPool *p);
 
+/* ---- profile.c: train --profile (wtn_profile_mark in wtn_abi.h) ---- */
+/* Turns profiling on for this run (-1 after a message: out of memory). */
+int rt_profile_enable(const RtModel *m);
+/* Profiled stretches of the step loop: the clock starts charged to data. */
+void rt_profile_begin(void);
+void rt_profile_end(void);
+void rt_profile_step(int samples);   /* one step of `samples` done */
+/* The pool: the calling thread is about to wait for the other parts; the
+ * wait is charged to the phase's step-wide row (the update's join). */
+void rt_profile_join(void);
+/* Threads starting (delta > 0) or stopping work, for the one-thread share. */
+void rt_profile_busy(int delta);
+/* wtn_sgemm: the threads beyond the caller's OpenBLAS will run this
+ * product on, while profiling the step loop's thread (else 0). */
+int rt_profile_blas_threads(int m, int n, int k);
+/* The table at the end of training, and its metrics record. */
+void rt_profile_print(FILE *out, const RtModel *m, int threads);
+int rt_profile_json(FILE *out, const RtModel *m, int threads);
+
 /* ---- metrics.c: losses, accuracies, alignment, reports ---- */
 /* angle(B, W) and |B|/|W| (NaN without B); delta: angle between the error
  * the rule sends to the layer and the one backprop would send (NaN when
@@ -293,6 +312,7 @@ typedef struct RtOptions {
 	long log_every;        /* --log-every N: a step record every N steps */
 	bool mpi;              /* --mpi: start MPI even without a launcher's environment */
 	bool sync_bn;          /* --sync-bn: batchnorm statistics over the global batch */
+	bool profile;          /* --profile: where the step's time goes (profile.c) */
 } RtOptions;
 /* Each returns the process exit status (0, or 1 on runtime errors). */
 int rt_cmd_train(RtModel *m, const RtOptions *o);

@@ -201,7 +201,7 @@ rnet allbp "out=bp" && NET=allbp &&
 
 # ---- weight mirror ----
 rnet wm "h=wm(rate=0.01, decay=0.01, warmup=50)" "out=wm(rate=0.01, decay=0.01, batch=200, every=2)" && {
-	NET=wm
+	NET=wm wm_built=1
 	net info | grep -q '^h .*wm(noise=1, rate=0.01, decay=0.01, batch=128, every=1, warmup=50, growth=0)  *B \[8, 16\]' ||
 		bad "info does not show wm's arguments: $(net info)"
 	# Noise batch 200 is above the compiled batch 32: buffers must hold it.
@@ -317,5 +317,40 @@ expect 1 "$T/torch2.st" "unknown tensor conv1.num_batches_tracked" -- eval --ini
 # A conv net's checkpoint does not fit the dense net.
 NET=tiny
 expect 1 "$T/cnn.st" "unknown tensor conv1.weight" -- eval --init "$T/cnn.st"
+
+# ---- train --profile ----
+# profile_ok LAYER...: each layer has a forward row; the rows' shares in
+# the metrics record, and the phases' in the table, add up to the step.
+profile_ok() {
+	for l in "$@"; do
+		grep -q "^$l  *forward  *[0-9.]*  *[0-9.]*%  *[0-9.]*%$" "$T/out" ||
+			bad "--profile: no forward row for $l: $(cat "$T/out")"
+	done
+	grep '^{"profile":' "$T/prof.jsonl" | grep -o '"share":[0-9.e+-]*' | sed 's/.*://' |
+		awk '{ s += $1 } END { exit !(NR > 0 && s > 0.999 && s < 1.001) }' ||
+		bad "--profile: the rows' shares do not add up to 1: $(cat "$T/prof.jsonl")"
+	sed -n '/^by phase:/,$p' "$T/out" | awk '$1 == "all" && $2 != "step" { s += $4 }
+		$1 == "all" && $2 == "step" { step = $4 } END { exit !(s > 99.5 && s < 100.5 && step == "100.0%") }' ||
+		bad "--profile: the phases' shares do not add up to 100%: $(cat "$T/out")"
+}
+NET=cnn
+expect 0 "" "" -- --data synthetic --steps 3 --profile --metrics "$T/prof.jsonl"
+profile_ok conv1 bn1 pool1 flat out
+grep -q '^(step) *data ' "$T/out" || bad "--profile: no data row: $(cat "$T/out")"
+# One thread: every row ran on one thread.
+sed -n '/^layer  *phase/,$p' "$T/out" | awk 'NR > 1 && $1 != "by" && $NF != "100.0%" && $NF != "-" { bad = 1 }
+	END { exit bad }' || bad "--profile --threads 1: a row ran on more than one thread: $(cat "$T/out")"
+expect 0 "" "" -- --data synthetic --steps 3 --profile --threads 2 --metrics "$T/prof.jsonl"
+profile_ok conv1 bn1 pool1 flat out
+[ -n "${wm_built:-}" ] && {
+	NET=wm
+	expect 0 "" "" -- --epochs 1 --steps 4 --profile --metrics "$T/prof.jsonl"
+	profile_ok h out
+	for l in h out; do
+		grep -q "^$l  *mirror " "$T/out" || bad "--profile: no mirror row for $l: $(cat "$T/out")"
+	done
+}
+NET=tiny
+expect 2 "--profile is for the train command" "" -- eval --init x --profile
 
 exit $fail
