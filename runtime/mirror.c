@@ -38,10 +38,14 @@ int rt_mirror_max_batch(const RtModel *m)
 }
 
 /* Growth control (biotorch's weight mirror, damping factor g): after each
- * mirror step B is rescaled so that its response to unit noise has
- * standard deviation g: a dense layer's rows to a mean norm of g, each
- * filter of a conv layer to norm g. B then keeps W's direction but not W's
- * scale, so the error sent down cannot grow with W. The norms are computed
+ * mirror step B is rescaled by one factor per layer so that its response
+ * to unit noise has a mean standard deviation of g over the layer's
+ * outputs. That std is a row's norm on a dense layer and a filter's norm
+ * on a conv layer (at pixels whose window sees no padding), so the factor
+ * is g over the mean row or filter norm. One factor keeps the mirror's
+ * direction; B just no longer has W's scale, so the error sent down cannot
+ * grow with W. (Rescaling each filter on its own, as wtn once did, turns B
+ * away from W whenever W's filters differ in norm.) The norms are computed
  * exactly rather than estimated from a second noise batch. */
 static void growth_control(const RtModel *m, float **bufs, const RtLayer *l, double g)
 {
@@ -54,14 +58,9 @@ static void growth_control(const RtModel *m, float **bufs, const RtLayer *l, dou
 		double s = 0;
 		for (long c = 0; c < cols; c++)
 			s += (double)B[r * cols + c] * B[r * cols + c];
-		s = sqrt(s);
-		if (l->kind == RT_OP_CONV2D) {
-			if (s > 0)
-				cblas_sscal((int)cols, (float)(g / s), B + r * cols, 1);
-		} else
-			mean += s / rows;
+		mean += sqrt(s) / rows;
 	}
-	if (l->kind != RT_OP_CONV2D && mean > 0)
+	if (mean > 0)
 		cblas_sscal((int)bb->elems, (float)(g / mean), B, 1);
 }
 

@@ -195,19 +195,34 @@ st_data() {
 	tail -c +$((9 + hlen)) "$1" >"$1.data"
 }
 
-# wm growth control: after every mirror step a dense layer's rows have
-# mean norm `growth` and a conv layer's filters have norm `growth` each.
+# wm growth control: after every mirror step B is rescaled by one factor
+# per layer so that the mean norm of its rows (dense) or filters (conv) is
+# `growth`. One factor, not one per filter: after a single mirror step
+# from the same start and noise, B with growth control is B without it
+# times one number, so every filter's norm changes by the same ratio.
 sed 's/warmup=0)/warmup=0, growth=0.5)/' $F/wm.wtn >"$T/wm_growth.wtn"
 sed 's/warmup=0)/warmup=0, growth=0.25)/' $F/conv_wm.wtn >"$T/conv_wm_growth.wtn"
-if binary wm_growth "$T/wm_growth.wtn" && binary conv_wm_growth "$T/conv_wm_growth.wtn"; then
+if binary wm_growth "$T/wm_growth.wtn" && binary conv_wm_growth "$T/conv_wm_growth.wtn" &&
+   binary conv_wm_plain $F/conv_wm.wtn; then
 	"$T/wm_growth" mirror --steps 30 --threads 1 --save "$T/wmg.st" >/dev/null 2>&1 &&
-	"$T/conv_wm_growth" mirror --steps 30 --threads 1 --save "$T/cwmg.st" >/dev/null 2>&1 ||
+	"$T/conv_wm_growth" mirror --steps 30 --threads 1 --save "$T/cwmg.st" >/dev/null 2>&1 &&
+	"$T/conv_wm_growth" mirror --steps 1 --threads 1 --save "$T/cwmg1.st" >/dev/null 2>&1 &&
+	"$T/conv_wm_plain" mirror --steps 1 --threads 1 --save "$T/cwm1.st" >/dev/null 2>&1 ||
 		fail "wm growth: a mirror run failed"
 	m=$(st_rows "$T/wmg.st" h1.feedback 16 | awk '{ s += $1 } END { printf "%.5f", s / NR }')
 	holds "$m" "v > 0.4999 && v < 0.5001" || fail "wm growth=0.5: h1's mean row norm is $m"
-	n=$(st_rows "$T/cwmg.st" c2.feedback 54 | awk '$1 < 0.2499 || $1 > 0.2501' | wc -l)
-	[ "$n" = 0 ] || fail "wm growth=0.25: $n of c2's filters do not have norm 0.25"
+	m=$(st_rows "$T/cwmg.st" c2.feedback 54 | awk '{ s += $1 } END { printf "%.5f", s / NR }')
+	holds "$m" "v > 0.2499 && v < 0.2501" || fail "wm growth=0.25: c2's mean filter norm is $m"
 	[ "$(st_rows "$T/cwmg.st" c2.feedback 54 | wc -l)" = 8 ] || fail "wm growth: c2 should have 8 filters"
+	spread=$(st_rows "$T/cwmg1.st" c2.feedback 54 >"$T/cwmg1.rows" &&
+	         st_rows "$T/cwm1.st" c2.feedback 54 | paste "$T/cwmg1.rows" - |
+	         awk '{ r = $1 / $2; lo = NR == 1 || r < lo ? r : lo; hi = NR == 1 || r > hi ? r : hi }
+	              END { printf "%.6f", hi / lo - 1 }')
+	holds "$spread" "v < 1e-4" ||
+		fail "wm growth: c2's filters were rescaled by different factors (spread $spread), not by one"
+	spread=$(st_rows "$T/cwm1.st" c2.feedback 54 | awk '{ lo = NR == 1 || $1 < lo ? $1 : lo; hi = NR == 1 || $1 > hi ? $1 : hi }
+	         END { printf "%.6f", hi / lo - 1 }')
+	holds "$spread" "v > 0.01" || fail "wm growth: c2's filters have equal norms ($spread): the test cannot tell"
 fi
 
 # kp decay_steps: its own decay for the first S steps, then the
