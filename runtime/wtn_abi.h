@@ -86,8 +86,14 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                float *c, int ldc);
 
 /* Zero-mean Gaussian noise of standard deviation std, from the runtime's
- * seeded generator (called by wtn_mirror). */
+ * seeded generator (called by wtn_mirror): a batch of count values. */
 void wtn_noise(float *dst, long count, float std);
+/* The same batch in slices: wtn_noise_begin starts a batch of count values
+ * (the stream moves past it), then wtn_noise_part(dst, first, k) writes its
+ * values [first, first + k), on any thread, in any order, with the same
+ * numbers as the whole batch. The mirror's parallel loops fill their parts. */
+void wtn_noise_begin(long count, float std);
+void wtn_noise_part(float *dst, long first, long count);
 
 /* Sums v[0..count) over the ranks of a data-parallel run whose batchnorm
  * is synchronised (the binary's --sync-bn), during a training step; does
