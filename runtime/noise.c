@@ -15,8 +15,6 @@
  * log, sin and cos (Cephes' single-precision ones, within a few ulp). */
 #include <math.h>
 #include <string.h>
-/* the vector helpers are always inlined: no vector crosses a call */
-#pragma GCC diagnostic ignored "-Wpsabi"
 #include "wtnrt.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -197,11 +195,11 @@ static inline f32x8 sqrt8_avx2(f32x8 v)
 /* Two normals per pair of words: r = std sqrt(-2 log u1), u1 in (0, 1]
  * from 31 bits (|z| stays below 6.7 std), the angle from 24 bits. */
 typedef f32x8 sqrt8_fn(f32x8 v);
-static inline __attribute__((always_inline)) void box_muller8(u32x8 a, u32x8 b, float std,
+static inline __attribute__((always_inline)) void box_muller8(const u32x8 *a, const u32x8 *b, float std,
                                                               f32x8 *z0, f32x8 *z1, sqrt8_fn *sqrt8)
 {
-	f32x8 u1 = (__builtin_convertvector((i32x8)(a >> 1), f32x8) + 0.5f) * 0x1.0p-31f;
-	f32x8 u2 = __builtin_convertvector((i32x8)(b >> 8), f32x8) * 0x1.0p-24f;
+	f32x8 u1 = (__builtin_convertvector((i32x8)(*a >> 1), f32x8) + 0.5f) * 0x1.0p-31f;
+	f32x8 u2 = __builtin_convertvector((i32x8)(*b >> 8), f32x8) * 0x1.0p-24f;
 	f32x8 r = sqrt8(-2.0f * log8(u1)) * std;
 	f32x8 c, s;
 	cossin8(u2, &c, &s);
@@ -231,8 +229,8 @@ static inline __attribute__((always_inline)) void box_muller8(u32x8 a, u32x8 b, 
 				k1 += 0xBB67AE85u;                                 \
 			}                                                         \
 			f32x8 z[4];                                               \
-			box_muller8(c0, c1, std, &z[0], &z[1], SQRT8);                   \
-			box_muller8(c2, c3, std, &z[2], &z[3], SQRT8);                   \
+			box_muller8(&c0, &c1, std, &z[0], &z[1], SQRT8);                   \
+			box_muller8(&c2, &c3, std, &z[2], &z[3], SQRT8);                   \
 			memcpy(out, z, sizeof z);                                 \
 		}                                                                 \
 	}

@@ -66,7 +66,8 @@ typedef void  wtn_update_fn(float **bufs, const float *hyper, int part, int npar
 typedef void  wtn_backward_bp_fn(float **bufs, int n);
 /* One weight-mirror step of layer `layer` (an index into the model's layers;
  * a no-op unless its rule has change=mirror): the kernel asks the runtime for
- * noise x[n, in] in the layer's input slot (wtn_noise), computes the linear
+ * noise x[n, in] in the layer's input slot (wtn_noise, or wtn_noise_begin and
+ * wtn_noise_part from a conv's parallel parts), computes the linear
  * response y = x W^T in the layer's y slot and updates
  * B = (1 - decay) B + (rate / n) y^T x, with the rule's arguments. */
 typedef void  wtn_mirror_fn(float **bufs, int layer, int n);
