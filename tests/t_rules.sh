@@ -119,6 +119,7 @@ fi
 if harness wm $F/wm.wtn; then
 	check "wm mirror steps (harness)" wm --mirror-steps 1500 --seed 1
 	check "wm one step against the reference" wm --seed 2
+	check "the mirror's noise stream" wm --noise --seed 3
 fi
 if binary wm $F/wm.wtn; then
 	if "$T/wm" mirror --steps 1500 --threads 1 >"$T/wm.txt" 2>&1; then

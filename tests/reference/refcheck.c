@@ -14,6 +14,8 @@
  *   refcheck --mirror-steps T [--seed S]
  *                                    T mirror steps per wm layer, W fixed: angle
  *                                    < 5 deg, |B|/|W| within 10% of rate*noise^2/decay
+ *   refcheck --noise [--seed S]      the noise stream: N(0, std^2) by its moments
+ *                                    and tails; the same numbers in slices
  *   refcheck --dump FILE [--seed S] [--b-equals-w]
  *                                    one step, then every param to FILE
  * --expect FILE (from gennet) first checks the model against the source.
@@ -1319,6 +1321,93 @@ static int mode_mirror_steps(Ctx *c, int steps)
 	return c->failures != 0;
 }
 
+/* ---- the noise stream: N(0, std^2), the same numbers in any slices ---- */
+/* Within 6 standard errors of a normal sample's: the mean, variance,
+ * third and fourth moments and the share beyond 1, 2, 3 and 4 std. */
+static void check_noise_moments(Ctx *c, const float *x, long count, double std)
+{
+	double m[5] = { 0 }, beyond[5] = { 0 };
+	for (long i = 0; i < count; i++) {
+		double z = x[i] / std, p = 1;
+		for (int k = 1; k <= 4; k++) {
+			p *= z;
+			m[k] += p / count;
+			beyond[k] += (fabs(z) > k) / (double)count;
+		}
+	}
+	const double want[5] = { 0, 0, 1, 0, 3 }, var[5] = { 0, 1, 2, 15, 96 };
+	const char *name[5] = { "", "mean", "variance", "third moment", "fourth moment" };
+	for (int k = 1; k <= 4; k++) {
+		double se = sqrt(var[k] / count), tail = erfc(k / sqrt(2.0));
+		double tail_se = sqrt(tail * (1 - tail) / count);
+		if (!(fabs(m[k] - want[k]) <= 6 * se)) {
+			fail_head(c);
+			printf("  FAIL noise: %s of %ld values %.5g, want %g (se %.2g)\n", name[k], count,
+			       m[k], want[k], se);
+		}
+		if (!(fabs(beyond[k] - tail) <= 6 * tail_se + 1.0 / count)) {
+			fail_head(c);
+			printf("  FAIL noise: %.5g of %ld values beyond %d std, want %.5g\n", beyond[k],
+			       count, k, tail);
+		}
+	}
+}
+
+static int same_floats(Ctx *c, const char *what, const float *a, const float *b, long count)
+{
+	if (memcmp(a, b, count * sizeof *a) == 0)
+		return 1;
+	fail_head(c);
+	printf("  FAIL noise: %s differs\n", what);
+	return 0;
+}
+
+/* The mirror kernels rely on wtn_noise_part giving a batch's values in any
+ * slices, on any thread, and data-parallel ranks on rt_noise_window giving
+ * their slice of the one batch; both must leave the stream where the
+ * whole batch does. */
+static int mode_noise(Ctx *c)
+{
+	enum { N = 1 << 20, M = 1000 };
+	const float std = 2.5f;
+	float *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+	float *a2 = malloc(M * sizeof *a2), *b2 = malloc(M * sizeof *b2);
+	rt_noise_seed((uint64_t)c->seed);
+	RtRng start = rt_noise_state();
+	wtn_noise(a, N, std);
+	wtn_noise(a2, M, std);
+	check_noise_moments(c, a, N, std);
+	/* slices of uneven length, last first */
+	rt_noise_restore(&start);
+	wtn_noise_begin(N, std);
+	const long cut[] = { 0, 1, 33, 1000, 77777, N / 2 + 3, N };
+	for (int k = 5; k >= 0; k--)
+		wtn_noise_part(b + cut[k], cut[k], cut[k + 1] - cut[k]);
+	wtn_noise(b2, M, std);
+	same_floats(c, "wtn_noise_part in slices against the whole batch", a, b, N) &&
+		same_floats(c, "the batch after slices against after the whole", a2, b2, M);
+	/* a window: values [1001, 1001 + 4096) of the batch, then on */
+	rt_noise_restore(&start);
+	rt_noise_window(1001, N);
+	wtn_noise(b, 4096, std);
+	wtn_noise(b2, M, std);
+	same_floats(c, "a window against its slice of the batch", a + 1001, b, 4096) &&
+		same_floats(c, "the batch after a window against after the whole", a2, b2, M);
+	/* another seed, other numbers */
+	rt_noise_seed((uint64_t)c->seed + 1);
+	wtn_noise(b, M, std);
+	if (memcmp(a, b, M * sizeof *a) == 0) {
+		fail_head(c);
+		printf("  FAIL noise: seeds %ld and %ld give the same numbers\n", c->seed, c->seed + 1);
+	}
+	free(a);
+	free(b);
+	free(a2);
+	free(b2);
+	printf("refcheck --noise: seed %ld: %s\n", c->seed, c->failures ? "FAILED" : "ok");
+	return c->failures != 0;
+}
+
 /* ---- dump mode: one step, then every parameter by name ---- */
 static int mode_dump(Ctx *c, const char *path, int b_equals_w)
 {
@@ -1553,7 +1642,8 @@ int main(int argc, char **argv)
 			seed = atol(argv[++i]);
 		else if (!strcmp(argv[i], "--n") && i + 1 < argc)
 			n = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--fd") || !strcmp(argv[i], "--fa-props"))
+		else if (!strcmp(argv[i], "--fd") || !strcmp(argv[i], "--fa-props") ||
+		         !strcmp(argv[i], "--noise"))
 			mode = argv[i] + 2;
 		else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
 			mode = "dump", dump_path = argv[++i];
@@ -1566,7 +1656,7 @@ int main(int argc, char **argv)
 			b_equals_w = 1;
 		else {
 			fprintf(stderr, "usage: refcheck [--seed S] [--n N] [--expect FILE] "
-			        "[--fd | --fa-props | --rule-props STEPS | --mirror-steps STEPS |\n"
+			        "[--fd | --fa-props | --noise | --rule-props STEPS | --mirror-steps STEPS |\n"
 			        "                 --dump FILE [--b-equals-w]]\n");
 			return 2;
 		}
@@ -1585,5 +1675,7 @@ int main(int argc, char **argv)
 		return mode_mirror_steps(&c, steps);
 	if (!strcmp(mode, "dump"))
 		return mode_dump(&c, dump_path, b_equals_w);
+	if (!strcmp(mode, "noise"))
+		return mode_noise(&c);
 	return mode_reference(&c);
 }
