@@ -21,7 +21,7 @@
 #endif
 
 /* the state in an RtRng (resumable checkpoints): key, next value, 0, tag */
-enum { NOISE_TAG = 0x7068696c6f78ULL };   /* "philox" */
+static const uint64_t NOISE_TAG = 0x7068696c6f78ULL;   /* "philox" */
 static uint64_t noise_key, noise_next;
 static bool noise_seeded;
 /* rt_noise_window: the next batch is values [window_first, +count) of a
@@ -58,6 +58,12 @@ void rt_noise_restore(const RtRng *r)
 {
 	noise_key = r->s[0];
 	noise_next = r->s[1];
+	/* A checkpoint from before this stream holds a xoshiro state: its
+	 * stream cannot be continued, so a new one starts from all its words. */
+	if (r->s[3] != NOISE_TAG) {
+		noise_key = rt_mix64(r->s[0] ^ rt_mix64(r->s[1] ^ rt_mix64(r->s[2] ^ r->s[3])));
+		noise_next = 0;
+	}
 	noise_seeded = true;
 }
 
