@@ -3,8 +3,8 @@
  * repeatable.
  *
  * The stream is counter-based: value v of the stream is a pure function of
- * (key, v): Philox4x32-10 (Salmon et al. 2011) turns block v / 4 into four
- * 32-bit words, and Box-Muller turns each pair of words into two normals.
+ * (key, v): Philox4x32-10 (Salmon et al. 2011) turns a block number into
+ * four 32-bit words, and Box-Muller each pair of words into two normals.
  * So any slice of a noise batch can be made on its own, in any order and on
  * any thread, and gives the same numbers: the mirror kernels fill each
  * part's samples inside their parallel loop (wtn_noise_part), and a rank of
@@ -106,13 +106,13 @@ static inline u32x8 mul_even_avx2(u32x8 a, uint32_t m)
 		*hi = ((u32x8)((u64x4)even >> 32) & ~odd_mask) | (odd & odd_mask); \
 		*lo = (even & ~odd_mask) | ((u32x8)((u64x4)odd << 32) & odd_mask); \
 	}
-static inline __attribute__((always_inline)) void mulhilo_sse2(u32x8 a, uint32_t m, u32x8 *hi, u32x8 *lo)
+static inline __attribute__((always_inline)) void mulhilo_base(u32x8 a, uint32_t m, u32x8 *hi, u32x8 *lo)
 	MULHILO_BODY(mul_even_sse2)
 __attribute__((target("avx2")))
 static inline void mulhilo_avx2(u32x8 a, uint32_t m, u32x8 *hi, u32x8 *lo)
 	MULHILO_BODY(mul_even_avx2)
 #else
-static inline __attribute__((always_inline)) void mulhilo_sse2(u32x8 a, uint32_t m, u32x8 *hi, u32x8 *lo)
+static inline __attribute__((always_inline)) void mulhilo_base(u32x8 a, uint32_t m, u32x8 *hi, u32x8 *lo)
 {
 	for (int j = 0; j < 8; j++) {
 		uint64_t p = (uint64_t)a[j] * m;
@@ -122,24 +122,15 @@ static inline __attribute__((always_inline)) void mulhilo_sse2(u32x8 a, uint32_t
 }
 #endif
 
-/* natural log of x in (0, 1] (Cephes logf) */
+/* natural log of x in (0, 1] (Cephes logf); vector casts keep the bits */
 static inline __attribute__((always_inline)) f32x8 log8(f32x8 x)
 {
-	i32x8 bits;
-	memcpy(&bits, &x, sizeof bits);
+	i32x8 bits = (i32x8)x;
 	f32x8 e = __builtin_convertvector(((bits >> 23) & 0xff) - 126, f32x8);
-	i32x8 mb = (bits & 0x807fffff) | 0x3f000000;   /* mantissa in [0.5, 1) */
-	f32x8 m;
-	memcpy(&m, &mb, sizeof m);
-	i32x8 small = m < 0.707106781186547524f;       /* then m+m-1, e-1 */
-	f32x8 one;
-	i32x8 ones = small & (i32x8)splat(1.0f);
-	memcpy(&one, &ones, sizeof one);
-	e -= one;
-	i32x8 mk = small & (i32x8)m;
-	f32x8 madd;
-	memcpy(&madd, &mk, sizeof madd);
-	x = m + madd - 1.0f;
+	f32x8 m = (f32x8)((bits & 0x807fffff) | 0x3f000000);   /* mantissa in [0.5, 1) */
+	i32x8 small = m < 0.707106781186547524f;               /* then 2m - 1 and e - 1 */
+	e -= (f32x8)(small & (i32x8)splat(1.0f));
+	x = m + (f32x8)(small & (i32x8)m) - 1.0f;
 	f32x8 z = x * x;
 	f32x8 y = 7.0376836292E-2f * x - 1.1514610310E-1f;
 	y = y * x + 1.1676998740E-1f;
@@ -166,16 +157,9 @@ static inline __attribute__((always_inline)) void cossin8(f32x8 t, f32x8 *c, f32
 	f32x8 cs = ((2.443315711809948E-5f * z - 1.388731625493765E-3f) * z
 	            + 4.166664568298827E-2f) * z * z - 0.5f * z + 1.0f;
 	i32x8 swap = (q & 1) != 0, neg_c = ((q + 1) & 2) != 0, neg_s = (q & 2) != 0;
-	i32x8 ci, si, sign = (i32x8)splat(-0.0f);
-	i32x8 csb, snb;
-	memcpy(&csb, &cs, sizeof csb);
-	memcpy(&snb, &sn, sizeof snb);
-	ci = (swap & snb) | (~swap & csb);
-	si = (swap & csb) | (~swap & snb);
-	ci ^= neg_c & sign;
-	si ^= neg_s & sign;
-	memcpy(c, &ci, sizeof *c);
-	memcpy(s, &si, sizeof *s);
+	i32x8 sign = (i32x8)splat(-0.0f), cb = (i32x8)cs, sb = (i32x8)sn;
+	*c = (f32x8)(((swap & sb) | (~swap & cb)) ^ (neg_c & sign));
+	*s = (f32x8)(((swap & cb) | (~swap & sb)) ^ (neg_s & sign));
 }
 
 static inline __attribute__((always_inline)) f32x8 sqrt8(f32x8 v)
@@ -202,11 +186,11 @@ static inline f32x8 sqrt8_avx2(f32x8 v)
  * from 31 bits (|z| stays below 6.7 std), the angle from 24 bits. */
 typedef f32x8 sqrt8_fn(f32x8 v);
 static inline __attribute__((always_inline)) void box_muller8(const u32x8 *a, const u32x8 *b, float std,
-                                                              f32x8 *z0, f32x8 *z1, sqrt8_fn *sqrt8)
+                                                              f32x8 *z0, f32x8 *z1, sqrt8_fn *root)
 {
 	f32x8 u1 = (__builtin_convertvector((i32x8)(*a >> 1), f32x8) + 0.5f) * 0x1.0p-31f;
 	f32x8 u2 = __builtin_convertvector((i32x8)(*b >> 8), f32x8) * 0x1.0p-24f;
-	f32x8 r = sqrt8(-2.0f * log8(u1)) * std;
+	f32x8 r = root(-2.0f * log8(u1)) * std;
 	f32x8 c, s;
 	cossin8(u2, &c, &s);
 	*z0 = r * c;
@@ -242,7 +226,7 @@ static inline __attribute__((always_inline)) void box_muller8(const u32x8 *a, co
 	}
 
 static void make_groups_base(uint64_t key, uint64_t group, long groups, float std, float *out)
-	MAKE_GROUPS_BODY(mulhilo_sse2, sqrt8)
+	MAKE_GROUPS_BODY(mulhilo_base, sqrt8)
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2")))
