@@ -30,6 +30,16 @@ static long window_first, window_total;
 /* the batch wtn_noise_begin started: its first value and std */
 static uint64_t batch_base;
 static float batch_std;
+/* the CPU has AVX2: set with the seed, before any thread makes noise */
+static bool noise_avx2;
+
+static void noise_setup(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	noise_avx2 = __builtin_cpu_supports("avx2");
+#endif
+	noise_seeded = true;
+}
 
 void rt_noise_seed(uint64_t seed)
 {
@@ -37,7 +47,7 @@ void rt_noise_seed(uint64_t seed)
 	 * differently. */
 	noise_key = rt_mix64(seed ^ 0x6e6f6973656e6f69ULL);
 	noise_next = 0;
-	noise_seeded = true;
+	noise_setup();
 }
 
 void rt_noise_window(long first, long total)
@@ -64,7 +74,7 @@ void rt_noise_restore(const RtRng *r)
 		noise_key = rt_mix64(r->s[0] ^ rt_mix64(r->s[1] ^ rt_mix64(r->s[2] ^ r->s[3])));
 		noise_next = 0;
 	}
-	noise_seeded = true;
+	noise_setup();
 }
 
 /* ---- eight Philox blocks, 32 normals, at a time ---- */
@@ -237,10 +247,7 @@ static void make_groups_avx2(uint64_t key, uint64_t group, long groups, float st
 static void make_groups_any(uint64_t key, uint64_t group, long groups, float std, float *out)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-	static int avx2 = -1;
-	if (avx2 < 0)
-		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-	if (avx2) {
+	if (noise_avx2) {
 		make_groups_avx2(key, group, groups, std, out);
 		return;
 	}
@@ -296,7 +303,7 @@ static void noise_range(void *ctx, long lo, long hi, int part)
 void wtn_noise(float *dst, long count, float std)
 {
 	wtn_noise_begin(count, std);
-	/* parts of whole groups of 32 values; small batches in one */
+	/* split between the threads; small batches in one piece */
 	long groups = (count + 31) / 32;
 	if (groups < 64) {
 		wtn_noise_part(dst, 0, count);
