@@ -459,7 +459,7 @@ static bool helper_reads_slots(const char *what)
 {
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
 	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
-	                                   "dc_mirror_body" };
+	                                   "dc_mirror_body", "tc_fwd", "tc_bwd" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -1098,6 +1098,209 @@ static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	return f;
 }
 
+/* ---- register-tiled direct convolution ----
+ * A stride-1 conv on many channels through im2col spends its time copying:
+ * every input pixel written kh*kw times into columns, which OpenBLAS then
+ * packs again (and the data gradient writes columns of errors and adds
+ * them back, col2im). Instead each sample is copied once into a
+ * zero-padded NHWC image and the products read it in place: an output
+ * pixel's patch is, for each kernel row i, kw*C consecutive floats of the
+ * padded image. A tile of TC_PIX pixels by 8*NV output channels keeps its
+ * sums in registers across the whole patch (one broadcast input value per
+ * pixel, NV weight vectors per tap), and the bias and relu are applied as
+ * the tile is stored. The data gradient is the same kernel: a "full"
+ * correlation of the error, padded by kh-1-pad, with the kernel flipped
+ * and its channels swapped. The weight gradient sums, per kernel row and
+ * per tile of 8*TV patch entries by FB filters, the products over a
+ * sample's pixels in registers, then adds them to the part's partials. */
+typedef struct TiledGeo {
+	long xw, xsize;   /* padded input: row length (pixels), floats per sample */
+	long dw, dsize;   /* padded error, for the data gradient: the same */
+} TiledGeo;
+
+static bool conv_tiled(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+{
+	Shape in = l->in_shape;
+	if (l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l) || in.c % 8
+	    || l->out_shape.c % 8 || l->pad >= l->kh || l->pad >= l->kw || l->aux < 0)
+		return false;
+	g->xw = in.w + 2L * l->pad;
+	g->xsize = (in.h + 2L * l->pad) * g->xw * in.c;
+	g->dw = in.w + l->kw - 1L;
+	g->dsize = (in.h + l->kh - 1L) * g->dw * l->out_shape.c;
+	return g->xsize + g->dsize <= ir_col_part_elems(net);
+}
+
+/* tc_pad(src, dst): one sample into the interior of its padded image; the
+ * border stays as the caller zeroed it. Variant 0: the input (pad each
+ * side); 1: the output's error (kh-1-pad, kw-1-pad each side). */
+static LLVMValueRef build_tc_pad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	TiledGeo g;
+	conv_tiled(cg->net, l, &g);
+	Shape s = variant ? l->out_shape : l->in_shape;
+	long width = variant ? g.dw : g.xw;
+	long top = variant ? l->kh - 1 - l->pad : l->pad, left = variant ? l->kw - 1 - l->pad : l->pad;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef src = LLVMGetParam(f, 0), dst = LLVMGetParam(f, 1);
+	Loop lh, le;
+	long row = (long)s.w * s.c;
+	LLVMValueRef h = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, s.h));
+	LLVMValueRef to = iadd(cg, imul(cg, iadd(cg, h, ci64(cg, top)), width * s.c), ci64(cg, left * s.c));
+	LLVMValueRef from = imul(cg, h, row);
+	LLVMValueRef e = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, row));
+	store_f32(cg, load_f32(cg, src, iadd(cg, from, e)), dst, iadd(cg, to, e));
+	loop_end(cg, &le);
+	loop_end(cg, &lh);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* tc_weights(dst, src): the kernel, PyTorch order [F, C, kh, kw], as the
+ * tile reads it. Variant 0 (forward): dst[i, j, c][f] = W[f, c, i, j];
+ * 1 (data gradient): dst[i, j, f][c] = W[f, c, kh-1-i, kw-1-j]. */
+static LLVMValueRef build_tc_weights(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int F = l->out_shape.c, C = l->in_shape.c, kh = l->kh, kw = l->kw;
+	int outer = variant ? F : C, inner = variant ? C : F;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef dst = LLVMGetParam(f, 0), src = LLVMGetParam(f, 1);
+	Loop li_, lj, la, lb;
+	LLVMValueRef i = loop_begin(cg, &li_, ci64(cg, 0), ci64(cg, kh));
+	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, kw));
+	LLVMValueRef a = loop_begin(cg, &la, ci64(cg, 0), ci64(cg, outer));
+	LLVMValueRef b = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, inner));
+	LLVMValueRef di = iadd(cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, i, kw), j), outer), a), inner), b);
+	LLVMValueRef fi = variant ? a : b, ci = variant ? b : a, si, sj;
+	if (variant) {
+		si = LLVMBuildSub(cg->b, ci64(cg, kh - 1), i, "");
+		sj = LLVMBuildSub(cg->b, ci64(cg, kw - 1), j, "");
+	} else {
+		si = i, sj = j;
+	}
+	LLVMValueRef s = iadd(cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, fi, C), ci), kh), si), kw), sj);
+	store_f32(cg, load_f32(cg, src, s), dst, di);
+	loop_end(cg, &lb);
+	loop_end(cg, &la);
+	loop_end(cg, &lj);
+	loop_end(cg, &li_);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void emit_tc_weights(Cg *cg, const IRLayer *l, int li, int variant, LLVMValueRef dst,
+                            LLVMValueRef src)
+{
+	LLVMValueRef args[] = { dst, src };
+	call_fn(cg, helper(cg, build_tc_weights, "tc_weights", l, li, variant), args, 2);
+}
+
+enum { TC_PIX_REGS = 12 };   /* accumulators of a tile: 16 ymm less weights and broadcast */
+
+/* tc_tile(src, wts, out, b): every output pixel of one sample from its
+ * padded image src and the tile's weights (tc_weights). Variant 0: the
+ * forward, out = b + sum, relu applied here (other activations after);
+ * 1: the data gradient, out = sum; 2: out += sum. */
+static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	TiledGeo g;
+	conv_tiled(cg->net, l, &g);
+	bool data = variant != 0;
+	Shape o = data ? l->in_shape : l->out_shape;
+	int cs = data ? l->out_shape.c : l->in_shape.c, co = o.c;
+	long pitch = (data ? g.dw : g.xw) * cs, taps = (long)l->kw * cs;
+	int nv = co % 16 == 0 ? 2 : 1, R = TC_PIX_REGS / nv;
+	long P = pixels(o), tiles = (P + R - 1) / R;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef src = LLVMGetParam(f, 0), wts = LLVMGetParam(f, 1);
+	LLVMValueRef out = LLVMGetParam(f, 2), bias = LLVMGetParam(f, 3);
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], base[TC_PIX_REGS];
+	for (int k = 0; k < R * nv; k++)
+		acc[k] = entry_var(cg, v8, zero);
+	Loop lt, lf, li2, le;
+	LLVMValueRef p0 = imul(cg, loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, tiles)), R);
+	for (int r = 0; r < R; r++) {   /* a short last tile repeats its last pixel */
+		LLVMValueRef p = iadd(cg, p0, ci64(cg, r));
+		p = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, p, ci64(cg, P), ""), p,
+		                    ci64(cg, P - 1), "");
+		LLVMValueRef oh = LLVMBuildSDiv(cg->b, p, ci64(cg, o.w), "");
+		LLVMValueRef ow = LLVMBuildSRem(cg->b, p, ci64(cg, o.w), "");
+		base[r] = iadd(cg, imul(cg, oh, pitch), imul(cg, ow, cs));
+	}
+	LLVMValueRef fo = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, co / (8 * nv))), 8L * nv);
+	for (int k = 0; k < R * nv; k++)
+		LLVMBuildStore(cg->b, zero, acc[k]);
+	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
+	LLVMValueRef xo = imul(cg, i, pitch), wr = imul(cg, i, taps);
+	LLVMValueRef t = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, taps));
+	LLVMValueRef wi = iadd(cg, imul(cg, iadd(cg, wr, t), co), fo), w[2];
+	for (int v = 0; v < nv; v++)
+		w[v] = load_v8(cg, wts, iadd(cg, wi, ci64(cg, 8L * v)));
+	LLVMValueRef xt = iadd(cg, xo, t);
+	for (int r = 0; r < R; r++) {
+		LLVMValueRef xv = splat_v8(cg, load_f32(cg, src, iadd(cg, base[r], xt)));
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
+			LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, w[v], a), acc[r * nv + v]);
+		}
+	}
+	loop_end(cg, &le);
+	loop_end(cg, &li2);
+	for (int r = 0; r < R; r++) {
+		LLVMValueRef p = iadd(cg, p0, ci64(cg, r));
+		LLVMBasicBlockRef join = P % R && r ? if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntSLT, p, ci64(cg, P), "")) : NULL;
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef at = iadd(cg, iadd(cg, imul(cg, p, co), fo), ci64(cg, 8L * v));
+			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
+			if (variant == 0 && l->b >= 0)
+				s = LLVMBuildFAdd(cg->b, s, load_v8(cg, bias, iadd(cg, fo, ci64(cg, 8L * v))), "");
+			if (variant == 0 && l->act == ACT_RELU)   /* olt keeps NaN, as emit_act */
+				s = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, s, zero, ""), zero, s, "");
+			if (variant == 2)
+				s = LLVMBuildFAdd(cg->b, load_v8(cg, out, at), s, "");
+			store_v8(cg, s, out, at);
+		}
+		if (join)
+			if_end(cg, join);
+	}
+	loop_end(cg, &lf);
+	loop_end(cg, &lt);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Forward of a tiled conv over samples [lo, hi): per sample its padded
+ * image, then the tiles; W is already in tile order (wp). */
+static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	TiledGeo g;
+	conv_tiled(cg->net, l, &g);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b), xp = part_columns(cg, &cs, r.part);
+	emit_zero(cg, xp, ci64(cg, g.xsize));
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 0);
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
+	LLVMValueRef a2[] = { xp, cs.wp, ys, b };
+	call_fn(cg, tile, a2, 4);
+	if (l->act != ACT_RELU)   /* relu is done as the tile is stored */
+		emit_bias_act(cg, l, li, ys, null_f32(cg), ci64(cg, pixels(l->out_shape)));
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
 	DirectGeo g;
@@ -1112,6 +1315,12 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 		return;
 	}
 	ConvScratch cs = conv_scratch(cg, bufs, l);
+	TiledGeo tg;
+	if (conv_tiled(cg->net, l, &tg)) {
+		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
+		emit_parallel(cg, helper(cg, build_tc_fwd_body, "tc_fwd", l, li, 0), bufs, n);
+		return;
+	}
 	if (cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W), NULL);
 	emit_parallel(cg, helper(cg, build_conv_fwd_body, "conv_fwd", l, li, 0), bufs, n);
@@ -2140,6 +2349,128 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	return f;
 }
 
+/* tc_wgrad(xp, d, G): G[f, i, j, c] (patch order) += the products of one
+ * sample's padded image with its error, summed over its pixels: per kernel
+ * row i, tiles of TV vectors of (j, c) by FB filters kept in registers. */
+static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	TiledGeo g;
+	conv_tiled(cg->net, l, &g);
+	Shape out = l->out_shape;
+	int C = l->in_shape.c, F = out.c;
+	long patch = ir_conv_patch(l), taps = (long)l->kw * C, nt = taps / 8;
+	int TV = 5, FB;
+	while (nt % TV)
+		TV--;
+	for (FB = TC_PIX_REGS / TV; F % FB; FB--)
+		;
+	/* blocks of RB output rows, whose error and image rows stay in L1
+	 * (24 KB) while every tile passes over them */
+	int RB = out.h;
+	while (RB > 1 && (out.h % RB
+	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (24L << 10)))
+		RB--;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), G = LLVMGetParam(f, 2);
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], xv[5];
+	for (int k = 0; k < TV * FB; k++)
+		acc[k] = entry_var(cg, v8, zero);
+	Loop lb, li2, lt, lf, lh, lw;
+	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
+	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
+	LLVMValueRef t0 = imul(cg, loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, nt / TV)), 8L * TV);
+	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / FB)), FB);
+	for (int k = 0; k < TV * FB; k++)
+		LLVMBuildStore(cg->b, zero, acc[k]);
+	LLVMValueRef oh = loop_begin(cg, &lh, oh0, iadd(cg, oh0, ci64(cg, RB)));
+	LLVMValueRef xrow = iadd(cg, imul(cg, iadd(cg, oh, i), g.xw * C), t0);
+	LLVMValueRef drow = iadd(cg, imul(cg, oh, (long)out.w * F), f0);
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef xb = iadd(cg, xrow, imul(cg, ow, C)), db = iadd(cg, drow, imul(cg, ow, F));
+	for (int v = 0; v < TV; v++)
+		xv[v] = load_v8(cg, xp, iadd(cg, xb, ci64(cg, 8L * v)));
+	for (int q = 0; q < FB; q++) {
+		LLVMValueRef dv = splat_v8(cg, load_f32(cg, d, iadd(cg, db, ci64(cg, q))));
+		for (int v = 0; v < TV; v++) {
+			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[q * TV + v], "");
+			LLVMBuildStore(cg->b, fmuladd_v8(cg, dv, xv[v], a), acc[q * TV + v]);
+		}
+	}
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	LLVMValueRef grow = iadd(cg, imul(cg, i, taps), t0);
+	for (int q = 0; q < FB; q++)
+		for (int v = 0; v < TV; v++) {
+			LLVMValueRef at = iadd(cg, iadd(cg, imul(cg, iadd(cg, f0, ci64(cg, q)), patch), grow),
+			                       ci64(cg, 8L * v));
+			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[q * TV + v], "");
+			store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, G, at), a, ""), G, at);
+		}
+	loop_end(cg, &lf);
+	loop_end(cg, &lt);
+	loop_end(cg, &li2);
+	loop_end(cg, &lb);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Backward of a tiled conv over samples [lo, hi), into this part's
+ * gradient partials (variant bits as build_conv_bwd_body): finish the
+ * error, then per sample its padded image and the weight gradient, and,
+ * if the input needs it, the padded error and the data gradient's tiles
+ * (M flipped in wp). */
+static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	const IRNetwork *net = cg->net;
+	TiledGeo g;
+	conv_tiled(net, l, &g);
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
+	bool send = variant & CB_SEND;
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
+	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
+	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, G, ci64(cg, (long)F * patch)), to_i32(cg, cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	emit_zero(cg, G, ci64(cg, (long)F * patch));
+	LLVMValueRef xp = part_columns(cg, &cs, r.part), dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	emit_zero(cg, xp, ci64(cg, g.xsize));
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef wg = helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
+	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
+	if (send) {
+		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
+		emit_zero(cg, dp, ci64(cg, g.dsize));
+		dpad = helper(cg, build_tc_pad, "tc_pad", l, li, 1);
+		tile = helper(cg, build_tc_tile, "tc_tile", l, li, (variant & CB_ACCUMULATE) ? 2 : 1);
+	}
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef ds = elem_ptr(cg, d, imul(cg, s, l->out));
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { xp, ds, G };
+	call_fn(cg, wg, a2, 3);
+	if (send) {
+		LLVMValueRef a3[] = { ds, dp };
+		call_fn(cg, dpad, a3, 2);
+		LLVMValueRef a4[] = { dp, cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)), null_f32(cg) };
+		call_fn(cg, tile, a4, 4);
+	}
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* gW and gb from the parts' partials: sums over the parts that ran, W's
  * gradient from patch order [F, kh, kw, C] to PyTorch's [F, C, kh, kw].
  * Params (gW, gb, partials, parts); variant 1: the layer has a bias. */
@@ -2209,13 +2540,18 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 		return;
 	}
 	DirectGeo g;
+	TiledGeo tg;
 	bool small = !send && conv_small_direct(cg->net, l, &g);
+	bool tiled = conv_tiled(cg->net, l, &tg);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
-	if (send && cs.wp)
+	if (send && tiled)
+		emit_tc_weights(cg, l, li, 1, cs.wp, M);
+	else if (send && cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
 	            | (carry == l->B ? CB_CARRY_B : 0);
-	LLVMValueRef body = small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
+	LLVMValueRef body = tiled ? helper(cg, build_tc_bwd_body, "tc_bwd", l, li, variant)
+	                  : small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
 	                          : helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
 	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
 	LLVMValueRef args[] = { gW, opt_slot_ptr(cg, bw->bufs, l->gb),

@@ -146,8 +146,17 @@ build fd_new_kinds $R/new_kinds.wtn --feedback h1=bp --feedback h2=bp &&
 build fd_new_kinds_conv $R/new_kinds_conv.wtn --feedback c1=bp &&
 	check fd_new_kinds_conv "new_kinds_conv.wtn, all bp" --fd --seed 1
 
+# 5. convs on the register-tiled direct path (multiples of eight channels)
+if build conv_tiled $R/conv_tiled.wtn; then
+	check conv_tiled "tests/reference/conv_tiled.wtn" --seed 1
+	check conv_tiled "tests/reference/conv_tiled.wtn" --seed 2
+fi
+sed 's/act=relu/act=tanh/' $R/conv_tiled.wtn >"$T/fd_conv_tiled.wtn"   # smooth, for differences
+build fd_conv_tiled "$T/fd_conv_tiled.wtn" --feedback c3=bp &&
+	check fd_conv_tiled "conv_tiled.wtn, relu as tanh, all bp" --fd --seed 1
+
 if [ $failed = 0 ]; then
-	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm and gelu ok"
+	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu and tiled convs ok"
 else
 	echo "t_reference: $failed failing case(s)"
 fi
