@@ -52,6 +52,9 @@ $(B)/compiler/%.o: compiler/%.c compiler/wtnc.h runtime/wtn_version.h $(B)/gramm
 $(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+# noise.c's vector helpers are always inlined: no vector crosses a call,
+# so GCC's note on the AVX calling convention does not apply.
+$(B)/runtime/noise.o: WARN += -Wno-psabi
 
 # The sweep report reads metrics files with the runtime's JSON parser.
 $(B)/wtnc: $(COMPILER_OBJ) $(B)/runtime/json.o

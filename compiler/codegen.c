@@ -458,7 +458,8 @@ static void emit_zero(Cg *cg, LLVMValueRef dst, LLVMValueRef count)
 static bool helper_reads_slots(const char *what)
 {
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
-	                                   "dc_bwd_body", "eltwise_body" };
+	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
+	                                   "dc_mirror_body" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -1034,17 +1035,18 @@ static LLVMValueRef build_dc_fwd(Cg *cg, const IRLayer *l, int li, int variant)
 }
 
 typedef struct DcOut { const IRLayer *l; int bias; LLVMValueRef yt, src; long len;
-                      LLVMValueRef y, dst, b; } DcOut;
+                      LLVMValueRef y, dst, b; bool linear; } DcOut;
 static void dc_out_elem(Cg *cg, void *ctx, LLVMValueRef fi)
 {
 	DcOut *co = ctx;
 	LLVMValueRef v = load_f32(cg, co->yt, iadd(cg, co->src, imul(cg, fi, co->len)));
 	if (co->bias)
 		v = fadd(cg, v, load_f32(cg, co->b, fi));
-	store_f32(cg, emit_act(cg, co->l->act, v), co->y, iadd(cg, co->dst, fi));
+	store_f32(cg, co->linear ? v : emit_act(cg, co->l->act, v), co->y, iadd(cg, co->dst, fi));
 }
 
-/* dc_out(yt, y, b): one sample's output, NHWC, y = f(yt + b); variant 1: a bias */
+/* dc_out(yt, y, b): one sample's output, NHWC, y = f(yt + b); variant 1: a
+ * bias; variant 2: y = yt, the linear response (the mirror) */
 static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	DirectGeo g;
@@ -1058,7 +1060,7 @@ static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
 	LLVMValueRef src = iadd(cg, imul(cg, oh, g.wp), ow);
 	LLVMValueRef dst = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
-	DcOut co = { l, variant, yt, src, g.len, y, dst, b };
+	DcOut co = { l, variant & 1, yt, src, g.len, y, dst, b, variant == 2 };
 	emit_each(cg, out.c, dc_out_elem, &co);
 	loop_end(cg, &lw);
 	loop_end(cg, &lh);
@@ -2943,27 +2945,174 @@ static void build_update(Cg *cg)
 
 /* ---- mirror ---- */
 
-/* What a conv mirror step does with each chunk's response y_c and
- * columns col_c: G = beta G + alpha y_c^T col_c, beta = first ? b0 : 1. */
-typedef struct MirrorCtx { LLVMValueRef alpha, G, beta0; } MirrorCtx;
-
-static void mirror_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
-                        LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
-                        LLVMValueRef first, void *ctx)
+/* wtn_noise_begin(count, std) and wtn_noise_part(dst, first, count): the
+ * runtime's noise in slices, declared on first use. */
+static void emit_noise_call(Cg *cg, const char *name, LLVMValueRef *args, int nargs)
 {
-	const MirrorCtx *mc = ctx;
+	LLVMTypeRef begin[] = { cg->t_i64, cg->t_f32 }, part[] = { cg->t_pf32, cg->t_i64, cg->t_i64 };
+	LLVMTypeRef ty = LLVMFunctionType(cg->t_void, nargs == 2 ? begin : part, (unsigned)nargs, 0);
+	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
+	if (!f)
+		f = LLVMAddFunction(cg->mod, name, ty);
+	LLVMBuildCall2(cg->b, ty, f, args, (unsigned)nargs, "");
+}
+
+/* This part's samples [lo, hi) of the noise batch, into x */
+static void emit_noise_part(Cg *cg, LLVMValueRef x, const IRLayer *l, LLVMValueRef lo,
+                            LLVMValueRef hi)
+{
+	LLVMValueRef first = imul(cg, lo, l->in);
+	LLVMValueRef args[] = { elem_ptr(cg, x, first), first,
+	                        imul(cg, LLVMBuildSub(cg->b, hi, lo, ""), l->in) };
+	emit_noise_call(cg, "wtn_noise_part", args, 3);
+}
+
+/* This part's mirror partials (patch order, as for the weight gradient). */
+static LLVMValueRef part_partials(Cg *cg, LLVMValueRef bufs, LLVMValueRef part)
+{
+	return elem_ptr(cg, slot_ptr(cg, bufs, ir_partials_slot(cg->net)),
+	                imul(cg, part, ir_partials_stride(cg->net)));
+}
+
+/* A conv mirror step on noise samples [lo, hi), an im2col conv: the noise,
+ * then per chunk the columns, y = col W^T and this part's partials
+ * G (+)= y^T col, all while the chunk is in cache. W is already in patch
+ * order (wp) where it needs to be. */
+static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	LLVMValueRef beta = LLVMBuildSelect(cg->b, first, mc->beta0, cf32(cg, 1), "");
-	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), to_i32(cg, rows), mc->alpha, y, F,
-	             col, patch, beta, mc->G, patch);
+	long pix = pixels(l->out_shape);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef w = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, l->W);
+	LLVMValueRef G = part_partials(cg, r.bufs, r.part), col = part_columns(cg, &cs, r.part);
+	emit_noise_part(cg, x, l, r.lo, r.hi);
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	Chunks ck;
+	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	call_fn(cg, im2col, args, 3);
+	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
+	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
+	emit_sgemm(cg, 0, 1, rows, ci32(cg, F), ci32(cg, patch), col, patch, w, patch, 0.0, yc, F);
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
+	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), yc, F,
+	             col, patch, beta, G, patch);
+	chunks_end(cg, &ck);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* dc_trim(yt): zero the columns of the output planes past each row (and
+ * past the last), which dc_fwd computes and dc_out drops, so that the
+ * planes can serve as dc_wgrad's error planes. */
+static LLVMValueRef build_dc_trim(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	Shape out = l->out_shape;
+	LLVMTypeRef ps[] = { cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 1, true);
+	LLVMValueRef yt = LLVMGetParam(f, 0);
+	Loop lf, lh, lw;
+	LLVMValueRef plane = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, out.c)), g.len);
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef row = iadd(cg, plane, imul(cg, oh, g.wp));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, out.w), ci64(cg, g.wp));
+	store_f32(cg, cf32(cg, 0), yt, iadd(cg, row, ow));
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	LLVMValueRef e = loop_begin(cg, &lw, ci64(cg, (long)out.h * g.wp), ci64(cg, g.len));
+	store_f32(cg, cf32(cg, 0), yt, iadd(cg, plane, e));
+	loop_end(cg, &lw);
+	loop_end(cg, &lf);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* A conv mirror step on noise samples [lo, hi) of a direct conv (few input
+ * channels, as training does it): the noise, then per sample the padded
+ * planes, y's planes (dc_fwd), y itself (linear), and this part's partials
+ * G += the correlation of y's planes with the input's (dc_wgrad). */
+static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	DirectGeo g;
+	conv_small_direct(cg->net, l, &g);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), G = part_partials(cg, r.bufs, r.part);
+	emit_zero(cg, G, ci64(cg, l->out_shape.c * ir_conv_patch(l)));
+	LLVMValueRef xp = part_columns(cg, &cs, r.part);
+	LLVMValueRef yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	emit_noise_part(cg, x, l, r.lo, r.hi);
+	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
+	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
+	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, 2);
+	LLVMValueRef trim = helper(cg, build_dc_trim, "dc_trim", l, li, 0);
+	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { xp, w, yt };
+	call_fn(cg, fwd, a2, 3);
+	LLVMValueRef a3[] = { yt, elem_ptr(cg, y, imul(cg, s, l->out)), LLVMConstNull(cg->t_pf32) };
+	call_fn(cg, out, a3, 3);
+	call_fn(cg, trim, &yt, 1);
+	LLVMValueRef a4[] = { xp, G, yt };
+	call_fn(cg, wg, a4, 3);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* B = keep B + alpha (the parts' partials summed), from patch order
+ * [F, kh, kw, C] to PyTorch's [F, C, kh, kw]: the mirror's decay and its
+ * update in one pass. Params (B, partials, parts, alpha, keep). */
+static LLVMValueRef build_mirror_fold(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
+	long stride = ir_partials_stride(cg->net);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32, cg->t_f32, cg->t_f32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
+	LLVMValueRef B = LLVMGetParam(f, 0), P = LLVMGetParam(f, 1);
+	LLVMValueRef parts = n64(cg, LLVMGetParam(f, 2));
+	LLVMValueRef alpha = LLVMGetParam(f, 3), keep = LLVMGetParam(f, 4);
+	Loop lf, lq, lc, lp;
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, Q));
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef src = iadd(cg, imul(cg, fi, (long)Q * C), iadd(cg, imul(cg, q, C), c));
+	LLVMValueRef dst = iadd(cg, imul(cg, fi, (long)C * Q), iadd(cg, imul(cg, c, Q), q));
+	LLVMValueRef sum = entry_var(cg, cg->t_f32, load_f32(cg, P, src));
+	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 1), parts);
+	LLVMValueRef v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), src));
+	LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), v), sum);
+	loop_end(cg, &lp);
+	LLVMValueRef upd = fmul(cg, alpha, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""));
+	store_f32(cg, fadd(cg, fmul(cg, keep, load_f32(cg, B, dst)), upd), B, dst);
+	loop_end(cg, &lc);
+	loop_end(cg, &lq);
+	loop_end(cg, &lf);
+	LLVMBuildRetVoid(cg->b);
+	return f;
 }
 
 /* One mirror step of layer l: noise x in its input slot ([n, in]; images
  * for conv), linear response y = x W^T (conv: y = conv(x), no bias) in its
  * y slot, then B = (1 - decay) B + (rate / n) y^T x (conv: y^T col(x)
  * over all n*OH*OW output pixels, divided by n*OH*OW rather than n, so that
- * the fixed point is rate * noise^2 / decay * W as for dense layers; summed
- * chunk by chunk in patch order, then folded into B). */
+ * the fixed point is rate * noise^2 / decay * W as for dense layers). The
+ * decay rides in the last product's beta (or the conv's fold). A conv with
+ * a kernel wider than 1x1 runs as its training does: samples split between
+ * parts (wtn_parallel_for), each making its own noise and, through the
+ * direct convolution or im2col, its own y and correlation; the fold sums
+ * the parts' correlations into B. */
 static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
 	/* the rule's arguments in force */
@@ -2975,24 +3124,34 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	LLVMValueRef x = layer_input_ptr(cg, bufs, l), y = slot_ptr(cg, bufs, l->y);
 	LLVMValueRef count = LLVMBuildNSWMul(cg->b, LLVMBuildSExt(cg->b, n, cg->t_i64, ""),
 	                                     ci64(cg, l->in), "");
-	LLVMValueRef nargs[] = { x, count, noise };
-	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
 	long pixels = l->kind == OP_CONV2D ? (long)l->out_shape.h * l->out_shape.w : 1;
 	LLVMValueRef alpha = fdiv(cg, fdiv(cg, rate, cf32(cg, (double)pixels)),
 	                          LLVMBuildSIToFP(cg->b, n, cg->t_f32, ""));
 	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
-	if (l->kind == OP_CONV2D) {
+	if (l->kind == OP_CONV2D && !ir_conv_direct(l)) {
+		DirectGeo g;
+		bool small = conv_small_direct(cg->net, l, &g);
 		ConvScratch cs = conv_scratch(cg, bufs, l);
-		MirrorCtx mc = { alpha, cs.wp2 ? cs.wp2 : B, cs.wp2 ? cf32(cg, 0) : keep };
-		emit_conv_response(cg, bufs, n, l, li, x, W, y, mirror_tail, &mc);
-		if (cs.wp2)
-			emit_permute(cg, l, li, 2, B, cs.wp2, keep);
+		if (!small && cs.wp)
+			emit_permute(cg, l, li, 0, cs.wp, W, NULL);
+		LLVMValueRef bargs[] = { count, noise };
+		emit_noise_call(cg, "wtn_noise_begin", bargs, 2);
+		LLVMValueRef body = small ? helper(cg, build_dc_mirror_body, "dc_mirror_body", l, li, 0)
+		                          : helper(cg, build_conv_mirror_body, "conv_mirror_body", l, li, 0);
+		LLVMValueRef parts = emit_parallel(cg, body, bufs, n);
+		LLVMValueRef args[] = { B, slot_ptr(cg, bufs, ir_partials_slot(cg->net)), parts,
+		                        alpha, keep };
+		call_fn(cg, helper(cg, build_mirror_fold, "mirror_fold", l, li, 0), args, 5);
 		return;
 	}
-	emit_sgemm(cg, 0, 1, n, ci32(cg, l->out), ci32(cg, l->in), x, l->in,
-	           W, l->in, 0.0, y, l->out);
-	emit_sgemm_v(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), n, alpha, y, l->out,
-	             x, l->in, keep, B, l->in);
+	LLVMValueRef nargs[] = { x, count, noise };
+	LLVMBuildCall2(cg->b, cg->noise_ty, cg->noise, nargs, 3, "");
+	/* dense, or a 1x1 conv: a dense layer over n*OH*OW pixels */
+	LLVMValueRef rows = LLVMBuildNSWMul(cg->b, n, ci32(cg, (int)pixels), "");
+	int in = l->kind == OP_CONV2D ? l->in_shape.c : l->in;
+	int out = l->kind == OP_CONV2D ? l->out_shape.c : l->out;
+	emit_sgemm(cg, 0, 1, rows, ci32(cg, out), ci32(cg, in), x, in, W, in, 0.0, y, out);
+	emit_sgemm_v(cg, 1, 0, ci32(cg, out), ci32(cg, in), rows, alpha, y, out, x, in, keep, B, in);
 }
 
 /* wtn_mirror(bufs, layer, n): a switch on the layer index, one case per

@@ -119,6 +119,8 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o)
 	float **bufs = rt_alloc_buffers(m, rt_max_batch(m, o));
 	if (!bufs)
 		return 1;
+	/* the conv mirror splits its noise samples between the threads */
+	RtPool *pool = rt_pool_start(rt_thread_count(o));
 	if (rt_init_params(m, bufs, (uint64_t)m->train.seed) < 0)
 		goto out;
 	if (o->init) {
@@ -141,6 +143,7 @@ int rt_cmd_mirror(RtModel *m, const RtOptions *o)
 		goto out;
 	status = 0;
 out:
+	rt_pool_stop(pool);
 	rt_free_buffers(m, bufs);
 	return status;
 }

@@ -66,7 +66,8 @@ typedef void  wtn_update_fn(float **bufs, const float *hyper, int part, int npar
 typedef void  wtn_backward_bp_fn(float **bufs, int n);
 /* One weight-mirror step of layer `layer` (an index into the model's layers;
  * a no-op unless its rule has change=mirror): the kernel asks the runtime for
- * noise x[n, in] in the layer's input slot (wtn_noise), computes the linear
+ * noise x[n, in] in the layer's input slot (wtn_noise, or wtn_noise_begin and
+ * wtn_noise_part from a conv's parallel parts), computes the linear
  * response y = x W^T in the layer's y slot and updates
  * B = (1 - decay) B + (rate / n) y^T x, with the rule's arguments. */
 typedef void  wtn_mirror_fn(float **bufs, int layer, int n);
@@ -86,8 +87,14 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                float *c, int ldc);
 
 /* Zero-mean Gaussian noise of standard deviation std, from the runtime's
- * seeded generator (called by wtn_mirror). */
+ * seeded generator (called by wtn_mirror): a batch of count values. */
 void wtn_noise(float *dst, long count, float std);
+/* The same batch in slices: wtn_noise_begin starts a batch of count values
+ * (the stream moves past it), then wtn_noise_part(dst, first, k) writes its
+ * values [first, first + k), on any thread, in any order, with the same
+ * numbers as the whole batch. The mirror's parallel loops fill their parts. */
+void wtn_noise_begin(long count, float std);
+void wtn_noise_part(float *dst, long first, long count);
 
 /* Sums v[0..count) over the ranks of a data-parallel run whose batchnorm
  * is synchronised (the binary's --sync-bn), during a training step; does

@@ -225,6 +225,36 @@ if binary wm_growth "$T/wm_growth.wtn" && binary conv_wm_growth "$T/conv_wm_grow
 	holds "$spread" "v > 0.01" || fail "wm growth: c2's filters have equal norms ($spread): the test cannot tell"
 fi
 
+# The conv mirror splits its noise batch between threads, each part making
+# its own slice of the one noise stream, y and correlation (c1, 3 channels,
+# through the direct convolution; c2 through im2col): 1 and 2 threads give
+# the same B up to the order of the parts' sums, and 5 steps are not 1.
+# st_vals FILE TENSOR: the tensor's values, one a line
+st_vals() {
+	hlen=$(od -A n -t u8 -N 8 "$1" | tr -d ' ')
+	off=$(head -c $((8 + hlen)) "$1" | tail -c "$hlen" | tr '}' '\n' |
+		sed -n "s/.*\"$2\":{[^}]*\"data_offsets\":\[\([0-9]*\),\([0-9]*\)\].*/\1 \2/p")
+	set -- "$1" $off
+	od -A n -v -t f4 -j $((8 + hlen + $2)) -N $(($3 - $2)) "$1" | tr -s ' ' '\n' | awk NF
+}
+# reldiff A B TENSOR: max |a - b| / max |b|
+reldiff() {
+	st_vals "$1" "$3" >"$T/rd.a" && st_vals "$2" "$3" | paste "$T/rd.a" - |
+		awk '{ d = $1 - $2; if (d < 0) d = -d; b = $2; if (b < 0) b = -b
+		       if (d > dm) dm = d; if (b > bm) bm = b } END { printf "%.3g", (bm > 0 ? dm / bm : 1) }'
+}
+if [ -s "$T/cwm1.st" ]; then
+	"$T/conv_wm_plain" mirror --steps 5 --threads 1 --save "$T/cwm5t1.st" >/dev/null 2>&1 &&
+	"$T/conv_wm_plain" mirror --steps 5 --threads 2 --save "$T/cwm5t2.st" >/dev/null 2>&1 ||
+		fail "wm threads: a mirror run failed"
+	for l in c1 c2; do
+		d=$(reldiff "$T/cwm5t2.st" "$T/cwm5t1.st" $l.feedback)
+		holds "$d" "v < 1e-5" || fail "wm: $l's B after 5 mirror steps differs by $d between 1 and 2 threads"
+		d=$(reldiff "$T/cwm1.st" "$T/cwm5t1.st" $l.feedback)
+		holds "$d" "v > 1e-3" || fail "wm: $l's B after 1 and 5 mirror steps differ by only $d"
+	done
+fi
+
 # kp decay_steps: its own decay for the first S steps, then the
 # optimiser's: the same checkpoint as kp(decay=D) after S steps, another
 # one after 2S.
