@@ -196,7 +196,9 @@ if REPRO_LONG=1 REPRO_SUITES=lenet REPRO_DATA=synthetic REPRO_LENET_RULES="wm" \
 	REPRO_LENET_STEPS=2 REPRO_OUT=$out tools/reproduce.sh >"$tmp/log" 2>&1; then
 	has "$tmp/log" "3 seeds x 30 epochs"
 	has "$out/lenet/README.md" "REPRO_SEEDS=3 REPRO_LENET_EPOCHS=30"
-	has "$out/lenet/README.md" "The wm runs use \`wm(growth=0.5)\`"
+	has "$out/lenet/README.md" "The wm runs use \`wm(rate=0.5,decay=0.5,batch=16);fc*=wm(rate=0.5,decay=0.5,batch=1024);out=wm(rate=0.5,decay=0.5,batch=512)\`"
+	grep -q '"name":"fc1","kind":"dense","rule":"wm","args":{"noise":1,"rate":0.5,"decay":0.5,"batch":1024' "$out"/lenet/runs/wm/*seed1* ||
+		fail "REPRO_LONG=1: fc1's wm arguments are not the default REPRO_LENET_WM's"
 	[ "$(ls "$out/lenet/runs/wm" | wc -l)" = 3 ] || fail "REPRO_LONG=1: want 3 wm seeds"
 else
 	fail "reproduce.sh REPRO_LONG=1 failed: $(tail -n 3 "$tmp/log")"
@@ -226,7 +228,7 @@ has "$out/README.md" "**2 ERROR(S)**: see [lenet/README.md](lenet/README.md)."
 
 for bad in "REPRO_SEEDS=0" "REPRO_EPOCHS=x" "REPRO_CONFIGS=nope" "REPRO_DATA=a b" "REPRO_SUITES=mlp nope" \
 	"REPRO_LENET_EPOCHS=0" "REPRO_LENET_RULES=bp xx" "REPRO_LENET_STEPS=-1" "REPRO_LENET_NET=none.wtn" "REPRO_LONG=yes" \
-	"REPRO_LENET_WM=kp"; do
+	"REPRO_LENET_WM=kp" "REPRO_LENET_WM=wm;fc*=kp"; do
 	env "$bad" REPRO_OUT="$tmp/unused" tools/reproduce.sh >/dev/null 2>"$tmp/err"
 	st=$?
 	[ "$st" = 1 ] || fail "$bad: status $st, want 1"

@@ -39,9 +39,11 @@
 #   REPRO_LENET_NET    the network file (default tools/lenet_repro.wtn)
 #   REPRO_LENET_STEPS  stop each run after N training steps (--steps; for
 #                      quick checks; default: whole epochs)
-#   REPRO_LENET_WM     the feedback entry the lenet suite's wm runs use
-#                      (default wm(growth=0.5): docs/rules.md, weight mirror
-#                      on LeNet)
+#   REPRO_LENET_WM     the feedback the lenet suite's wm runs use: a wm entry
+#                      for every layer, then optionally ;PATTERN=wm(ARGS)
+#                      entries for some layers (default: a fast mirror with
+#                      larger noise batches for the dense layers, see
+#                      docs/rules.md, weight mirror on LeNet)
 #   REPRO_LONG=1       the long suite: defaults become 20 MLP epochs, 30 LeNet
 #                      epochs, 3 seeds and REPRO_OUT=docs/results/long (each
 #                      still overridable). About 3.5 hours on 2 idle cores,
@@ -86,9 +88,16 @@ lenet_net=${REPRO_LENET_NET:-tools/lenet_repro.wtn}
 lenet_rules=${REPRO_LENET_RULES:-$lenet_all_rules}
 
 die() { echo "reproduce: $*" >&2; exit 1; }
-lenet_wm=${REPRO_LENET_WM:-wm(growth=0.5)}
-case $lenet_wm in wm | wm\(*\)) ;; *) die "REPRO_LENET_WM must be wm or wm(ARGS) (got '$lenet_wm')" ;; esac
+lenet_wm=${REPRO_LENET_WM:-wm(rate=0.5,decay=0.5,batch=16);fc*=wm(rate=0.5,decay=0.5,batch=1024);out=wm(rate=0.5,decay=0.5,batch=512)}
 case $lenet_wm in *[[:space:]]*) die "REPRO_LENET_WM must not contain spaces" ;; esac
+# The first entry is every layer's; each later one is PATTERN=wm or PATTERN=wm(ARGS).
+lenet_wm_all=${lenet_wm%%;*}
+lenet_wm_more=$(echo "$lenet_wm" | sed -n 's/^[^;]*;//p' | tr ';' ' ')
+[ "$lenet_wm_all" != "$lenet_wm" ] || lenet_wm_more=""
+case $lenet_wm_all in wm | wm\(*\)) ;; *) die "REPRO_LENET_WM must start with wm or wm(ARGS) (got '$lenet_wm')" ;; esac
+for e in $lenet_wm_more; do
+	case $e in ?*=wm | ?*=wm\(*\)) ;; *) die "REPRO_LENET_WM: '$e' is not PATTERN=wm or PATTERN=wm(ARGS)" ;; esac
+done
 is_count() { case $1 in '' | *[!0-9]*) return 1 ;; *) [ "$1" -ge 1 ] 2>/dev/null ;; esac; }
 in_list() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }   # WORD LIST
 wants() { in_list "$1" "$suites"; }
@@ -204,9 +213,12 @@ fi
 # wtnc's --feedback options of a configuration of a suite.
 config_flags() {   # SUITE NAME SPEC
 	if [ "$1" = lenet ]; then
-		entry=$2
-		[ "$2" != wm ] || entry=$lenet_wm
-		echo "--feedback default=$entry --feedback *=$entry"
+		entry=$2 more=""
+		if [ "$2" = wm ]; then
+			entry=$lenet_wm_all
+			for e in $lenet_wm_more; do more="$more --feedback $e"; done
+		fi
+		echo "--feedback default=$entry --feedback *=$entry$more"
 		return
 	fi
 	flags=""
@@ -456,9 +468,10 @@ from the 16x5x5 features, also with ReLU) and no ReLU between its two dense
 layers where our fc2 has one; both initialise weights as Xavier does. At a
 learning rate of 0.005, fa and wm diverged within two epochs for some seeds
 (and so did a PyTorch LeNet with fa on its dense layers), so ours is 0.002.
-The wm runs use \`$lenet_wm\` (REPRO_LENET_WM): with wm's defaults every
-seed diverged in epoch 3 or 4 at 0.002 (docs/rules.md, weight mirror on
-LeNet).
+The wm runs use \`$lenet_wm\` (REPRO_LENET_WM: the first entry for every
+layer, the others for the layers they match): with wm's defaults every
+seed diverged in epoch 3 or 4 at 0.002, because B, an average of W over
+1,000 steps, lags W (docs/rules.md, weight mirror on LeNet).
 Our errors after $lenet_epochs epochs are therefore
 higher than errors after 100, and our gaps between rules are those of early
 training, which can differ from the gaps at the end (a rule that aligns
