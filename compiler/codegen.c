@@ -762,50 +762,6 @@ static void emit_sgemm_v(Cg *cg, int ta, int tb, LLVMValueRef m, LLVMValueRef n,
 	LLVMBuildCall2(cg->b, cg->sgemm_ty, cg->sgemm, args, 13, "");
 }
 
-/* y = conv(x) over n samples with weights w (PyTorch order), no bias; for
- * the forward pass (then bias and activation per chunk, while y is in
- * cache) and the mirror (then the correlation per chunk, see mirror). */
-typedef void (*ChunkTail)(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
-                          LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
-                          LLVMValueRef first, void *ctx);
-static void emit_conv_response(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l,
-                               int li, LLVMValueRef x, LLVMValueRef w, LLVMValueRef y,
-                               ChunkTail tail, void *ctx)
-{
-	int F = l->out_shape.c;
-	long patch = ir_conv_patch(l), pix = pixels(l->out_shape);
-	if (ir_conv_direct(l)) {
-		LLVMValueRef rows = imul(cg, n64(cg, n), pix);
-		emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, (int)patch), x,
-		           (int)patch, w, (int)patch, 0.0, y, F);
-		tail(cg, bufs, l, li, y, x, rows, LLVMConstInt(cg->t_i1, 1, 0), ctx);
-		return;
-	}
-	ConvScratch cs = conv_scratch(cg, bufs, l);
-	if (cs.wp) {
-		emit_permute(cg, l, li, 0, cs.wp, w, NULL);
-		w = cs.wp;
-	}
-	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
-	Chunks ck;
-	chunks_begin(cg, &ck, ci64(cg, 0), n64(cg, n), ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), cs.col, ck.cnt };
-	call_fn(cg, im2col, args, 3);
-	LLVMValueRef rows = imul(cg, ck.cnt, pix);
-	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
-	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, (int)patch), cs.col,
-	           (int)patch, w, (int)patch, 0.0, yc, F);
-	tail(cg, bufs, l, li, yc, cs.col, rows, ck.first, ctx);
-	chunks_end(cg, &ck);
-}
-
-static void conv_bias_act_tail(Cg *cg, LLVMValueRef bufs, const IRLayer *l, int li,
-                               LLVMValueRef y, LLVMValueRef col, LLVMValueRef rows,
-                               LLVMValueRef first, void *ctx)
-{
-	emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), rows);
-}
-
 /* ---- parallel loops over samples (wtn_parallel_for) ---- */
 
 /* parts = wtn_parallel_for(body, view, n, IR_MAX_PARTS), body from helper():
@@ -1308,10 +1264,14 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 		emit_parallel(cg, helper(cg, build_dc_fwd_body, "dc_fwd_body", l, li, 0), bufs, n);
 		return;
 	}
-	if (ir_conv_direct(l)) {
-		emit_conv_response(cg, bufs, n, l, li, layer_input_ptr(cg, bufs, l),
-		                   slot_ptr(cg, bufs, l->W), slot_ptr(cg, bufs, l->y),
-		                   conv_bias_act_tail, NULL);
+	if (ir_conv_direct(l)) {   /* 1x1, stride 1: one product over every pixel */
+		long patch = ir_conv_patch(l);
+		LLVMValueRef rows = imul(cg, n64(cg, n), pixels(l->out_shape));
+		LLVMValueRef y = slot_ptr(cg, bufs, l->y);
+		emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, l->out_shape.c), ci32(cg, (int)patch),
+		           layer_input_ptr(cg, bufs, l), (int)patch, slot_ptr(cg, bufs, l->W),
+		           (int)patch, 0.0, y, l->out_shape.c);
+		emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), rows);
 		return;
 	}
 	ConvScratch cs = conv_scratch(cg, bufs, l);
