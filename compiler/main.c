@@ -2,6 +2,7 @@
  * links the generated kernels with the runtime into a training binary. */
 #include "wtnc.h"
 #include "wtn_version.h"
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -140,7 +141,14 @@ static char *path_join(const char *dir, const char *name)
 	return s;
 }
 
-/* Runs argv without a shell; returns its exit status or -1. */
+/* The private temporary directory (in TMPDIR) that holds the object file and,
+ * through TMPDIR, the linker's own temporaries; and the running linker, whose
+ * process group a signal kills so nothing is left behind. */
+static char *volatile temp_dir;
+static volatile pid_t child_pid;
+
+/* Runs argv without a shell, in its own process group; returns its exit
+ * status or -1. */
 static int run(char *const argv[])
 {
 	pid_t pid = fork();
@@ -149,14 +157,22 @@ static int run(char *const argv[])
 		return -1;
 	}
 	if (pid == 0) {
+		setpgid(0, 0);
+		if (temp_dir)
+			setenv("TMPDIR", temp_dir, 1);
 		execvp(argv[0], argv);
 		fprintf(stderr, "wtnc: cannot run '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	setpgid(pid, pid); /* also here, so a signal right after fork finds the group */
+	child_pid = pid;
 	int status;
 	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
+		if (errno != EINTR) {
+			child_pid = 0;
 			return -1;
+		}
+	child_pid = 0;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -255,15 +271,43 @@ static int link_binary(const Options *o, const char *object, const char *output)
 	return 0;
 }
 
-/* The temporary object file, removed if a signal ends wtnc while it
- * compiles or links. */
-static char *volatile temp_object;
+/* Removes the private temporary directory and what is in it. */
+static void remove_temp_dir(void)
+{
+	char *dir = temp_dir;
+	if (!dir)
+		return;
+	DIR *d = opendir(dir);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
 
+/* A signal while wtnc compiles or links: the linker and everything it
+ * started die at once (so none writes another temporary), then the private
+ * directory goes. The handler only walks the directory while the main flow
+ * waits for the linker, so it never interrupts a malloc. */
 static void remove_temp_and_die(int sig)
 {
-	char *p = temp_object;
-	if (p)
-		unlink(p);
+	pid_t pid = child_pid;
+	if (pid > 0) {
+		kill(-pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		remove_temp_dir();
+	} else if (temp_dir) {
+		char path[4096];
+		snprintf(path, sizeof path, "%s/net.o", temp_dir);
+		unlink(path);
+		rmdir(temp_dir);
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -313,19 +357,19 @@ int main(int argc, char **argv)
 
 	const char *output = o.output ? o.output : default_output(o.input, "");
 	const char *tmpdir = getenv("TMPDIR");
-	char *object = path_join(tmpdir && *tmpdir ? tmpdir : "/tmp", "wtnc-XXXXXX.o");
-	temp_object = object;
+	char *dir = path_join(tmpdir && *tmpdir ? tmpdir : "/tmp", "wtnc-XXXXXX");
 	signal(SIGINT, remove_temp_and_die);
 	signal(SIGTERM, remove_temp_and_die);
 	signal(SIGHUP, remove_temp_and_die);
-	int fd = mkstemps(object, 2);
-	if (fd < 0) {
-		fprintf(stderr, "wtnc: cannot create a temporary object file: %s\n", strerror(errno));
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "wtnc: cannot create a temporary directory in '%s': %s\n",
+			tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
 		return 1;
 	}
-	close(fd);
+	temp_dir = dir;
+	char *object = path_join(dir, "net.o");
 	int status = codegen(net, &o.cg, object, false) || link_binary(&o, object, output);
-	unlink(object);
-	temp_object = NULL;
+	remove_temp_dir();
+	temp_dir = NULL;
 	return status;
 }

@@ -77,19 +77,30 @@ wtnc_expect 1 "it is a symbolic link" -- "$T/net.wtn" -o "$T/link.st"
 wtnc_expect 1 "cannot write '$T/none/net': $T/none: No such file or directory" -- "$T/net.wtn" -o "$T/none/net"
 cmp -s "$T/good.st" "$T/good0.st" || bad "wtnc -o LINK changed the file behind the link"
 
-# A signal while wtnc compiles removes its temporary object (in TMPDIR).
+# A signal while wtnc compiles, or while its linker runs, leaves nothing in
+# TMPDIR: not its object, not the linker's own temporaries.
 awk 'BEGIN { print "network chain {\n input x[4]\n h0 = dense(x, 4)";
              for (i = 1; i < 60; i++) printf " h%d = dense(h%d, 4)\n", i, i - 1;
              print " loss mse(h59)\n}" }' >"$T/chain.wtn"
 mkdir "$T/tmpdir"
-TMPDIR=$T/tmpdir $WTNC "$T/chain.wtn" -o "$T/chain" >/dev/null 2>&1 &
-pid=$!
-i=0
-while [ -z "$(ls "$T/tmpdir")" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-[ -n "$(ls "$T/tmpdir")" ] || bad "wtnc made no temporary object in TMPDIR"
-kill -TERM $pid
-wait $pid 2>/dev/null
-[ -z "$(ls "$T/tmpdir")" ] || bad "wtnc killed while compiling left $(ls "$T/tmpdir")"
+for phase in compiling linking; do
+	TMPDIR=$T/tmpdir $WTNC "$T/chain.wtn" -o "$T/chain" >/dev/null 2>&1 &
+	pid=$!
+	i=0
+	if [ $phase = compiling ]; then
+		while [ -z "$(ls -A "$T/tmpdir")" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+		[ -n "$(ls -A "$T/tmpdir")" ] || bad "wtnc made no temporary directory in TMPDIR"
+	else
+		while [ -z "$(pgrep -P $pid)" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+		[ -n "$(pgrep -P $pid)" ] || bad "wtnc never started its linker"
+	fi
+	kill -TERM $pid
+	wait $pid 2>/dev/null
+	left=$(find "$T/tmpdir" -mindepth 1)
+	[ -z "$left" ] || bad "wtnc killed while $phase left $left"
+	[ -z "$(pgrep -f "$T/chain")" ] || bad "wtnc killed while $phase left its linker running"
+	rm -f "$T/chain"
+done
 
 # ---- a diverged run keeps the good checkpoint and the metrics so far ----
 expect 1 "epoch 1 diverged: test loss" -- --steps 1 --lr 1e30 --init "$T/good.st" --save "$T/good.st" \

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages wtn needs, when run as root and any is missing.
-# libclang-rt-14-dev: the sanitizer and libFuzzer runtimes (make fuzz, make test).
+# procps: pgrep for the tests. libclang-rt-14-dev: the sanitizer and libFuzzer runtimes (make fuzz, make test).
 # `install-deps.sh bench` adds what the PyTorch peer of make bench needs.
-pkgs="re2c bison llvm-dev clang libclang-rt-14-dev libopenblas-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist"
+pkgs="procps re2c bison llvm-dev clang libclang-rt-14-dev libopenblas-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist"
 [ "${1:-}" = bench ] && pkgs="$pkgs python3-torch python3-numpy"
 missing=""
 for p in $pkgs; do
