@@ -142,6 +142,13 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
 	run_job(p, true);
 }
 
+/* Whether wtn_parallel_for uses every thread of p: then the update can run
+ * inside wtn_backward (wtn_step_hyper) as fast as rt_pool_update runs it. */
+bool rt_pool_splits(const RtPool *p)
+{
+	return p->nthreads == 1 || p->split;
+}
+
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 {
 	RtPool *p = current;
