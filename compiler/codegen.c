@@ -2127,9 +2127,8 @@ static bool send_to(Cg *cg, Bwd *bw, int p, LLVMValueRef *dst, bool *accumulate)
  * update does not read the gradient again (kp's B takes W's gradient). The
  * gradient slot then keeps whatever it held; nothing else reads it in a
  * step. */
-static bool grad_into_velocity(const Cg *cg, const IRLayer *l, int li)
+static bool grad_into_velocity(const Cg *cg, const IRLayer *l)
 {
-	(void)li;
 	const TrainCfg *t = &cg->net->train;
 	return l->kind == OP_DENSE && t->optimizer != OPT_ADAM && !t->nesterov && l->mW >= 0 &&
 	       !(l->B >= 0 && ir_layer_rule(l)->change == FB_CHANGE_AS_W);
@@ -2153,7 +2152,7 @@ static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 {
 	LLVMValueRef x = layer_input_ptr(cg, bw->bufs, l), dx;
 	LLVMValueRef gW = slot_ptr(cg, bw->bufs, l->gW);
-	if (!bw->all_bp && grad_into_velocity(cg, l, li)) {
+	if (!bw->all_bp && grad_into_velocity(cg, l)) {
 		/* In a training step (wtn_step_hyper set) the product adds the
 		 * gradient to the momentum it decays, v = momentum v + gW: the
 		 * update then reads two tensors, not three. One call either way. */
@@ -3282,7 +3281,7 @@ static void emit_layer_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper, LLV
 	                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
 	                               fb.change != FB_CHANGE_NONE ? l->B : -1,
 	                               l->mB, l->vB, l->M },
-	                   in_backward && grad_into_velocity(cg, l, li));
+	                   in_backward && grad_into_velocity(cg, l));
 	if (l->b >= 0)
 		emit_tensor_update(cg, bufs, hyper, first, end, np, li, net->bufs[l->b].elems, &plain,
 		                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 }, false);
@@ -3309,7 +3308,10 @@ static void build_update(Cg *cg)
 }
 
 /* The step inside wtn_backward (wtn_step_hyper set): layer li's update as
- * a parallel loop's body over IR_MAX_PARTS chunks, its context bufs. */
+ * a parallel loop's body over UPD_CHUNKS chunks of each tensor (as even
+ * shares as wtn_update's for any thread count up to 64), its context
+ * bufs. */
+enum { UPD_CHUNKS = 64 };
 static LLVMValueRef build_update_part(Cg *cg, int li)
 {
 	char name[32];
@@ -3326,7 +3328,7 @@ static LLVMValueRef build_update_part(Cg *cg, int li)
 	if_end(cg, join);
 	LLVMValueRef hyper = LLVMBuildLoad2(cg->b, cg->t_pf32, cg->step_hyper, "");
 	emit_layer_update(cg, bufs, hyper, LLVMGetParam(f, 1), LLVMGetParam(f, 2),
-	                  ci64(cg, IR_MAX_PARTS), li, true);
+	                  ci64(cg, UPD_CHUNKS), li, true);
 	LLVMBuildRetVoid(cg->b);
 	restore_pos(cg, pos);
 	return f;
@@ -3343,7 +3345,7 @@ static void emit_update_in_backward(Cg *cg, LLVMValueRef bufs, int li)
 	LLVMBasicBlockRef join = if_begin(cg, LLVMBuildIsNotNull(cg->b, hyper, ""));
 	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
 	LLVMValueRef args[] = { build_update_part(cg, li), LLVMBuildBitCast(cg->b, bufs, t_pi8, ""),
-	                        ci64(cg, IR_MAX_PARTS), ci32(cg, IR_MAX_PARTS) };
+	                        ci64(cg, UPD_CHUNKS), ci32(cg, UPD_CHUNKS) };
 	LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
 	if_end(cg, join);
 }
