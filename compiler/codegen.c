@@ -3616,7 +3616,10 @@ static void declare_externals(Cg *cg)
 	cg->pfor_ty = LLVMFunctionType(cg->t_i32, pf, 4, 0);
 	cg->pfor = LLVMAddFunction(cg->mod, "wtn_parallel_for", cg->pfor_ty);
 	cg->profiling = LLVMAddGlobal(cg->mod, cg->t_i32, "wtn_profiling");
+	/* defined here, not in the runtime: a runtime that sets it cannot link
+	 * with an older object whose backward would leave the update undone */
 	cg->step_hyper = LLVMAddGlobal(cg->mod, cg->t_pf32, "wtn_step_hyper");
+	LLVMSetInitializer(cg->step_hyper, LLVMConstPointerNull(cg->t_pf32));
 	LLVMTypeRef pm[] = { cg->t_i32, cg->t_i32 };
 	cg->profile_mark_ty = LLVMFunctionType(cg->t_void, pm, 2, 0);
 	cg->profile_mark = LLVMAddFunction(cg->mod, "wtn_profile_mark", cg->profile_mark_ty);

@@ -5,8 +5,6 @@
 #include <string.h>
 #include "wtnrt.h"
 
-const float *wtn_step_hyper;
-
 double rt_sched_lr(const RtTrain *t, int epoch)
 {
 	switch (t->schedule) {

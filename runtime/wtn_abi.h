@@ -67,7 +67,8 @@ typedef void  wtn_update_fn(float **bufs, const float *hyper, int part, int npar
  * gradients and weights are still in cache, split between the runtime's
  * threads (wtn_parallel_for). The result is bit for bit wtn_backward and
  * then wtn_update over all parts, so the runtime skips wtn_update. NULL
- * (the default): wtn_backward changes no parameter. */
+ * (the default): wtn_backward changes no parameter. Defined by the
+ * compiled network. */
 extern const float *wtn_step_hyper;
 /* Errors as backprop would send them (every layer carries W), into the same
  * d slots (and gradients): the runtime's probe for the delta angle. */
