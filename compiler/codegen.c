@@ -1133,22 +1133,34 @@ static LLVMValueRef build_tc_pad(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* Vectors of output channels a tile keeps per pixel: two where they divide
+ * the channels (12 pixels' sums then fill the registers as 6 by 2). */
+static int tc_vectors(int co) { return co % 16 == 0 ? 2 : 1; }
+
 /* tc_weights(dst, src): the kernel, PyTorch order [F, C, kh, kw], as the
- * tile reads it. Variant 0 (forward): dst[i, j, c][f] = W[f, c, i, j];
- * 1 (data gradient): dst[i, j, f][c] = W[f, c, kh-1-i, kw-1-j]. */
+ * tile reads it: per block of a tile's 8*nv output channels, contiguous,
+ * so a tile streams its weights in order. Variant 0 (forward):
+ * dst[f / B][i, j, c][f % B] = W[f, c, i, j]; 1 (data gradient), with the
+ * roles of f and c swapped: dst[c / B][i, j, f][c % B] = W[f, c, kh-1-i,
+ * kw-1-j]; B = 8 * tc_vectors(output channels). */
 static LLVMValueRef build_tc_weights(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int F = l->out_shape.c, C = l->in_shape.c, kh = l->kh, kw = l->kw;
-	int outer = variant ? F : C, inner = variant ? C : F;
+	int outer = variant ? F : C, inner = variant ? C : F, bw = 8 * tc_vectors(inner);
+	long block = (long)kh * kw * outer * bw;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
 	LLVMValueRef dst = LLVMGetParam(f, 0), src = LLVMGetParam(f, 1);
-	Loop li_, lj, la, lb;
+	Loop lk, li_, lj, la, lb;
+	LLVMValueRef k = loop_begin(cg, &lk, ci64(cg, 0), ci64(cg, inner / bw));
 	LLVMValueRef i = loop_begin(cg, &li_, ci64(cg, 0), ci64(cg, kh));
 	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, kw));
 	LLVMValueRef a = loop_begin(cg, &la, ci64(cg, 0), ci64(cg, outer));
-	LLVMValueRef b = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, inner));
-	LLVMValueRef di = iadd(cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, i, kw), j), outer), a), inner), b);
+	LLVMValueRef lane = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, bw));
+	LLVMValueRef b = iadd(cg, imul(cg, k, bw), lane);
+	LLVMValueRef di = iadd(cg, iadd(cg, imul(cg, k, block),
+	                                imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, i, kw), j), outer), a), bw)),
+	                       lane);
 	LLVMValueRef fi = variant ? a : b, ci = variant ? b : a, si, sj;
 	if (variant) {
 		si = LLVMBuildSub(cg->b, ci64(cg, kh - 1), i, "");
@@ -1162,6 +1174,7 @@ static LLVMValueRef build_tc_weights(Cg *cg, const IRLayer *l, int li, int varia
 	loop_end(cg, &la);
 	loop_end(cg, &lj);
 	loop_end(cg, &li_);
+	loop_end(cg, &lk);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -1187,7 +1200,7 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	Shape o = data ? l->in_shape : l->out_shape;
 	int cs = data ? l->out_shape.c : l->in_shape.c, co = o.c;
 	long pitch = (data ? g.dw : g.xw) * cs, taps = (long)l->kw * cs;
-	int nv = co % 16 == 0 ? 2 : 1, R = TC_PIX_REGS / nv;
+	int nv = tc_vectors(co), R = TC_PIX_REGS / nv;
 	long P = pixels(o), tiles = (P + R - 1) / R;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
@@ -1213,7 +1226,8 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
 	LLVMValueRef xo = imul(cg, i, pitch), wr = imul(cg, i, taps);
 	LLVMValueRef t = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, taps));
-	LLVMValueRef wi = iadd(cg, imul(cg, iadd(cg, wr, t), co), fo), w[2];
+	/* fo's block of weights (tc_weights), then tap (i, t) */
+	LLVMValueRef wi = iadd(cg, imul(cg, fo, (long)l->kh * taps), imul(cg, iadd(cg, wr, t), 8L * nv)), w[2];
 	for (int v = 0; v < nv; v++)
 		w[v] = load_v8(cg, wts, iadd(cg, wi, ci64(cg, 8L * v)));
 	LLVMValueRef xt = iadd(cg, xo, t);
