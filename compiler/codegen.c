@@ -459,7 +459,7 @@ static bool helper_reads_slots(const char *what)
 {
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
 	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
-	                                   "dc_mirror_body", "tc_fwd", "tc_bwd" };
+	                                   "dc_mirror_body", "tc_fwd", "tc_bwd", "reshape_body" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -1911,21 +1911,42 @@ static void fwd_pool(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l
 	emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
 }
 
-static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li,
-                        HelperFn build)
+/* flatten or global_avgpool over samples [lo, hi) (wtn_parallel_for),
+ * variants as build_flatten's and build_gap's: 0 forward, 1 backward (2:
+ * accumulating into the input's error). Per-sample copies, but a serial
+ * pass between two split loops leaves a core idle. */
+static LLVMValueRef build_reshape_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	LLVMValueRef args[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), n };
-	call_fn(cg, helper(cg, build, "reshape", l, li, 0), args, 3);
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at_in = imul(cg, r.lo, l->in), at_out = imul(cg, r.lo, l->out), src, dst;
+	if (variant == 0) {
+		src = elem_ptr(cg, layer_input_ptr(cg, r.bufs, l), at_in);
+		dst = elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at_out);
+	} else {
+		src = elem_ptr(cg, slot_ptr(cg, r.bufs, l->d), at_out);
+		dst = elem_ptr(cg, slot_ptr(cg, r.bufs, cg->net->layers[l->input].d), at_in);
+	}
+	HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
+	LLVMValueRef args[] = { src, dst, to_i32(cg, LLVMBuildSub(cg->b, r.hi, r.lo, "")) };
+	call_fn(cg, helper(cg, build, "reshape", l, li, variant), args, 3);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
+{
+	emit_parallel(cg, helper(cg, build_reshape_body, "reshape_body", l, li, 0), bufs, n);
 }
 
 static void fwd_gap(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li, build_gap);
+	fwd_reshape(cg, bufs, n, l, li);
 }
 
 static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li, build_flatten);
+	fwd_reshape(cg, bufs, n, l, li);
 }
 
 /* add or activation over samples [lo, hi) (wtn_parallel_for) */
@@ -2736,9 +2757,8 @@ static void backward_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 	if (!send_to(cg, bw, l->input, &dx, &acc))
 		return;
 	if (l->kind == OP_GLOBAL_AVGPOOL || l->kind == OP_FLATTEN) {
-		LLVMValueRef args[] = { d, dx, bw->n };
-		HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
-		call_fn(cg, helper(cg, build, "reshape", l, li, acc ? 2 : 1), args, 3);
+		emit_parallel(cg, helper(cg, build_reshape_body, "reshape_body", l, li, acc ? 2 : 1),
+		              bw->bufs, bw->n);
 		return;
 	}
 	/* the pools scatter into the input's error, so it starts at 0 */
