@@ -459,7 +459,8 @@ static bool helper_reads_slots(const char *what)
 {
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
 	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
-	                                   "dc_mirror_body", "tc_fwd", "tc_bwd", "reshape_body" };
+	                                   "dc_mirror_body", "tc_fwd", "tc_bwd", "reshape_body",
+	                                   "tcf_bwd" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -2422,6 +2423,127 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	return f;
 }
 
+/* ---- weight gradient of a first layer's few input channels ----
+ * Vectors of (j, c), as tc_wgrad keeps, want C a multiple of 8; with C of
+ * 1 to 7 they run along the filters instead, read straight from the NHWC
+ * error: Gt[q][f] += d[p, f] * xp[p + tap q] over one sample's pixels p,
+ * q = (i, j, c) in patch order, tiles of TQ taps by FV vectors of filters
+ * summed in registers over a block of output rows. Gt goes into the
+ * part's partials (patch order, G[f][q]) once, after its samples. */
+static bool conv_few_wgrad(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+{
+	if (!ir_conv_tiled_few(l) || l->aux < 0)
+		return false;
+	tiled_geo(l, g);
+	return g->xsize + l->out_shape.c * ir_conv_patch(l) <= ir_col_part_elems(net);
+}
+
+static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	TiledGeo g;
+	tiled_geo(l, &g);
+	Shape out = l->out_shape;
+	int C = l->in_shape.c, F = out.c, Q = (int)ir_conv_patch(l);
+	/* up to 4 vectors of filters (a pixel's error read in whole cache lines,
+	 * once), TQ taps: FV error vectors, a broadcast and the TQ * FV sums
+	 * within the 16 registers (4 by 3 spilled one) */
+	int FV = F / 8 < 4 ? F / 8 : 4;
+	while ((F / 8) % FV)
+		FV--;
+	int TQ = (15 - FV) / FV < TC_PIX_REGS / FV ? (15 - FV) / FV : TC_PIX_REGS / FV;
+	/* rows of error and image that stay in L1 while every tile passes */
+	int RB = out.h;
+	while (RB > 1 && (out.h % RB
+	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (24L << 10)))
+		RB--;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), Gt = LLVMGetParam(f, 2);
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], dv[4];
+	for (int k = 0; k < TQ * FV; k++)
+		acc[k] = entry_var(cg, v8, zero);
+	Loop lb, lf, lh, lw;
+	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
+	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / (8 * FV))), 8L * FV);
+	for (int q0 = 0; q0 < Q; q0 += TQ) {   /* the tap tiles, written out */
+		int nq = Q - q0 < TQ ? Q - q0 : TQ;
+		for (int k = 0; k < nq * FV; k++)
+			LLVMBuildStore(cg->b, zero, acc[k]);
+		LLVMValueRef oh = loop_begin(cg, &lh, oh0, iadd(cg, oh0, ci64(cg, RB)));
+		LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+		LLVMValueRef db = iadd(cg, imul(cg, iadd(cg, imul(cg, oh, out.w), ow), F), f0);
+		LLVMValueRef xb = imul(cg, iadd(cg, imul(cg, oh, g.xw), ow), C);
+		for (int k = 0; k < FV; k++)
+			dv[k] = load_v8(cg, d, iadd(cg, db, ci64(cg, 8L * k)));
+		for (int t = 0; t < nq; t++) {
+			int q = q0 + t, i = q / (l->kw * C), j = q / C % l->kw, c = q % C;
+			LLVMValueRef xv = splat_v8(cg, load_f32(cg, xp, iadd(cg, xb, ci64(cg, ((long)i * g.xw + j) * C + c))));
+			for (int k = 0; k < FV; k++) {
+				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
+				LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, dv[k], a), acc[t * FV + k]);
+			}
+		}
+		loop_end(cg, &lw);
+		loop_end(cg, &lh);
+		for (int t = 0; t < nq; t++)
+			for (int k = 0; k < FV; k++) {
+				LLVMValueRef at = iadd(cg, f0, ci64(cg, (long)(q0 + t) * F + 8L * k));
+				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
+				store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, Gt, at), a, ""), Gt, at);
+			}
+	}
+	loop_end(cg, &lf);
+	loop_end(cg, &lb);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Weight gradient of a conv on few input channels whose input needs no
+ * error, over samples [lo, hi), into this part's gradient partials (patch
+ * order); fin as in build_conv_bwd_body. Scratch: the padded image, then
+ * Gt. */
+static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	const IRNetwork *net = cg->net;
+	TiledGeo g;
+	tiled_geo(l, &g);
+	int F = l->out_shape.c, fin = variant & 7;
+	long patch = ir_conv_patch(l);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
+	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
+	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, G, ci64(cg, F * patch)), to_i32(cg, cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	LLVMValueRef xp = part_columns(cg, &cs, r.part), Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
+	Loop ls, lq, lf;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { xp, elem_ptr(cg, d, imul(cg, s, l->out)), Gt };
+	call_fn(cg, wg, a2, 3);
+	loop_end(cg, &ls);
+	/* G[f][q] = Gt[q][f] */
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
+	loop_end(cg, &lf);
+	loop_end(cg, &lq);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* tc_wgrad(xp, d, G): G[f, i, j, c] (patch order) += the products of one
  * sample's padded image with its error, summed over its pixels: per kernel
  * row i, tiles of TV vectors of (j, c) by FB filters kept in registers. */
@@ -2617,6 +2739,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	}
 	DirectGeo g;
 	TiledGeo tg;
+	bool few = !send && conv_few_wgrad(cg->net, l, &tg);
 	bool small = !send && conv_small_direct(cg->net, l, &g);
 	bool tiled = conv_tiled(cg->net, l, &tg);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
@@ -2627,6 +2750,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
 	            | (carry == l->B ? CB_CARRY_B : 0);
 	LLVMValueRef body = tiled ? helper(cg, build_tc_bwd_body, "tc_bwd", l, li, variant)
+	                  : few ? helper(cg, build_tcf_bwd_body, "tcf_bwd", l, li, variant)
 	                  : small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
 	                          : helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
 	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
