@@ -7,8 +7,9 @@
  * virtual machine, and a job waits twice: for its workers to start and
  * for the caller to notice they finished. So both sides first spin for a
  * short while (SPIN_NS) on the job counter and the count of parts still
- * running, and only then sleep; idle workers still sleep soon, so the
- * cores stay free for OpenBLAS during its products. */
+ * running, and only then sleep. A product the caller starts between jobs
+ * (wtn_sgemm, rt_pool_quiet) sends spinning workers to sleep at once, so
+ * the cores stay free for OpenBLAS's own threads. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ struct RtPool {
 	long generation;       /* bumped for every job (atomic; written under lock) */
 	int pending;           /* workers still running the current job (atomic) */
 	bool quit;             /* (atomic; written under lock) */
+	long quiets;           /* bumped by rt_pool_quiet (atomic) */
 	/* the current job: the update (body NULL) or a parallel loop */
 	float **bufs;
 	const float *hyper;
@@ -72,14 +74,17 @@ static void cpu_relax(void)
 }
 
 /* Spins for at most SPIN_NS until the pool has a job newer than seen (or
- * quits); true if it has. */
-static bool spin_for_job(RtPool *p, long seen)
+ * quits); true if it has. False at once when the caller announced a
+ * product after quiets was read (rt_pool_quiet). */
+static bool spin_for_job(RtPool *p, long seen, long quiets)
 {
 	long start = now_ns();
 	for (int i = 1;; i++) {
 		if (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) != seen
 		    || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
 			return true;
+		if (__atomic_load_n(&p->quiets, __ATOMIC_RELAXED) != quiets)
+			return false;
 		cpu_relax();
 		if (i % 64 == 0 && now_ns() - start > SPIN_NS)
 			return false;
@@ -103,9 +108,9 @@ static void *worker_main(void *arg)
 {
 	Worker *w = arg;
 	RtPool *p = w->pool;
-	long seen = 0;
+	long seen = 0, quiets = 0;
 	for (;;) {
-		if (!spin_for_job(p, seen)) {
+		if (!spin_for_job(p, seen, quiets)) {
 			pthread_mutex_lock(&p->lock);
 			while (p->generation == seen && !p->quit)
 				pthread_cond_wait(&p->wake, &p->lock);
@@ -114,6 +119,7 @@ static void *worker_main(void *arg)
 		if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
 			break;
 		seen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
+		quiets = __atomic_load_n(&p->quiets, __ATOMIC_RELAXED);
 		rt_profile_busy(1);
 		run_part(p, w->part);
 		rt_profile_busy(-1);
@@ -228,6 +234,15 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	p->body = NULL;
 	openblas_set_num_threads(blas);
 	return parts;
+}
+
+/* The caller is about to run a product outside any job: workers spinning
+ * for the next job sleep now instead of competing with OpenBLAS. */
+void rt_pool_quiet(void)
+{
+	RtPool *p = current;
+	if (p && p->nthreads > 1 && !p->busy)
+		__atomic_add_fetch(&p->quiets, 1, __ATOMIC_RELAXED);
 }
 
 void rt_pool_stop(RtPool *p)
