@@ -460,7 +460,8 @@ static bool helper_reads_slots(const char *what)
 {
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
 	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
-	                                   "dc_mirror_body", "tc_fwd", "tc_bwd" };
+	                                   "dc_mirror_body", "tc_fwd", "tc_bwd", "reshape_body",
+	                                   "tcf_bwd" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -725,7 +726,7 @@ static ConvScratch conv_scratch(Cg *cg, LLVMValueRef bufs, const IRLayer *l)
 	ConvScratch cs = { NULL, NULL, NULL };
 	if (l->aux >= 0)
 		cs.col = slot_ptr(cg, bufs, l->aux);
-	if (ir_conv_permuted(l)) {
+	if (ir_conv_permuted(l) || ir_conv_tiled_few(l)) {
 		cs.wp = slot_ptr(cg, bufs, l->aux2);
 		cs.wp2 = elem_ptr(cg, cs.wp, ci64(cg, (long)l->out_shape.c * ir_conv_patch(l)));
 	}
@@ -1075,17 +1076,37 @@ typedef struct TiledGeo {
 	long dw, dsize;   /* padded error, for the data gradient: the same */
 } TiledGeo;
 
+static void tiled_geo(const IRLayer *l, TiledGeo *g)
+{
+	Shape in = l->in_shape;
+	g->xw = in.w + 2L * l->pad;
+	g->xsize = (in.h + 2L * l->pad) * g->xw * in.c;
+	g->dw = in.w + l->kw - 1L;
+	g->dsize = (in.h + l->kh - 1L) * g->dw * l->out_shape.c;
+}
+
 static bool conv_tiled(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
 {
 	Shape in = l->in_shape;
 	if (l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l) || in.c % 8
 	    || l->out_shape.c % 8 || l->pad >= l->kh || l->pad >= l->kw || l->aux < 0)
 		return false;
-	g->xw = in.w + 2L * l->pad;
-	g->xsize = (in.h + 2L * l->pad) * g->xw * in.c;
-	g->dw = in.w + l->kw - 1L;
-	g->dsize = (in.h + l->kh - 1L) * g->dw * l->out_shape.c;
+	tiled_geo(l, g);
 	return g->xsize + g->dsize <= ir_col_part_elems(net);
+}
+
+/* The forward alone also takes few input channels (ir_conv_tiled_few): the
+ * weight and data gradients want whole vectors of C, the forward only of
+ * filters. For a first layer on images this replaces the direct conv's
+ * per-filter planes and their transposition into NHWC. */
+static bool conv_tiled_fwd(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+{
+	if (conv_tiled(net, l, g))
+		return true;
+	if (!ir_conv_tiled_few(l) || l->aux < 0 || l->aux2 < 0)
+		return false;
+	tiled_geo(l, g);
+	return g->xsize <= ir_col_part_elems(net);
 }
 
 /* tc_pad(src, dst): one sample into the interior of its padded image; the
@@ -1094,7 +1115,7 @@ static bool conv_tiled(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
 static LLVMValueRef build_tc_pad(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	TiledGeo g;
-	conv_tiled(cg->net, l, &g);
+	tiled_geo(l, &g);
 	Shape s = variant ? l->out_shape : l->in_shape;
 	long width = variant ? g.dw : g.xw;
 	long top = variant ? l->kh - 1 - l->pad : l->pad, left = variant ? l->kw - 1 - l->pad : l->pad;
@@ -1114,22 +1135,34 @@ static LLVMValueRef build_tc_pad(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* Vectors of output channels a tile keeps per pixel: two where they divide
+ * the channels (12 pixels' sums then fill the registers as 6 by 2). */
+static int tc_vectors(int co) { return co % 16 == 0 ? 2 : 1; }
+
 /* tc_weights(dst, src): the kernel, PyTorch order [F, C, kh, kw], as the
- * tile reads it. Variant 0 (forward): dst[i, j, c][f] = W[f, c, i, j];
- * 1 (data gradient): dst[i, j, f][c] = W[f, c, kh-1-i, kw-1-j]. */
+ * tile reads it: per block of a tile's 8*nv output channels, contiguous,
+ * so a tile streams its weights in order. Variant 0 (forward):
+ * dst[f / B][i, j, c][f % B] = W[f, c, i, j]; 1 (data gradient), with the
+ * roles of f and c swapped: dst[c / B][i, j, f][c % B] = W[f, c, kh-1-i,
+ * kw-1-j]; B = 8 * tc_vectors(output channels). */
 static LLVMValueRef build_tc_weights(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int F = l->out_shape.c, C = l->in_shape.c, kh = l->kh, kw = l->kw;
-	int outer = variant ? F : C, inner = variant ? C : F;
+	int outer = variant ? F : C, inner = variant ? C : F, bw = 8 * tc_vectors(inner);
+	long block = (long)kh * kw * outer * bw;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
 	LLVMValueRef dst = LLVMGetParam(f, 0), src = LLVMGetParam(f, 1);
-	Loop li_, lj, la, lb;
+	Loop lk, li_, lj, la, lb;
+	LLVMValueRef k = loop_begin(cg, &lk, ci64(cg, 0), ci64(cg, inner / bw));
 	LLVMValueRef i = loop_begin(cg, &li_, ci64(cg, 0), ci64(cg, kh));
 	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, kw));
 	LLVMValueRef a = loop_begin(cg, &la, ci64(cg, 0), ci64(cg, outer));
-	LLVMValueRef b = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, inner));
-	LLVMValueRef di = iadd(cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, i, kw), j), outer), a), inner), b);
+	LLVMValueRef lane = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, bw));
+	LLVMValueRef b = iadd(cg, imul(cg, k, bw), lane);
+	LLVMValueRef di = iadd(cg, iadd(cg, imul(cg, k, block),
+	                                imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, i, kw), j), outer), a), bw)),
+	                       lane);
 	LLVMValueRef fi = variant ? a : b, ci = variant ? b : a, si, sj;
 	if (variant) {
 		si = LLVMBuildSub(cg->b, ci64(cg, kh - 1), i, "");
@@ -1143,6 +1176,7 @@ static LLVMValueRef build_tc_weights(Cg *cg, const IRLayer *l, int li, int varia
 	loop_end(cg, &la);
 	loop_end(cg, &lj);
 	loop_end(cg, &li_);
+	loop_end(cg, &lk);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -1163,12 +1197,12 @@ enum { TC_PIX_REGS = 12 };   /* accumulators of a tile: 16 ymm less weights and 
 static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	TiledGeo g;
-	conv_tiled(cg->net, l, &g);
+	tiled_geo(l, &g);
 	bool data = variant != 0;
 	Shape o = data ? l->in_shape : l->out_shape;
 	int cs = data ? l->out_shape.c : l->in_shape.c, co = o.c;
 	long pitch = (data ? g.dw : g.xw) * cs, taps = (long)l->kw * cs;
-	int nv = co % 16 == 0 ? 2 : 1, R = TC_PIX_REGS / nv;
+	int nv = tc_vectors(co), R = TC_PIX_REGS / nv;
 	long P = pixels(o), tiles = (P + R - 1) / R;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
@@ -1194,7 +1228,8 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
 	LLVMValueRef xo = imul(cg, i, pitch), wr = imul(cg, i, taps);
 	LLVMValueRef t = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, taps));
-	LLVMValueRef wi = iadd(cg, imul(cg, iadd(cg, wr, t), co), fo), w[2];
+	/* fo's block of weights (tc_weights), then tap (i, t) */
+	LLVMValueRef wi = iadd(cg, imul(cg, fo, (long)l->kh * taps), imul(cg, iadd(cg, wr, t), 8L * nv)), w[2];
 	for (int v = 0; v < nv; v++)
 		w[v] = load_v8(cg, wts, iadd(cg, wi, ci64(cg, 8L * v)));
 	LLVMValueRef xt = iadd(cg, xo, t);
@@ -1237,7 +1272,7 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
 	TiledGeo g;
-	conv_tiled(cg->net, l, &g);
+	tiled_geo(l, &g);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
 	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b), xp = part_columns(cg, &cs, r.part);
@@ -1260,6 +1295,13 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
+	ConvScratch cs = conv_scratch(cg, bufs, l);
+	TiledGeo tg;
+	if (conv_tiled_fwd(cg->net, l, &tg)) {
+		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
+		emit_parallel(cg, helper(cg, build_tc_fwd_body, "tc_fwd", l, li, 0), bufs, n);
+		return;
+	}
 	DirectGeo g;
 	if (conv_small_direct(cg->net, l, &g)) {
 		emit_parallel(cg, helper(cg, build_dc_fwd_body, "dc_fwd_body", l, li, 0), bufs, n);
@@ -1273,13 +1315,6 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 		           layer_input_ptr(cg, bufs, l), (int)patch, slot_ptr(cg, bufs, l->W),
 		           (int)patch, 0.0, y, l->out_shape.c);
 		emit_bias_act(cg, l, li, y, opt_slot_ptr(cg, bufs, l->b), rows);
-		return;
-	}
-	ConvScratch cs = conv_scratch(cg, bufs, l);
-	TiledGeo tg;
-	if (conv_tiled(cg->net, l, &tg)) {
-		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
-		emit_parallel(cg, helper(cg, build_tc_fwd_body, "tc_fwd", l, li, 0), bufs, n);
 		return;
 	}
 	if (cs.wp)
@@ -1687,6 +1722,59 @@ static LLVMValueRef build_maxpool_back(Cg *cg, const IRLayer *l, int li, int var
 	return f;
 }
 
+/* Windows that tile the input exactly (stride = kernel, no padding, no
+ * rows or columns left over): every input position is in one window, so
+ * the backward writes each once, d where the window took its maximum and
+ * 0 elsewhere, with no zeroing pass before and no read of dx. */
+static bool pool_windows_tile(const IRLayer *l)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	return pool_windows_inside(l) && l->stride == l->kh && l->stride == l->kw
+	       && out.h * l->kh == in.h && out.w * l->kw == in.w;
+}
+
+/* maxpool backward for tiling windows: dx[s, tap] = tap == argmax ? d : 0
+ * (params d, dx, argmax, n) */
+typedef struct MaxCover { const IRLayer *l; LLVMValueRef d, dx, arg, o, corner; } MaxCover;
+static void max_cover_each(Cg *cg, void *ctx, LLVMValueRef c)
+{
+	MaxCover *mc = ctx;
+	const IRLayer *l = mc->l;
+	LLVMValueRef at = iadd(cg, mc->o, c);
+	LLVMValueRef a = load_t(cg, cg->t_i32, mc->arg, at), g = load_f32(cg, mc->d, at);
+	for (int i = 0; i < l->kh; i++)
+		for (int j = 0; j < l->kw; j++) {
+			LLVMValueRef pos = iadd(cg, iadd(cg, mc->corner,
+			                                 ci64(cg, ((long)i * l->in_shape.w + j) * l->in_shape.c)), c);
+			LLVMValueRef hit = LLVMBuildICmp(cg->b, LLVMIntEQ, to_i32(cg, pos), a, "");
+			store_f32(cg, LLVMBuildSelect(cg->b, hit, g, cf32(cg, 0), ""), mc->dx, pos);
+		}
+}
+
+static LLVMValueRef build_maxpool_cover(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Shape in = l->in_shape, out = l->out_shape;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef d = LLVMGetParam(f, 0), dx = LLVMGetParam(f, 1);
+	LLVMValueRef arg = as_i32_ptr(cg, LLVMGetParam(f, 2));
+	Loop ls, lh, lw;
+	LLVMValueRef s = loop_begin(cg, &ls, ci64(cg, 0), n64(cg, LLVMGetParam(f, 3)));
+	LLVMValueRef dxs = elem_ptr(cg, dx, imul(cg, s, l->in));
+	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef o = imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, s, out.h), oh), out.w), ow), out.c);
+	LLVMValueRef corner = imul(cg, iadd(cg, imul(cg, imul(cg, oh, l->stride), in.w),
+	                                    imul(cg, ow, l->stride)), in.c);
+	MaxCover mc = { l, d, dxs, arg, o, corner };
+	emit_each(cg, out.c, max_cover_each, &mc);
+	loop_end(cg, &lw);
+	loop_end(cg, &lh);
+	loop_end(cg, &ls);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* global_avgpool: variant 0 forward y[s, c] = mean over pixels of x;
  * variant 1 backward dx[s, p, c] (+)= d[s, c] / pixels (2: accumulate). */
 static LLVMValueRef build_gap(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1793,9 +1881,14 @@ static LLVMValueRef build_pool_body(Cg *cg, const IRLayer *l, int li, int varian
 		call_fn(cg, helper(cg, build_pool, "pool", l, li, 0), args, 4);
 	} else {
 		LLVMValueRef dx = elem_ptr(cg, slot_ptr(cg, r.bufs, cg->net->layers[l->input].d), at_in);
+		LLVMValueRef args[] = { elem_ptr(cg, slot_ptr(cg, r.bufs, l->d), at_out), dx, aux, cnt };
+		if (l->kind == OP_MAXPOOL && !(variant & POOL_ACCUMULATE) && pool_windows_tile(l)) {
+			call_fn(cg, helper(cg, build_maxpool_cover, "maxpool_cover", l, li, 0), args, 4);
+			LLVMBuildRetVoid(cg->b);
+			return f;
+		}
 		if (!(variant & POOL_ACCUMULATE))
 			emit_zero(cg, dx, imul(cg, n64(cg, cnt), l->in));
-		LLVMValueRef args[] = { elem_ptr(cg, slot_ptr(cg, r.bufs, l->d), at_out), dx, aux, cnt };
 		if (l->kind == OP_MAXPOOL)
 			call_fn(cg, helper(cg, build_maxpool_back, "maxpool_back", l, li, 0), args, 4);
 		else
@@ -1820,21 +1913,42 @@ static void fwd_pool(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l
 	emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
 }
 
-static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li,
-                        HelperFn build)
+/* flatten or global_avgpool over samples [lo, hi) (wtn_parallel_for),
+ * variants as build_flatten's and build_gap's: 0 forward, 1 backward (2:
+ * accumulating into the input's error). Per-sample copies, but a serial
+ * pass between two split loops leaves a core idle. */
+static LLVMValueRef build_reshape_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	LLVMValueRef args[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), n };
-	call_fn(cg, helper(cg, build, "reshape", l, li, 0), args, 3);
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at_in = imul(cg, r.lo, l->in), at_out = imul(cg, r.lo, l->out), src, dst;
+	if (variant == 0) {
+		src = elem_ptr(cg, layer_input_ptr(cg, r.bufs, l), at_in);
+		dst = elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at_out);
+	} else {
+		src = elem_ptr(cg, slot_ptr(cg, r.bufs, l->d), at_out);
+		dst = elem_ptr(cg, slot_ptr(cg, r.bufs, cg->net->layers[l->input].d), at_in);
+	}
+	HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
+	LLVMValueRef args[] = { src, dst, to_i32(cg, LLVMBuildSub(cg->b, r.hi, r.lo, "")) };
+	call_fn(cg, helper(cg, build, "reshape", l, li, variant), args, 3);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
+{
+	emit_parallel(cg, helper(cg, build_reshape_body, "reshape_body", l, li, 0), bufs, n);
 }
 
 static void fwd_gap(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li, build_gap);
+	fwd_reshape(cg, bufs, n, l, li);
 }
 
 static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li, build_flatten);
+	fwd_reshape(cg, bufs, n, l, li);
 }
 
 /* add or activation over samples [lo, hi) (wtn_parallel_for) */
@@ -2350,13 +2464,134 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	return f;
 }
 
+/* ---- weight gradient of a first layer's few input channels ----
+ * Vectors of (j, c), as tc_wgrad keeps, want C a multiple of 8; with C of
+ * 1 to 7 they run along the filters instead, read straight from the NHWC
+ * error: Gt[q][f] += d[p, f] * xp[p + tap q] over one sample's pixels p,
+ * q = (i, j, c) in patch order, tiles of TQ taps by FV vectors of filters
+ * summed in registers over a block of output rows. Gt goes into the
+ * part's partials (patch order, G[f][q]) once, after its samples. */
+static bool conv_few_wgrad(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+{
+	if (!ir_conv_tiled_few(l) || l->aux < 0)
+		return false;
+	tiled_geo(l, g);
+	return g->xsize + l->out_shape.c * ir_conv_patch(l) <= ir_col_part_elems(net);
+}
+
+static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	TiledGeo g;
+	tiled_geo(l, &g);
+	Shape out = l->out_shape;
+	int C = l->in_shape.c, F = out.c, Q = (int)ir_conv_patch(l);
+	/* up to 4 vectors of filters (a pixel's error read in whole cache lines,
+	 * once), TQ taps: FV error vectors, a broadcast and the TQ * FV sums
+	 * within the 16 registers (4 by 3 spilled one) */
+	int FV = F / 8 < 4 ? F / 8 : 4;
+	while ((F / 8) % FV)
+		FV--;
+	int TQ = (15 - FV) / FV < TC_PIX_REGS / FV ? (15 - FV) / FV : TC_PIX_REGS / FV;
+	/* rows of error and image that stay in L1 while every tile passes */
+	int RB = out.h;
+	while (RB > 1 && (out.h % RB
+	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (24L << 10)))
+		RB--;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
+	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), Gt = LLVMGetParam(f, 2);
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], dv[4];
+	for (int k = 0; k < TQ * FV; k++)
+		acc[k] = entry_var(cg, v8, zero);
+	Loop lb, lf, lh, lw;
+	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
+	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / (8 * FV))), 8L * FV);
+	for (int q0 = 0; q0 < Q; q0 += TQ) {   /* the tap tiles, written out */
+		int nq = Q - q0 < TQ ? Q - q0 : TQ;
+		for (int k = 0; k < nq * FV; k++)
+			LLVMBuildStore(cg->b, zero, acc[k]);
+		LLVMValueRef oh = loop_begin(cg, &lh, oh0, iadd(cg, oh0, ci64(cg, RB)));
+		LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+		LLVMValueRef db = iadd(cg, imul(cg, iadd(cg, imul(cg, oh, out.w), ow), F), f0);
+		LLVMValueRef xb = imul(cg, iadd(cg, imul(cg, oh, g.xw), ow), C);
+		for (int k = 0; k < FV; k++)
+			dv[k] = load_v8(cg, d, iadd(cg, db, ci64(cg, 8L * k)));
+		for (int t = 0; t < nq; t++) {
+			int q = q0 + t, i = q / (l->kw * C), j = q / C % l->kw, c = q % C;
+			LLVMValueRef xv = splat_v8(cg, load_f32(cg, xp, iadd(cg, xb, ci64(cg, ((long)i * g.xw + j) * C + c))));
+			for (int k = 0; k < FV; k++) {
+				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
+				LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, dv[k], a), acc[t * FV + k]);
+			}
+		}
+		loop_end(cg, &lw);
+		loop_end(cg, &lh);
+		for (int t = 0; t < nq; t++)
+			for (int k = 0; k < FV; k++) {
+				LLVMValueRef at = iadd(cg, f0, ci64(cg, (long)(q0 + t) * F + 8L * k));
+				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
+				store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, Gt, at), a, ""), Gt, at);
+			}
+	}
+	loop_end(cg, &lf);
+	loop_end(cg, &lb);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Weight gradient of a conv on few input channels whose input needs no
+ * error, over samples [lo, hi), into this part's gradient partials (patch
+ * order); fin as in build_conv_bwd_body. Scratch: the padded image, then
+ * Gt. */
+static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	const IRNetwork *net = cg->net;
+	TiledGeo g;
+	tiled_geo(l, &g);
+	int F = l->out_shape.c, fin = variant & 7;
+	long patch = ir_conv_patch(l);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
+	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
+	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, G, ci64(cg, F * patch)), to_i32(cg, cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	LLVMValueRef xp = part_columns(cg, &cs, r.part), Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
+	Loop ls, lq, lf;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef a2[] = { xp, elem_ptr(cg, d, imul(cg, s, l->out)), Gt };
+	call_fn(cg, wg, a2, 3);
+	loop_end(cg, &ls);
+	/* G[f][q] = Gt[q][f] */
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
+	loop_end(cg, &lf);
+	loop_end(cg, &lq);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* tc_wgrad(xp, d, G): G[f, i, j, c] (patch order) += the products of one
  * sample's padded image with its error, summed over its pixels: per kernel
  * row i, tiles of TV vectors of (j, c) by FB filters kept in registers. */
 static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	TiledGeo g;
-	conv_tiled(cg->net, l, &g);
+	tiled_geo(l, &g);
 	Shape out = l->out_shape;
 	int C = l->in_shape.c, F = out.c;
 	long patch = ir_conv_patch(l), taps = (long)l->kw * C, nt = taps / 8;
@@ -2365,11 +2600,14 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 		TV--;
 	for (FB = TC_PIX_REGS / TV; F % FB; FB--)
 		;
-	/* blocks of RB output rows, whose error and image rows stay in L1
-	 * (24 KB) while every tile passes over them */
+	/* blocks of RB output rows, whose error and image rows stay near
+	 * (64 KB: L1 and the closest of L2) while every tile passes over them;
+	 * each tile adds its sums to G once per block, so taller blocks mean
+	 * fewer passes over G (measured on the bench convnet's conv2: 7 rows
+	 * of 14 ran its weight gradient 15% faster than 2 rows, in 24 KB) */
 	int RB = out.h;
 	while (RB > 1 && (out.h % RB
-	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (24L << 10)))
+	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (64L << 10)))
 		RB--;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
@@ -2428,7 +2666,7 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef f = cg->fn;
 	const IRNetwork *net = cg->net;
 	TiledGeo g;
-	conv_tiled(net, l, &g);
+	tiled_geo(l, &g);
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
 	bool send = variant & CB_SEND;
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
@@ -2542,6 +2780,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	}
 	DirectGeo g;
 	TiledGeo tg;
+	bool few = !send && conv_few_wgrad(cg->net, l, &tg);
 	bool small = !send && conv_small_direct(cg->net, l, &g);
 	bool tiled = conv_tiled(cg->net, l, &tg);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
@@ -2552,6 +2791,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
 	            | (carry == l->B ? CB_CARRY_B : 0);
 	LLVMValueRef body = tiled ? helper(cg, build_tc_bwd_body, "tc_bwd", l, li, variant)
+	                  : few ? helper(cg, build_tcf_bwd_body, "tcf_bwd", l, li, variant)
 	                  : small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
 	                          : helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
 	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
@@ -2682,9 +2922,8 @@ static void backward_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 	if (!send_to(cg, bw, l->input, &dx, &acc))
 		return;
 	if (l->kind == OP_GLOBAL_AVGPOOL || l->kind == OP_FLATTEN) {
-		LLVMValueRef args[] = { d, dx, bw->n };
-		HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
-		call_fn(cg, helper(cg, build, "reshape", l, li, acc ? 2 : 1), args, 3);
+		emit_parallel(cg, helper(cg, build_reshape_body, "reshape_body", l, li, acc ? 2 : 1),
+		              bw->bufs, bw->n);
 		return;
 	}
 	/* the pools scatter into the input's error, so it starts at 0 */

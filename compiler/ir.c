@@ -106,6 +106,16 @@ bool ir_conv_permuted(const IRLayer *l)
 	       && l->kh * l->kw > 1;
 }
 
+/* A stride-1 conv on fewer than 8 input channels whose filters fill whole
+ * vectors of 8: its forward may run codegen's register-tiled kernel, which
+ * reads the kernel tap by filter from the weights scratch (a first layer
+ * on images; its other passes stay direct). */
+bool ir_conv_tiled_few(const IRLayer *l)
+{
+	return l->kind == OP_CONV2D && !ir_conv_direct(l) && l->stride == 1 && l->in_shape.c < 8
+	       && l->out_shape.c % 8 == 0 && l->pad < l->kh && l->pad < l->kw;
+}
+
 long ir_conv_patch(const IRLayer *l)
 {
 	return (long)l->in_shape.c * l->kh * l->kw;
@@ -385,17 +395,18 @@ void ir_plan_buffers(IRNetwork *net)
 	/* the rule arguments in force, written by the runtime (wtn_model.h) */
 	net->args_slot = add_vec(net, "rule.args", "", BUF_SCRATCH,
 	                         (long)(net->nlayers > 0 ? net->nlayers : 1) * WTN_MAX_ARGS);
-	/* and room for two weight tensors in patch order (see ir_conv_permuted) */
+	/* and room for two weight tensors in patch or tile order (see
+	 * ir_conv_permuted, ir_conv_tiled_few) */
 	long wp = 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		const IRLayer *l = &net->layers[i];
-		if (ir_conv_permuted(l) && 2 * net->bufs[l->W].elems > wp)
+		if ((ir_conv_permuted(l) || ir_conv_tiled_few(l)) && 2 * net->bufs[l->W].elems > wp)
 			wp = 2 * net->bufs[l->W].elems;
 	}
 	if (wp > 0) {
 		int slot = add_vec(net, "im2col.weights", "", BUF_SCRATCH, wp);
 		for (int i = 0; i < net->nlayers; i++)
-			if (ir_conv_permuted(&net->layers[i]))
+			if (ir_conv_permuted(&net->layers[i]) || ir_conv_tiled_few(&net->layers[i]))
 				net->layers[i].aux2 = slot;
 	}
 }

@@ -235,6 +235,9 @@ bool ir_conv_direct(const IRLayer *l);
  * permuted to [F, kh, kw, C] in scratch aux2 (which holds two such
  * tensors). False where the orders coincide (C = 1 or a 1x1 kernel). */
 bool ir_conv_permuted(const IRLayer *l);
+/* A stride-1 conv on fewer than 8 input channels with whole vectors of 8
+ * filters: codegen's tiled forward, which also takes its kernel from aux2. */
+bool ir_conv_tiled_few(const IRLayer *l);
 long ir_conv_patch(const IRLayer *l);
 int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
 /* Up to IR_MAX_PARTS parts (wtn_parallel_for) run chunks of samples of an

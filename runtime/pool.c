@@ -1,20 +1,36 @@
 /* pool.c: a few threads that share the fused update step and the kernels'
- * parallel loops (wtn_parallel_for). Idle workers sleep on a condition
- * variable (never spin), so the cores stay free for OpenBLAS during its
- * products. The caller runs part 0. */
+ * parallel loops (wtn_parallel_for). The caller runs part 0.
+ *
+ * A step hands the pool a dozen jobs, most of them back to back (a conv's
+ * loop, then its pool's). Waking a thread asleep on a condition variable
+ * takes tens of microseconds here, far more when its core is idle in a
+ * virtual machine, and a job waits twice: for its workers to start and
+ * for the caller to notice they finished. So both sides first spin for a
+ * short while (SPIN_NS) on the job counter and the count of parts still
+ * running, and only then sleep. A product the caller starts between jobs
+ * (wtn_sgemm, rt_pool_quiet) sends spinning workers to sleep at once, so
+ * the cores stay free for OpenBLAS's own threads. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include "wtnrt.h"
+
+/* How long a worker looks for the next job, and the caller for the end of
+ * one, before sleeping: longer than the gaps between a step's loops
+ * (a serial pass of a few hundred microseconds at most), short against
+ * its products. */
+enum { SPIN_NS = 200000 };
 
 struct RtPool {
 	int nthreads;
 	pthread_t *threads;
 	pthread_mutex_t lock;
 	pthread_cond_t wake, done;
-	long generation;       /* bumped for every job */
-	int pending;           /* workers still running the current job */
-	bool quit;
+	long generation;       /* bumped for every job (atomic; written under lock) */
+	int pending;           /* workers still running the current job (atomic) */
+	bool quit;             /* (atomic; written under lock) */
+	long quiets;           /* bumped by rt_pool_quiet (atomic) */
 	/* the current job: the update (body NULL) or a parallel loop */
 	float **bufs;
 	const float *hyper;
@@ -43,27 +59,77 @@ static void run_part(RtPool *p, int part)
 	p->body(p->ctx, lo, hi, part);
 }
 
+static long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Spins for at most SPIN_NS until the pool has a job newer than seen (or
+ * quits); true if it has. False at once when the caller announced a
+ * product after quiets was read (rt_pool_quiet). */
+static bool spin_for_job(RtPool *p, long seen, long quiets)
+{
+	long start = now_ns();
+	for (int i = 1;; i++) {
+		if (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) != seen
+		    || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
+			return true;
+		if (__atomic_load_n(&p->quiets, __ATOMIC_RELAXED) != quiets)
+			return false;
+		cpu_relax();
+		if (i % 64 == 0 && now_ns() - start > SPIN_NS)
+			return false;
+	}
+}
+
+/* Spins for at most SPIN_NS until *count is 0; true if it is. */
+static bool spin_until_zero(const int *count)
+{
+	long start = now_ns();
+	for (int i = 1;; i++) {
+		if (__atomic_load_n(count, __ATOMIC_ACQUIRE) == 0)
+			return true;
+		cpu_relax();
+		if (i % 64 == 0 && now_ns() - start > SPIN_NS)
+			return false;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	Worker *w = arg;
 	RtPool *p = w->pool;
-	long seen = 0;
-	pthread_mutex_lock(&p->lock);
+	long seen = 0, quiets = 0;
 	for (;;) {
-		while (p->generation == seen && !p->quit)
-			pthread_cond_wait(&p->wake, &p->lock);
-		if (p->quit)
+		if (!spin_for_job(p, seen, quiets)) {
+			pthread_mutex_lock(&p->lock);
+			while (p->generation == seen && !p->quit)
+				pthread_cond_wait(&p->wake, &p->lock);
+			pthread_mutex_unlock(&p->lock);
+		}
+		if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
 			break;
-		seen = p->generation;
-		pthread_mutex_unlock(&p->lock);
+		seen = __atomic_load_n(&p->generation, __ATOMIC_ACQUIRE);
+		quiets = __atomic_load_n(&p->quiets, __ATOMIC_RELAXED);
 		rt_profile_busy(1);
 		run_part(p, w->part);
 		rt_profile_busy(-1);
-		pthread_mutex_lock(&p->lock);
-		if (--p->pending == 0)
+		if (__atomic_sub_fetch(&p->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+			/* under the lock: the caller checks pending under it before sleeping */
+			pthread_mutex_lock(&p->lock);
 			pthread_cond_signal(&p->done);
+			pthread_mutex_unlock(&p->lock);
+		}
 	}
-	pthread_mutex_unlock(&p->lock);
 	free(w);
 	return NULL;
 }
@@ -112,21 +178,23 @@ RtPool *rt_pool_start(int nthreads)
  * not to the layer part 0 ended in). */
 static void run_job(RtPool *p, bool join)
 {
-	pthread_mutex_lock(&p->lock);
-	p->pending = p->nthreads - 1;
-	p->generation++;
+	__atomic_store_n(&p->pending, p->nthreads - 1, __ATOMIC_RELAXED);
 	p->busy = true;
+	pthread_mutex_lock(&p->lock);
+	__atomic_add_fetch(&p->generation, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	run_part(p, 0);
 	if (join)
 		rt_profile_join();
 	rt_profile_busy(-1);   /* the caller only waits now */
-	pthread_mutex_lock(&p->lock);
-	while (p->pending > 0)
-		pthread_cond_wait(&p->done, &p->lock);
+	if (!spin_until_zero(&p->pending)) {
+		pthread_mutex_lock(&p->lock);
+		while (__atomic_load_n(&p->pending, __ATOMIC_ACQUIRE) > 0)
+			pthread_cond_wait(&p->done, &p->lock);
+		pthread_mutex_unlock(&p->lock);
+	}
 	p->busy = false;
-	pthread_mutex_unlock(&p->lock);
 	rt_profile_busy(1);
 }
 
@@ -175,6 +243,15 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	return parts;
 }
 
+/* The caller is about to run a product outside any job: workers spinning
+ * for the next job sleep now instead of competing with OpenBLAS. */
+void rt_pool_quiet(void)
+{
+	RtPool *p = current;
+	if (p && p->nthreads > 1 && !p->busy)
+		__atomic_add_fetch(&p->quiets, 1, __ATOMIC_RELAXED);
+}
+
 void rt_pool_stop(RtPool *p)
 {
 	if (!p)
@@ -182,7 +259,7 @@ void rt_pool_stop(RtPool *p)
 	if (current == p)
 		current = NULL;
 	pthread_mutex_lock(&p->lock);
-	p->quit = true;
+	__atomic_store_n(&p->quit, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&p->wake);
 	pthread_mutex_unlock(&p->lock);
 	for (int i = 1; i < p->nthreads; i++)

@@ -6,6 +6,7 @@ void wtn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
                const float *a, int lda, const float *b, int ldb, float beta,
                float *c, int ldc)
 {
+	rt_pool_quiet();
 	int extra = wtn_profiling ? rt_profile_blas_threads(m, n, k) : 0;
 	if (extra)
 		rt_profile_busy(extra);

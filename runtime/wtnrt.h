@@ -172,6 +172,7 @@ RtPool *rt_pool_start(int nthreads);
 void rt_pool_update(RtPool *p, float **bufs, const float *hyper);
 bool rt_pool_splits(const RtPool *p);
 void rt_pool_stop(RtPool *p);
+void rt_pool_quiet(void);   /* a product starts: spinning workers sleep */
 
 /* ---- profile.c: train --profile (wtn_profile_mark in wtn_abi.h) ---- */
 /* Turns profiling on for this run (-1 after a message: out of memory). */

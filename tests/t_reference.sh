@@ -154,6 +154,15 @@ fi
 sed 's/act=relu/act=tanh/' $R/conv_tiled.wtn >"$T/fd_conv_tiled.wtn"   # smooth, for differences
 build fd_conv_tiled "$T/fd_conv_tiled.wtn" --feedback c3=bp &&
 	check fd_conv_tiled "conv_tiled.wtn, relu as tanh, all bp" --fd --seed 1
+# and the tiled forward on one and three input channels, tiling maxpools
+if build conv_tiled_few $R/conv_tiled_few.wtn; then
+	check conv_tiled_few "tests/reference/conv_tiled_few.wtn" --seed 1
+	check conv_tiled_few "tests/reference/conv_tiled_few.wtn" --seed 2
+fi
+# smooth: maxpool's switching argmax would break the differences
+sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_tiled_few.wtn >"$T/fd_conv_tiled_few.wtn"
+build fd_conv_tiled_few "$T/fd_conv_tiled_few.wtn" --feedback c2=bp &&
+	check fd_conv_tiled_few "conv_tiled_few.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
 
 if [ $failed = 0 ]; then
 	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu and tiled convs ok"
