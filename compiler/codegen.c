@@ -2009,7 +2009,9 @@ static LLVMValueRef build_eltwise_body(Cg *cg, const IRLayer *l, int li, int var
 
 static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, 0), bufs, n);
+	/* add(x, x) reads one slot fewer: its view differs from other adds' */
+	int twice = l->kind == OP_ADD && l->input == l->input2;
+	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, twice), bufs, n);
 }
 
 /* if (wtn_profiling) wtn_profile_mark(li, phase): train --profile's clock

@@ -1,7 +1,7 @@
 /* pool.c: a few threads that share the fused update step and the kernels'
  * parallel loops (wtn_parallel_for). Idle workers sleep on a condition
  * variable (never spin), so the cores stay free for OpenBLAS during its
- * products. The caller runs part 0. */
+ * products. The caller works like one of them. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,6 +22,7 @@ struct RtPool {
 	void *ctx;
 	long count;
 	int parts;
+	int next_part;         /* the next part a thread takes (atomic) */
 	bool busy;             /* a job is running: nested loops run serially */
 	bool split;            /* wtn_parallel_for may use the threads */
 };
@@ -37,10 +38,17 @@ static void run_part(RtPool *p, int part)
 		wtn_update(p->bufs, p->hyper, part, p->nthreads);
 		return;
 	}
-	if (part >= p->parts)
-		return;
-	long lo = p->count * part / p->parts, hi = p->count * (part + 1) / p->parts;
-	p->body(p->ctx, lo, hi, part);
+	/* Each thread takes the next part until none is left: a thread whose
+	 * core is shared with another process takes fewer, instead of the
+	 * others waiting for its half. Part k always covers the same samples,
+	 * whichever thread runs it, so results do not depend on timing. */
+	for (;;) {
+		int k = __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
+		if (k >= p->parts)
+			return;
+		long lo = p->count * k / p->parts, hi = p->count * (k + 1) / p->parts;
+		p->body(p->ctx, lo, hi, k);
+	}
 }
 
 static void *worker_main(void *arg)
@@ -142,10 +150,16 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
 	run_job(p, true);
 }
 
+/* Splits [0, count) into up to two parts per thread (at most max_parts,
+ * the kernels' scratch), run as the threads come free (run_part); returns
+ * the number of parts, each run once with its own part number. */
+enum { PARTS_PER_THREAD = 2 };
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 {
 	RtPool *p = current;
 	int parts = p && p->split && !p->busy ? p->nthreads : 1;
+	if (parts > 1)
+		parts *= PARTS_PER_THREAD;
 	if (parts > max_parts)
 		parts = max_parts;
 	if (parts > count)
@@ -162,6 +176,7 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	p->ctx = ctx;
 	p->count = count;
 	p->parts = parts;
+	p->next_part = 0;
 	run_job(p, false);
 	p->body = NULL;
 	openblas_set_num_threads(blas);
