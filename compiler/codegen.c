@@ -1387,6 +1387,13 @@ static LLVMValueRef frame_copy(Cg *cg, LLVMTypeRef t, LLVMValueRef src, int C)
  * never share one); the caller adds the rows of the parts that ran. */
 static long bn_part_stride(int C) { return round_up(2L * C, 8); }
 
+static LLVMValueRef bn_part_table(Cg *cg, int C)
+{
+	LLVMValueRef t = frame_array(cg, cg->t_f64, (int)(IR_MAX_PARTS * bn_part_stride(C)));
+	LLVMSetAlignment(LLVMGetOperand(t, 0), 64);   /* the alloca under frame_array's cast */
+	return t;
+}
+
 /* total[j] = sum over parts p < parts of rows[p * stride + j], j < count */
 static void emit_sum_parts(Cg *cg, LLVMValueRef rows, LLVMValueRef parts, long stride, int count,
                            LLVMValueRef total)
@@ -1512,7 +1519,7 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 	LLVMValueRef c;
 	if (variant == 0) {
 		long stride = bn_part_stride(C);
-		LLVMValueRef table = frame_array(cg, cg->t_f64, (int)(IR_MAX_PARTS * stride));
+		LLVMValueRef table = bn_part_table(cg, C);
 		LLVMValueRef ctx[] = { P[0], table };
 		LLVMValueRef parts = emit_parallel_ptrs(cg, helper(cg, build_bn_moments, "bn_moments", l, li, 0),
 		                                        ctx, 2, n);
@@ -2786,7 +2793,7 @@ static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int vari
 		P[k] = LLVMGetParam(f, (unsigned)k);
 	LLVMValueRef n = n64(cg, P[9]);
 	LLVMValueRef rows = imul(cg, n, pixels(l->out_shape));
-	LLVMValueRef table = frame_array(cg, cg->t_f64, (int)(IR_MAX_PARTS * stride));
+	LLVMValueRef table = bn_part_table(cg, C);
 	LLVMValueRef c1[] = { P[0], P[1], P[2], P[4], P[5], table };
 	LLVMValueRef parts = emit_parallel_ptrs(cg, helper(cg, build_bn_grad_sums, "bn_grad_sums", l, li,
 	                                                   variant & (BN_DERIV | BN_ZERO)), c1, 6, n);
