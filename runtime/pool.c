@@ -150,16 +150,19 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
 	run_job(p, true);
 }
 
-/* Splits [0, count) into up to two parts per thread (at most max_parts,
- * the kernels' scratch), run as the threads come free (run_part); returns
- * the number of parts, each run once with its own part number. */
+/* Splits [0, count) into up to two parts per thread, as many for each
+ * thread (at most max_parts, the kernels' scratch: 3 threads get 3 parts,
+ * not 4), run as the threads come free (run_part); returns the number of
+ * parts, each run once with its own part number. */
 enum { PARTS_PER_THREAD = 2 };
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 {
 	RtPool *p = current;
 	int parts = p && p->split && !p->busy ? p->nthreads : 1;
-	if (parts > 1)
-		parts *= PARTS_PER_THREAD;
+	if (parts > 1 && parts <= max_parts) {
+		int each = max_parts / parts;
+		parts *= each < PARTS_PER_THREAD ? each : PARTS_PER_THREAD;
+	}
 	if (parts > max_parts)
 		parts = max_parts;
 	if (parts > count)
