@@ -1964,38 +1964,21 @@ static void fwd_pool(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l
 	emit_parallel(cg, helper(cg, build_pool_body, "pool_body", l, li, 0), bufs, n);
 }
 
-/* global_avgpool and flatten over one part's samples (the helper of
- * variant: build_gap or build_flatten). ctx (from, to): variant 0 the
- * forward (x, y), else the backward (d, the input's error). */
-static LLVMValueRef build_reshape_part(Cg *cg, const IRLayer *l, int li, int variant)
+static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li,
+                        HelperFn build)
 {
-	Part p = begin_part_body(cg);
-	LLVMValueRef f = cg->fn;
-	long from = variant ? l->out : l->in, to = variant ? l->in : l->out;
-	HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
-	LLVMValueRef inner = helper(cg, build, "reshape", l, li, variant);
-	LLVMValueRef args[] = { elem_ptr(cg, part_ptr(cg, &p, 0), imul(cg, p.lo, from)),
-	                        elem_ptr(cg, part_ptr(cg, &p, 1), imul(cg, p.lo, to)),
-	                        to_i32(cg, LLVMBuildSub(cg->b, p.hi, p.lo, "")) };
-	call_fn(cg, inner, args, 3);
-	LLVMBuildRetVoid(cg->b);
-	return f;
-}
-
-static void fwd_reshape(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
-{
-	LLVMValueRef ctx[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y) };
-	emit_parallel_ptrs(cg, helper(cg, build_reshape_part, "reshape_part", l, li, 0), ctx, 2, n64(cg, n));
+	LLVMValueRef args[] = { layer_input_ptr(cg, bufs, l), slot_ptr(cg, bufs, l->y), n };
+	call_fn(cg, helper(cg, build, "reshape", l, li, 0), args, 3);
 }
 
 static void fwd_gap(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li);
+	fwd_reshape(cg, bufs, n, l, li, build_gap);
 }
 
 static void fwd_flatten(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	fwd_reshape(cg, bufs, n, l, li);
+	fwd_reshape(cg, bufs, n, l, li, build_flatten);
 }
 
 /* add or activation over samples [lo, hi) (wtn_parallel_for) */
@@ -2918,9 +2901,9 @@ static void backward_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 	if (!send_to(cg, bw, l->input, &dx, &acc))
 		return;
 	if (l->kind == OP_GLOBAL_AVGPOOL || l->kind == OP_FLATTEN) {
-		LLVMValueRef ctx[] = { d, dx };
-		emit_parallel_ptrs(cg, helper(cg, build_reshape_part, "reshape_part", l, li, acc ? 2 : 1),
-		                   ctx, 2, n64(cg, bw->n));
+		LLVMValueRef args[] = { d, dx, bw->n };
+		HelperFn build = l->kind == OP_FLATTEN ? build_flatten : build_gap;
+		call_fn(cg, helper(cg, build, "reshape", l, li, acc ? 2 : 1), args, 3);
 		return;
 	}
 	/* the pools scatter into the input's error, so it starts at 0 */

@@ -1,7 +1,7 @@
 /* pool.c: a few threads that share the fused update step and the kernels'
  * parallel loops (wtn_parallel_for). Idle workers sleep on a condition
  * variable (never spin), so the cores stay free for OpenBLAS during its
- * products. The caller works like one of them. */
+ * products. The caller runs part 0. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
