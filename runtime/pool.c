@@ -38,16 +38,17 @@ static void run_part(RtPool *p, int part)
 		wtn_update(p->bufs, p->hyper, part, p->nthreads);
 		return;
 	}
-	/* Each thread takes the next part until none is left: a thread whose
-	 * core is shared with another process takes fewer, instead of the
-	 * others waiting for its half. Part k always covers the same samples,
-	 * whichever thread runs it, so results do not depend on timing. */
-	for (;;) {
-		int k = __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
-		if (k >= p->parts)
-			return;
+	/* The caller runs part 0 (a body may count on it: the profile's marks
+	 * count on the step's thread only); then each thread takes the next
+	 * part until none is left, so a thread whose core is shared with
+	 * another process takes fewer, instead of the others waiting for its
+	 * share. Part k always covers the same samples, whichever thread runs
+	 * it, so results do not depend on timing. */
+	int k = part == 0 ? 0 : __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
+	while (k < p->parts) {
 		long lo = p->count * k / p->parts, hi = p->count * (k + 1) / p->parts;
 		p->body(p->ctx, lo, hi, k);
+		k = __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -179,7 +180,7 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	p->ctx = ctx;
 	p->count = count;
 	p->parts = parts;
-	p->next_part = 0;
+	p->next_part = 1;   /* part 0 is the caller's */
 	run_job(p, false);
 	p->body = NULL;
 	openblas_set_num_threads(blas);
