@@ -53,11 +53,17 @@ done
 
 # The sgemm bound's products: the wtn_sgemm calls of the MLP's wtn_forward
 # and wtn_backward kernels (no loops around them), with the batch as "n".
+# A beta known only at run time is SGD's momentum: in a training step the
+# weight-gradient products add into the momentum buffer (wtn_abi.h,
+# wtn_step_hyper); the bound takes the run's momentum from its config.
 build/wtnc examples/fashion_mlp.wtn --feedback 'default=bp' --feedback '*=bp' --emit-llvm -o "$tmp/mlp.ll"
 awk '/^define .*@wtn_(forward|backward)\(/ { on = 1 } /^}/ { on = 0 }
      on && /call void @wtn_sgemm\(/ {
 	sub(/.*@wtn_sgemm\(/, ""); sub(/\).*/, ""); n = split($0, a, ", ")
-	for (i = 1; i <= n; i++) { split(a[i], w, " "); v[i] = w[2] ~ /^%/ ? "n" : w[2] }
+	for (i = 1; i <= n; i++) {
+		split(a[i], w, " ")
+		v[i] = w[2] !~ /^%/ ? w[2] : i == 11 ? "momentum" : "n"
+	}
 	print v[1], v[2], v[3], v[4], v[5], v[6], v[8], v[10], v[11], v[13] }' "$tmp/mlp.ll" >"$tmp/products"
 
 # One OpenBLAS configuration for both sides.
@@ -127,7 +133,9 @@ for net in mlp convnet lenet resnet20; do
 		w=$(wtn_rate) wk=$(wtn_kernel) wt=$(wtn_threads)
 		if [ "$net/$t" = mlp/1 ]; then   # the bound, right away: under the same load
 			mlp1=$w
-			build/sgemm_bound 128 1 <"$tmp/products" >"$tmp/bound"
+			momentum=$(sed -n 's/^{"config".*"momentum":\([0-9.e+-]*\).*/\1/p' "$tmp/m.jsonl")
+			sed "s/ momentum / ${momentum:?no momentum in the run's config} /" "$tmp/products" |
+				build/sgemm_bound 128 1 >"$tmp/bound"
 		fi
 		torch_run "$net" "$t" "$s"
 		p=$(field 'samples\/s') pk=$(field kernel)

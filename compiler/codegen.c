@@ -25,6 +25,7 @@ typedef struct Cg {
 	LLVMValueRef sgemm, noise, pfor, f_expf, f_logf, f_erff, f_sqrt;
 	LLVMValueRef allreduce;    /* wtn_allreduce: batchnorm sums over MPI ranks */
 	LLVMValueRef profiling, profile_mark;  /* wtn_profiling, wtn_profile_mark */
+	LLVMValueRef step_hyper;   /* wtn_step_hyper: the update runs inside wtn_backward */
 	LLVMTypeRef profile_mark_ty;
 	LLVMValueRef f_vexp, f_vtanh;  /* inlined, vectorisable (below) */
 	LLVMValueRef fn;           /* function being built */
@@ -2267,11 +2268,51 @@ static bool send_to(Cg *cg, Bwd *bw, int p, LLVMValueRef *dst, bool *accumulate)
 	return true;
 }
 
-static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, LLVMValueRef d)
+/* Whether a training step's backward (wtn_step_hyper set) lets dense layer
+ * li's weight-gradient product add straight into W's SGD momentum: plain
+ * momentum (nesterov and adam need the gradient itself), and a rule whose
+ * update does not read the gradient again (kp's B takes W's gradient). The
+ * gradient slot then keeps whatever it held; nothing else reads it in a
+ * step. */
+static bool grad_into_velocity(const Cg *cg, const IRLayer *l)
+{
+	const TrainCfg *t = &cg->net->train;
+	return l->kind == OP_DENSE && t->optimizer != OPT_ADAM && !t->nesterov && l->mW >= 0 &&
+	       !(l->B >= 0 && ir_layer_rule(l)->change == FB_CHANGE_AS_W);
+}
+
+/* Zeros in place of the step's scalars outside a step: momentum 0. */
+static LLVMValueRef no_hyper(Cg *cg)
+{
+	LLVMValueRef g = LLVMGetNamedGlobal(cg->mod, "wtn.no_hyper");
+	if (!g) {
+		LLVMTypeRef ty = LLVMArrayType(cg->t_f32, WTN_H_COUNT);
+		g = LLVMAddGlobal(cg->mod, ty, "wtn.no_hyper");
+		LLVMSetInitializer(g, LLVMConstNull(ty));
+		LLVMSetGlobalConstant(g, 1);
+		LLVMSetLinkage(g, LLVMPrivateLinkage);
+	}
+	return LLVMBuildBitCast(cg->b, g, cg->t_pf32, "");
+}
+
+static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d)
 {
 	LLVMValueRef x = layer_input_ptr(cg, bw->bufs, l), dx;
-	emit_sgemm(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), bw->n, d, l->out,
-	           x, l->in, 0.0, slot_ptr(cg, bw->bufs, l->gW), l->in);
+	LLVMValueRef gW = slot_ptr(cg, bw->bufs, l->gW);
+	if (!bw->all_bp && grad_into_velocity(cg, l)) {
+		/* In a training step (wtn_step_hyper set) the product adds the
+		 * gradient to the momentum it decays, v = momentum v + gW: the
+		 * update then reads two tensors, not three. One call either way. */
+		LLVMValueRef hyper = LLVMBuildLoad2(cg->b, cg->t_pf32, cg->step_hyper, "");
+		LLVMValueRef on = LLVMBuildIsNotNull(cg->b, hyper, "");
+		LLVMValueRef h = LLVMBuildSelect(cg->b, on, hyper, no_hyper(cg), "");
+		LLVMValueRef beta = load_f32(cg, h, ci64(cg, WTN_H_MOMENTUM));
+		LLVMValueRef into = LLVMBuildSelect(cg->b, on, slot_ptr(cg, bw->bufs, l->mW), gW, "");
+		emit_sgemm_v(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), bw->n, cf32(cg, 1), d, l->out,
+		             x, l->in, beta, into, l->in);
+	} else
+		emit_sgemm(cg, 1, 0, ci32(cg, l->out), ci32(cg, l->in), bw->n, d, l->out,
+		           x, l->in, 0.0, gW, l->in);
 	bool acc;
 	if (send_to(cg, bw, l->input, &dx, &acc))
 		emit_sgemm(cg, 0, 0, bw->n, ci32(cg, l->in), ci32(cg, l->out), d, l->out,
@@ -2950,7 +2991,7 @@ static void bwd_finish(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d
 static void bwd_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
 {
 	bwd_finish(cg, bw, l, li, d, fin);
-	backward_dense(cg, bw, l, d);
+	backward_dense(cg, bw, l, li, d);
 }
 
 static void bwd_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
@@ -3166,6 +3207,8 @@ static const Lowering *lowering_of(int kind)
 	return &lowerings[kind];
 }
 
+static void emit_update_in_backward(Cg *cg, LLVMValueRef bufs, int li);
+
 /* wtn_backward (all_bp false): errors as each layer's rule says.
  * wtn_backward_bp (all_bp true): every layer carries through W and dfa
  * layers take theirs from above like any other, as backprop would. */
@@ -3180,8 +3223,11 @@ static void build_backward(Cg *cg, const char *fn_name, bool all_bp)
 	bw.need = needs_error(net, all_bp);
 	bw.received = calloc((size_t)net->nlayers, sizeof *bw.received);
 	if (!bw.received) { perror("wtnc"); exit(1); }
-	for (int li = last; li >= 0; li--)
+	for (int li = last; li >= 0; li--) {
 		backward_layer(cg, &bw, li);
+		if (!all_bp)
+			emit_update_in_backward(cg, bw.bufs, li);
+	}
 	LLVMBuildRetVoid(cg->b);
 	free(bw.need);
 	free(bw.received);
@@ -3219,13 +3265,22 @@ static Hyper emit_load_hyper(Cg *cg, LLVMValueRef hyper)
 
 /* One element of torch.optim.SGD (dampening 0) or torch.optim.Adam with L2
  * weight decay wd: p[i] from the raw gradient g, state m[i], v[i].
- * Returns the new p[i]. */
+ * Returns the new p[i]. g_raw NULL: SGD's momentum m[i] already holds
+ * momentum m[i] + g (the weight-gradient product put it there: see
+ * grad_into_velocity); only the decay is left to add. */
 static LLVMValueRef emit_opt_elem(Cg *cg, const Hyper *h, LLVMValueRef wd,
                                   LLVMValueRef g_raw, LLVMValueRef p, LLVMValueRef m,
                                   LLVMValueRef v, LLVMValueRef i)
 {
 	const TrainCfg *t = &cg->net->train;
 	LLVMValueRef w = load_f32(cg, p, i);
+	if (!g_raw) {
+		LLVMValueRef m1 = fadd(cg, load_f32(cg, m, i), fmul(cg, wd, w));
+		store_f32(cg, m1, m, i);
+		LLVMValueRef w1 = fsub(cg, w, fmul(cg, h->lr, m1));
+		store_f32(cg, w1, p, i);
+		return w1;
+	}
 	LLVMValueRef g = fadd(cg, g_raw, fmul(cg, wd, w));
 	LLVMValueRef step, w1;
 	if (t->optimizer == OPT_ADAM) {
@@ -3342,7 +3397,7 @@ static void emit_feedback_follow(Cg *cg, const FbUpdate *fb, const Hyper *h,
  * (p, g, m, v, B, mB, vB, M, hyper, lo, hi, rule args of the layer). */
 enum { UPD_NPARAMS = 12 };
 static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate *fb,
-                                       bool has_m, bool has_v)
+                                       bool has_m, bool has_v, bool in_velocity)
 {
 	LLVMTypeRef ps[UPD_NPARAMS];
 	for (int k = 0; k < 9; k++)
@@ -3382,7 +3437,7 @@ static LLVMValueRef build_param_update(Cg *cg, const char *name, const FbUpdate 
 	}
 	Loop lp;
 	LLVMValueRef i = loop_begin(cg, &lp, P[9], P[10]);
-	LLVMValueRef g = load_f32(cg, P[1], i);
+	LLVMValueRef g = in_velocity ? NULL : load_f32(cg, P[1], i);
 	LLVMValueRef w_new = emit_opt_elem(cg, &h, wd, g, P[0], m, v, i);
 	emit_feedback_follow(cg, fb, &h, wd, g, w_new, P[4], mB, vB, P[7], key, unit, scale, i);
 	loop_end(cg, &lp);
@@ -3411,31 +3466,33 @@ static LLVMValueRef rule_args_ptr(Cg *cg, LLVMValueRef bufs, int li)
 
 /* The update loop for fb and the states present, shared by every tensor
  * that needs the same one (only brsf's bakes its layer in). */
-static LLVMValueRef param_update_fn(Cg *cg, const FbUpdate *fb, bool has_m, bool has_v)
+static LLVMValueRef param_update_fn(Cg *cg, const FbUpdate *fb, bool has_m, bool has_v,
+                                    bool in_velocity)
 {
 	char name[96];
 	if (fb->change == FB_CHANGE_REDRAW_SIGN_W)
-		snprintf(name, sizeof name, "upd.%d.%d%d.%d.%a", fb->change, has_m, has_v,
-		         fb->layer, fb->std);
+		snprintf(name, sizeof name, "upd.%d.%d%d%d.%d.%a", fb->change, has_m, has_v,
+		         in_velocity, fb->layer, fb->std);
 	else
-		snprintf(name, sizeof name, "upd.%d.%d%d.%d.%d.%d", fb->change, has_m, has_v,
-		         fb->k_scale, fb->k_decay, fb->k_decay_steps);
+		snprintf(name, sizeof name, "upd.%d.%d%d%d.%d.%d.%d", fb->change, has_m, has_v,
+		         in_velocity, fb->k_scale, fb->k_decay, fb->k_decay_steps);
 	LLVMValueRef f = LLVMGetNamedFunction(cg->mod, name);
 	if (f)
 		return f;
 	Saved pos = save_pos(cg);
-	f = build_param_update(cg, name, fb, has_m, has_v);
+	f = build_param_update(cg, name, fb, has_m, has_v, in_velocity);
 	restore_pos(cg, pos);
 	return f;
 }
 
+/* Chunks [first, end) of np chunks of the tensor. */
 static void emit_tensor_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper,
-                               LLVMValueRef part, LLVMValueRef np, int li,
-                               long len, const FbUpdate *fb, UpdSlots s)
+                               LLVMValueRef first, LLVMValueRef end, LLVMValueRef np, int li,
+                               long len, const FbUpdate *fb, UpdSlots s, bool in_velocity)
 {
-	LLVMValueRef helper = param_update_fn(cg, fb, s.m >= 0, s.v >= 0);
-	LLVMValueRef lo = chunk_bound(cg, len, part, np);
-	LLVMValueRef hi = chunk_bound(cg, len, LLVMBuildNSWAdd(cg->b, part, ci64(cg, 1), ""), np);
+	LLVMValueRef helper = param_update_fn(cg, fb, s.m >= 0, s.v >= 0, in_velocity);
+	LLVMValueRef lo = chunk_bound(cg, len, first, np);
+	LLVMValueRef hi = chunk_bound(cg, len, end, np);
 	LLVMValueRef args[UPD_NPARAMS] = {
 		slot_ptr(cg, bufs, s.p), slot_ptr(cg, bufs, s.g), opt_slot_ptr(cg, bufs, s.m),
 		opt_slot_ptr(cg, bufs, s.v), opt_slot_ptr(cg, bufs, s.B), opt_slot_ptr(cg, bufs, s.mB),
@@ -3473,6 +3530,27 @@ static FbUpdate feedback_update(const IRLayer *l, int li)
 	return fb;
 }
 
+/* Layer li's optimiser step on chunks [first, end) of np of each of its
+ * tensors; in_backward: the step inside wtn_backward, where W's gradient
+ * may already be in its momentum (grad_into_velocity). */
+static void emit_layer_update(Cg *cg, LLVMValueRef bufs, LLVMValueRef hyper, LLVMValueRef first,
+                              LLVMValueRef end, LLVMValueRef np, int li, bool in_backward)
+{
+	const IRNetwork *net = cg->net;
+	const IRLayer *l = &net->layers[li];
+	const FbUpdate plain = { .change = FB_CHANGE_NONE, .k_scale = -1, .k_decay = -1,
+	                         .k_decay_steps = -1 };
+	FbUpdate fb = feedback_update(l, li);
+	emit_tensor_update(cg, bufs, hyper, first, end, np, li, net->bufs[l->W].elems, &fb,
+	                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
+	                               fb.change != FB_CHANGE_NONE ? l->B : -1,
+	                               l->mB, l->vB, l->M },
+	                   in_backward && grad_into_velocity(cg, l));
+	if (l->b >= 0)
+		emit_tensor_update(cg, bufs, hyper, first, end, np, li, net->bufs[l->b].elems, &plain,
+		                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 }, false);
+}
+
 static void build_update(Cg *cg)
 {
 	const IRNetwork *net = cg->net;
@@ -3483,24 +3561,57 @@ static void build_update(Cg *cg)
 	LLVMValueRef np = LLVMBuildSExt(cg->b, LLVMGetParam(f, 3), cg->t_i64, "");
 	np = LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, np, ci64(cg, 1), ""),
 	                     ci64(cg, 1), np, "");
-	const FbUpdate plain = { .change = FB_CHANGE_NONE, .k_scale = -1, .k_decay = -1,
-	                         .k_decay_steps = -1 };
+	LLVMValueRef next = LLVMBuildNSWAdd(cg->b, part, ci64(cg, 1), "");
 	for (int li = 0; li < net->nlayers; li++) {
-		const IRLayer *l = &net->layers[li];
-		if (l->W < 0)
+		if (net->layers[li].W < 0)
 			continue;  /* no parameters */
 		emit_profile_mark(cg, li, WTN_PHASE_UPDATE);
-		FbUpdate fb = feedback_update(l, li);
-		emit_tensor_update(cg, bufs, hyper, part, np, li, net->bufs[l->W].elems, &fb,
-		                   (UpdSlots){ l->W, l->gW, l->mW, l->vW,
-		                               fb.change != FB_CHANGE_NONE ? l->B : -1,
-		                               l->mB, l->vB, l->M });
-		if (l->b >= 0) {
-			emit_tensor_update(cg, bufs, hyper, part, np, li, net->bufs[l->b].elems, &plain,
-			                   (UpdSlots){ l->b, l->gb, l->mb, l->vb, -1, -1, -1, -1 });
-		}
+		emit_layer_update(cg, bufs, hyper, part, next, np, li, false);
 	}
 	LLVMBuildRetVoid(cg->b);
+}
+
+/* The step inside wtn_backward (wtn_step_hyper set): layer li's update as
+ * a parallel loop's body over UPD_CHUNKS chunks of each tensor (as even
+ * shares as wtn_update's for any thread count up to 64), its context
+ * bufs. */
+enum { UPD_CHUNKS = 64 };
+static LLVMValueRef build_update_part(Cg *cg, int li)
+{
+	char name[32];
+	snprintf(name, sizeof name, "updpart.%d", li);
+	LLVMTypeRef ps[4];
+	LLVMGetParamTypes(cg->range_ty, ps);
+	Saved pos = save_pos(cg);
+	LLVMValueRef f = begin_fn(cg, name, cg->t_void, ps, 4, true);
+	LLVMValueRef bufs = LLVMBuildBitCast(cg->b, LLVMGetParam(f, 0), cg->t_ppf32, "");
+	/* part 0 runs on the step's thread, whose marks count */
+	LLVMBasicBlockRef join = if_begin(cg, LLVMBuildICmp(cg->b, LLVMIntEQ, LLVMGetParam(f, 3),
+	                                                    ci32(cg, 0), ""));
+	emit_profile_mark(cg, li, WTN_PHASE_UPDATE);
+	if_end(cg, join);
+	LLVMValueRef hyper = LLVMBuildLoad2(cg->b, cg->t_pf32, cg->step_hyper, "");
+	emit_layer_update(cg, bufs, hyper, LLVMGetParam(f, 1), LLVMGetParam(f, 2),
+	                  ci64(cg, UPD_CHUNKS), li, true);
+	LLVMBuildRetVoid(cg->b);
+	restore_pos(cg, pos);
+	return f;
+}
+
+/* After layer li's backward in wtn_backward: while wtn_step_hyper is set,
+ * its optimiser step, at once, while its gradients and weights are still
+ * in cache (the layers below never read them). */
+static void emit_update_in_backward(Cg *cg, LLVMValueRef bufs, int li)
+{
+	if (cg->net->layers[li].W < 0)
+		return;
+	LLVMValueRef hyper = LLVMBuildLoad2(cg->b, cg->t_pf32, cg->step_hyper, "");
+	LLVMBasicBlockRef join = if_begin(cg, LLVMBuildIsNotNull(cg->b, hyper, ""));
+	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
+	LLVMValueRef args[] = { build_update_part(cg, li), LLVMBuildBitCast(cg->b, bufs, t_pi8, ""),
+	                        ci64(cg, UPD_CHUNKS), ci32(cg, UPD_CHUNKS) };
+	LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
+	if_end(cg, join);
 }
 
 /* ---- mirror ---- */
@@ -3769,6 +3880,10 @@ static void declare_externals(Cg *cg)
 	cg->pfor_ty = LLVMFunctionType(cg->t_i32, pf, 4, 0);
 	cg->pfor = LLVMAddFunction(cg->mod, "wtn_parallel_for", cg->pfor_ty);
 	cg->profiling = LLVMAddGlobal(cg->mod, cg->t_i32, "wtn_profiling");
+	/* defined here, not in the runtime: a runtime that sets it cannot link
+	 * with an older object whose backward would leave the update undone */
+	cg->step_hyper = LLVMAddGlobal(cg->mod, cg->t_pf32, "wtn_step_hyper");
+	LLVMSetInitializer(cg->step_hyper, LLVMConstPointerNull(cg->t_pf32));
 	LLVMTypeRef pm[] = { cg->t_i32, cg->t_i32 };
 	cg->profile_mark_ty = LLVMFunctionType(cg->t_void, pm, 2, 0);
 	cg->profile_mark = LLVMAddFunction(cg->mod, "wtn_profile_mark", cg->profile_mark_ty);

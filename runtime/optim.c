@@ -1,5 +1,6 @@
 /* optim.c: the learning-rate schedule and the scalars of each optimiser
- * step; the per-element update itself is the generated wtn_update. */
+ * step; the per-element update itself is the generated wtn_update, or
+ * wtn_backward's while wtn_step_hyper is set (wtn_abi.h). */
 #include <math.h>
 #include <string.h>
 #include "wtnrt.h"

@@ -151,6 +151,13 @@ void rt_pool_update(RtPool *p, float **bufs, const float *hyper)
 	run_job(p, true);
 }
 
+/* Whether wtn_parallel_for uses every thread of p: then the update can run
+ * inside wtn_backward (wtn_step_hyper) as fast as rt_pool_update runs it. */
+bool rt_pool_splits(const RtPool *p)
+{
+	return p->nthreads == 1 || p->split;
+}
+
 /* Splits [0, count) into up to two parts per thread, as many for each
  * thread (at most max_parts, the kernels' scratch: 3 threads get 3 parts,
  * not 4), run as the threads come free (run_part); returns the number of

@@ -340,12 +340,18 @@ static int train_epoch(Run *r, const RtOptions *o, RtOptim *opt, int epoch, bool
 		}
 		e->loss_sum += (double)loss * n;
 		e->seen += n;
+		const float *hyper = rt_optim_next(opt);
+		/* Each layer's update right after its backward, its gradients still
+		 * in cache; not when the gradients are first summed over ranks. */
+		bool fused = !rt_dist_on() && rt_pool_splits(r->pool);
+		wtn_step_hyper = fused ? hyper : NULL;
 		wtn_backward(r->bufs, local);
+		wtn_step_hyper = NULL;
 		wtn_profile_mark(-1, WTN_PHASE_OTHER);
 		rt_dist_gradients(m, r->bufs);
 		wtn_profile_mark(-1, WTN_PHASE_UPDATE);
-		const float *hyper = rt_optim_next(opt);
-		rt_pool_update(r->pool, r->bufs, hyper);
+		if (!fused)
+			rt_pool_update(r->pool, r->bufs, hyper);
 		rt_mirror_after_step(m, r->bufs, opt->step);
 		wtn_profile_mark(-1, WTN_PHASE_OTHER);
 		rt_profile_step(n);

@@ -61,6 +61,15 @@ typedef void  wtn_backward_fn(float **bufs, int n);
  * elements are split into nparts chunks; this call does chunk `part`, so the
  * runtime can share the step between threads. */
 typedef void  wtn_update_fn(float **bufs, const float *hyper, int part, int nparts);
+/* While wtn_step_hyper is set (the runtime sets it around a training step's
+ * wtn_backward), wtn_backward also makes that optimiser step, with these
+ * scalars: each layer's update as soon as its backward is done, while its
+ * gradients and weights are still in cache, split between the runtime's
+ * threads (wtn_parallel_for). The result is bit for bit wtn_backward and
+ * then wtn_update over all parts, so the runtime skips wtn_update. NULL
+ * (the default): wtn_backward changes no parameter. Defined by the
+ * compiled network. */
+extern const float *wtn_step_hyper;
 /* Errors as backprop would send them (every layer carries W), into the same
  * d slots (and gradients): the runtime's probe for the delta angle. */
 typedef void  wtn_backward_bp_fn(float **bufs, int n);

@@ -170,6 +170,7 @@ typedef struct RtPool RtPool;
 RtPool *rt_pool_start(int nthreads);
 /* Runs wtn_update(bufs, hyper, part, nthreads) for every part and waits. */
 void rt_pool_update(RtPool *p, float **bufs, const float *hyper);
+bool rt_pool_splits(const RtPool *p);
 void rt_pool_stop(RtPool *p);
 
 /* ---- profile.c: train --profile (wtn_profile_mark in wtn_abi.h) ---- */

@@ -752,7 +752,7 @@ static void check_feedback_step(Ctx *c, float **before, const RtLayer *L, const 
 	}
 }
 
-static void check_update(Ctx *c, float **before)
+static void check_update(Ctx *c, float **before, int (*left_alone)(const Ctx *, int))
 {
 	for (int l = 0; l < c->m.nlayers; l++) {
 		const RtLayer *L = &c->m.layers[l];
@@ -770,7 +770,36 @@ static void check_update(Ctx *c, float **before)
 		check_unchanged_slot(c, "update", before, L->D, "dfa's D is fixed");
 	}
 	/* everything but params and state stays as it was */
-	check_unchanged(c, "update", before, is_not_param_or_state, c->bufs);
+	check_unchanged(c, "update", before, left_alone, c->bufs);
+}
+
+static int is_not_param_state_or_grad(const Ctx *c, int s)
+{
+	return is_not_param_or_state(c, s) && ref_buf_kind(s) != REF_BUF_GRAD;
+}
+
+/* A training step's wtn_backward (wtn_step_hyper set) makes the update
+ * itself, layer by layer: the same step as wtn_backward then wtn_update,
+ * up to rounding where a weight-gradient product adds straight into the
+ * momentum. That gradient slot then keeps what it held before the
+ * backward; every other one holds the gradient. */
+static void check_backward_with_step(Ctx *c, float **after_loss, float **before)
+{
+	restore(c, after_loss);
+	wtn_step_hyper = c->hyper;
+	wtn_backward(c->bufs, c->n);
+	wtn_step_hyper = NULL;
+	check_update(c, before, is_not_param_state_or_grad);
+	for (int s = 0; s < c->m.nbufs; s++) {
+		if (ref_buf_kind(s) != REF_BUF_GRAD)
+			continue;
+		long len = full_len(c, s), bytes = len * (long)sizeof(float);
+		if (memcmp(c->bufs[s], before[s], bytes) && memcmp(c->bufs[s], after_loss[s], bytes)) {
+			fail_head(c);
+			printf("  FAIL backward with the step: %s is neither the gradient nor as it was\n",
+			       c->m.bufs[s].name);
+		}
+	}
 }
 
 /* The step split into nparts chunks, done in the given order, must give
@@ -917,16 +946,17 @@ static int mode_reference(Ctx *c)
 
 	float **before = snapshot(c);
 	check_backward_bp(c, after_loss);
-	free_snapshot(c, after_loss);
 	check_mirror(c, before);
 	restore(c, before);
 	wtn_update(c->bufs, c->hyper, 0, 1);
-	check_update(c, before);
+	check_update(c, before, is_not_param_or_state);
 	float **whole = snapshot(c);
 	check_partition(c, before, whole, 2, 0);
 	check_partition(c, before, whole, 3, 1);
 	check_partition(c, before, whole, 64, 0);
 	free_snapshot(c, whole);
+	check_backward_with_step(c, after_loss, before);
+	free_snapshot(c, after_loss);
 	free_snapshot(c, before);
 	free_snapshot(c, init);
 	if (c->failures) {
