@@ -1322,7 +1322,7 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 	emit_parallel(cg, helper(cg, build_conv_fwd_body, "conv_fwd", l, li, 0), bufs, n);
 }
 
-/* ---- batchnorm ---- */
+/* ---- tables in the frame ---- */
 
 /* A per-channel array in the helper's frame (C is a constant). */
 static LLVMValueRef frame_array(Cg *cg, LLVMTypeRef t, int c)
@@ -1365,26 +1365,123 @@ static LLVMValueRef dsqrt(Cg *cg, LLVMValueRef v)
 	return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, &v, 1, "");
 }
 
-/* acc[c] += g(x[r, c]) over rows r, in double; g: the value itself, or its
- * squared distance from mean[c]. */
-static void emit_channel_sums(Cg *cg, LLVMValueRef x, LLVMValueRef rows, int C,
-                              LLVMValueRef acc, LLVMValueRef mean)
+/* ---- parallel loops of shared helpers ----
+ * A helper shared by layers of the same signature takes its tensors as
+ * arguments, not slots; its parallel loops get them as a context of
+ * pointers that the caller fills in its frame (emit_parallel_ptrs), and
+ * their bodies read them back by position (part_ptr). */
+static LLVMValueRef emit_parallel_ptrs(Cg *cg, LLVMValueRef body, LLVMValueRef *ptrs, int k,
+                                       LLVMValueRef count)
 {
+	LLVMValueRef ctx = frame_array(cg, cg->t_pf32, k);
+	for (int i = 0; i < k; i++)
+		store_t(cg, cg->t_pf32, LLVMBuildBitCast(cg->b, ptrs[i], cg->t_pf32, ""), ctx, ci64(cg, i));
+	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
+	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, ctx, t_pi8, ""), count,
+	                        ci32(cg, IR_MAX_PARTS) };
+	return LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
+}
+
+/* A part body named cg->helper_name: samples [lo, hi), part number part. */
+typedef struct Part { LLVMValueRef ctx, lo, hi, part; } Part;
+
+static Part begin_part_body(Cg *cg)
+{
+	LLVMTypeRef ps[4];
+	LLVMGetParamTypes(cg->range_ty, ps);
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	return (Part){ LLVMBuildBitCast(cg->b, LLVMGetParam(f, 0), cg->t_ppf32, ""), LLVMGetParam(f, 1),
+	               LLVMGetParam(f, 2), n64(cg, LLVMGetParam(f, 3)) };
+}
+
+static LLVMValueRef part_ptr(Cg *cg, const Part *p, int k)
+{
+	return load_t(cg, cg->t_pf32, p->ctx, ci64(cg, k));
+}
+
+static LLVMValueRef as_f64_ptr(Cg *cg, LLVMValueRef p)
+{
+	return LLVMBuildBitCast(cg->b, p, LLVMPointerType(cg->t_f64, 0), "");
+}
+
+/* dst[0..C) = src[0..C): a small per-channel table copied into the body's
+ * frame, where the vectoriser knows nothing else writes it. */
+static LLVMValueRef frame_copy(Cg *cg, LLVMTypeRef t, LLVMValueRef src, int C)
+{
+	LLVMValueRef dst = frame_array(cg, t, C);
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, t, load_t(cg, t, src, c), dst, c);
+	loop_end(cg, &lc);
+	return dst;
+}
+
+/* ---- batchnorm ----
+ * The passes over the batch run in the parallel loops. A pass that sums
+ * per channel leaves each part's sums (double) in the caller's table of
+ * IR_MAX_PARTS rows of bn_part_stride doubles (whole cache lines, so parts
+ * never share one); the caller adds the rows of the parts that ran. */
+static long bn_part_stride(int C) { return round_up(2L * C, 8); }
+
+static LLVMValueRef bn_part_table(Cg *cg, int C)
+{
+	LLVMValueRef t = frame_array(cg, cg->t_f64, (int)(IR_MAX_PARTS * bn_part_stride(C)));
+	LLVMSetAlignment(LLVMGetOperand(t, 0), 64);   /* the alloca under frame_array's cast */
+	return t;
+}
+
+/* total[j] = sum over parts p < parts of rows[p * stride + j], j < count */
+static void emit_sum_parts(Cg *cg, LLVMValueRef rows, LLVMValueRef parts, long stride, int count,
+                           LLVMValueRef total)
+{
+	Loop lj, lp;
+	LLVMValueRef j = loop_begin(cg, &lj, ci64(cg, 0), ci64(cg, count));
+	LLVMValueRef acc = entry_var(cg, cg->t_f64, cf64(cg, 0));
+	LLVMBuildStore(cg->b, cf64(cg, 0), acc);
+	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 0), n64(cg, parts));
+	LLVMValueRef v = load_t(cg, cg->t_f64, rows, iadd(cg, imul(cg, p, stride), j));
+	LLVMBuildStore(cg->b, LLVMBuildFAdd(cg->b, LLVMBuildLoad2(cg->b, cg->t_f64, acc, ""), v, ""), acc);
+	loop_end(cg, &lp);
+	store_t(cg, cg->t_f64, LLVMBuildLoad2(cg->b, cg->t_f64, acc, ""), total, j);
+	loop_end(cg, &lj);
+}
+
+/* The moments of one part's rows in one pass, shifted by the batch's
+ * first row K (so the variance does not come from the difference of two
+ * large sums): s1[c] = sum (x - K), s2[c] = sum (x - K)^2, in double.
+ * ctx (x, the parts' table). */
+static LLVMValueRef build_bn_moments(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	long pix = pixels(l->out_shape), stride = bn_part_stride(C);
+	Part p = begin_part_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef x = part_ptr(cg, &p, 0);
+	LLVMValueRef out = elem_ptr_t(cg, cg->t_f64, as_f64_ptr(cg, part_ptr(cg, &p, 1)),
+	                              imul(cg, p.part, stride));
+	LLVMValueRef k = frame_array(cg, cg->t_f64, C);
+	LLVMValueRef s1 = frame_array(cg, cg->t_f64, C), s2 = frame_array(cg, cg->t_f64, C);
 	Loop lc, lr;
 	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-	store_t(cg, cg->t_f64, cf64(cg, 0), acc, c);
+	store_t(cg, cg->t_f64, f2d(cg, load_f32(cg, x, c)), k, c);
+	store_t(cg, cg->t_f64, cf64(cg, 0), s1, c);
+	store_t(cg, cg->t_f64, cf64(cg, 0), s2, c);
 	loop_end(cg, &lc);
-	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef r = loop_begin(cg, &lr, imul(cg, p.lo, pix), imul(cg, p.hi, pix));
 	LLVMValueRef row = elem_ptr(cg, x, imul(cg, r, C));
 	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-	LLVMValueRef v = f2d(cg, load_f32(cg, row, c));
-	if (mean) {
-		v = LLVMBuildFSub(cg->b, v, load_t(cg, cg->t_f64, mean, c), "");
-		v = LLVMBuildFMul(cg->b, v, v, "");
-	}
-	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, acc, c), v, ""), acc, c);
+	LLVMValueRef v = LLVMBuildFSub(cg->b, f2d(cg, load_f32(cg, row, c)), load_t(cg, cg->t_f64, k, c), "");
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, s1, c), v, ""), s1, c);
+	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, s2, c),
+	                                     LLVMBuildFMul(cg->b, v, v, ""), ""), s2, c);
 	loop_end(cg, &lc);
 	loop_end(cg, &lr);
+	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, cg->t_f64, load_t(cg, cg->t_f64, s1, c), out, c);
+	store_t(cg, cg->t_f64, load_t(cg, cg->t_f64, s2, c), out, iadd(cg, c, ci64(cg, C)));
+	loop_end(cg, &lc);
+	LLVMBuildRetVoid(cg->b);
+	return f;
 }
 
 /* y[r, c] = f(x[r, c] * scale[c] + shift[c]) */
@@ -1403,6 +1500,23 @@ static void emit_affine_act(Cg *cg, Act act, LLVMValueRef x, LLVMValueRef y, LLV
 	loop_end(cg, &lr);
 }
 
+/* One part's rows of the normalised output. ctx (x, y, scale, shift). */
+static LLVMValueRef build_bn_affine(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	long pix = pixels(l->out_shape);
+	Part p = begin_part_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at = imul(cg, p.lo, l->out);
+	LLVMValueRef x = elem_ptr(cg, part_ptr(cg, &p, 0), at), y = elem_ptr(cg, part_ptr(cg, &p, 1), at);
+	LLVMValueRef scale = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 2), C);
+	LLVMValueRef shift = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 3), C);
+	emit_affine_act(cg, l->act, x, y, imul(cg, LLVMBuildSub(cg->b, p.hi, p.lo, ""), pix), C,
+	                scale, shift);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* The runtime sums v[0..count) over the ranks of a data-parallel run with
  * synchronised batchnorm (a no-op otherwise). */
 static void emit_allreduce(Cg *cg, LLVMValueRef v, int count)
@@ -1412,11 +1526,15 @@ static void emit_allreduce(Cg *cg, LLVMValueRef v, int count)
 }
 
 /* Batchnorm forward. variant 0 (training): the batch's mean and biased
- * variance (two passes in double), saved for the backward as mean and
- * 1/sqrt(var + eps); running statistics move by momentum, the variance's
- * unbiased. The sums (and the row count, after them) go through
- * wtn_allreduce, so a data-parallel run can take them over the global
- * batch. variant 1 (evaluation): the running statistics.
+ * variance, saved for the backward as mean and 1/sqrt(var + eps); running
+ * statistics move by momentum, the variance's unbiased. One pass over the
+ * batch gives each part's shifted moments (build_bn_moments); from their
+ * sums this rank's mean and squared deviations M2. The sums of x (and the
+ * row count, after them) go through wtn_allreduce, so a data-parallel run
+ * can take the mean over the global batch; then each rank's squared
+ * deviations from that mean, M2 + rows (its mean - the mean)^2, do too.
+ * variant 1 (evaluation): the running statistics. Then the normalised
+ * output in a second pass (build_bn_affine).
  * Params: (x, y, gamma, beta, rmean, rvar, mean, invstd, n). */
 static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int variant)
 {
@@ -1429,22 +1547,48 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 	LLVMValueRef P[9];
 	for (int k = 0; k < 9; k++)
 		P[k] = LLVMGetParam(f, (unsigned)k);
-	LLVMValueRef rows = imul(cg, n64(cg, P[8]), pixels(l->out_shape));
+	LLVMValueRef n = n64(cg, P[8]);
+	LLVMValueRef rows = imul(cg, n, pixels(l->out_shape));
 	LLVMValueRef scale = frame_array(cg, cg->t_f32, C), shift = frame_array(cg, cg->t_f32, C);
 	LLVMValueRef eps = cf64(cg, l->eps);
 	Loop lc;
 	LLVMValueRef c;
 	if (variant == 0) {
+		long stride = bn_part_stride(C);
+		LLVMValueRef table = bn_part_table(cg, C);
+		LLVMValueRef ctx[] = { P[0], table };
+		LLVMValueRef parts = emit_parallel_ptrs(cg, helper(cg, build_bn_moments, "bn_moments", l, li, 0),
+		                                        ctx, 2, n);
+		LLVMValueRef s = frame_array(cg, cg->t_f64, 2 * C);
+		emit_sum_parts(cg, table, parts, stride, 2 * C, s);
 		LLVMValueRef sum = frame_array(cg, cg->t_f64, C + 1), sq = frame_array(cg, cg->t_f64, C);
+		LLVMValueRef lmean = frame_array(cg, cg->t_f64, C);
 		LLVMValueRef cnt_at = elem_ptr_t(cg, cg->t_f64, sum, ci64(cg, C));
-		emit_channel_sums(cg, P[0], rows, C, sum, NULL);
-		LLVMBuildStore(cg->b, LLVMBuildSIToFP(cg->b, rows, cg->t_f64, ""), cnt_at);
+		LLVMValueRef here = LLVMBuildSIToFP(cg->b, rows, cg->t_f64, "");
+		LLVMValueRef some = LLVMBuildFCmp(cg->b, LLVMRealOGT, here, cf64(cg, 0), "");
+		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+		LLVMValueRef k = f2d(cg, load_f32(cg, P[0], c));
+		LLVMValueRef s1 = load_t(cg, cg->t_f64, s, c);
+		LLVMValueRef s2 = load_t(cg, cg->t_f64, s, iadd(cg, c, ci64(cg, C)));
+		LLVMValueRef d1 = LLVMBuildFDiv(cg->b, s1, here, "");
+		LLVMValueRef m2 = LLVMBuildFSub(cg->b, s2, LLVMBuildFMul(cg->b, s1, d1, ""), "");
+		m2 = LLVMBuildSelect(cg->b, some, m2, cf64(cg, 0), "");
+		store_t(cg, cg->t_f64, m2, sq, c);
+		store_t(cg, cg->t_f64, LLVMBuildSelect(cg->b, some, LLVMBuildFAdd(cg->b, k, d1, ""), cf64(cg, 0), ""),
+		        lmean, c);
+		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, LLVMBuildFMul(cg->b, here, k, ""), s1, ""), sum, c);
+		loop_end(cg, &lc);
+		LLVMBuildStore(cg->b, here, cnt_at);
 		emit_allreduce(cg, sum, C + 1);
 		LLVMValueRef cnt = LLVMBuildLoad2(cg->b, cg->t_f64, cnt_at, "");
 		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-		store_t(cg, cg->t_f64, LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sum, c), cnt, ""), sum, c);
+		LLVMValueRef mu = LLVMBuildFDiv(cg->b, load_t(cg, cg->t_f64, sum, c), cnt, "");
+		store_t(cg, cg->t_f64, mu, sum, c);
+		LLVMValueRef dm = LLVMBuildFSub(cg->b, load_t(cg, cg->t_f64, lmean, c), mu, "");
+		store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, sq, c),
+		                                     LLVMBuildFMul(cg->b, here, LLVMBuildFMul(cg->b, dm, dm, ""), ""), ""),
+		        sq, c);
 		loop_end(cg, &lc);
-		emit_channel_sums(cg, P[0], rows, C, sq, sum);
 		emit_allreduce(cg, sq, C);
 		/* unbiased: cnt / (cnt - 1), with one value per channel taken as is */
 		LLVMValueRef unb = LLVMBuildFDiv(cg->b, cnt, LLVMBuildFSub(cg->b, cnt, cf64(cg, 1), ""), "");
@@ -1479,7 +1623,8 @@ static LLVMValueRef build_bn_forward(Cg *cg, const IRLayer *l, int li, int varia
 		          shift, c);
 		loop_end(cg, &lc);
 	}
-	emit_affine_act(cg, l->act, P[0], P[1], rows, C, scale, shift);
+	LLVMValueRef ctx[] = { P[0], P[1], scale, shift };
+	emit_parallel_ptrs(cg, helper(cg, build_bn_affine, "bn_affine", l, li, 0), ctx, 4, n);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -1969,7 +2114,9 @@ static LLVMValueRef build_eltwise_body(Cg *cg, const IRLayer *l, int li, int var
 
 static void fwd_eltwise(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li, bool eval)
 {
-	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, 0), bufs, n);
+	/* add(x, x) reads one slot fewer: its view differs from other adds' */
+	int twice = l->kind == OP_ADD && l->input == l->input2;
+	emit_parallel(cg, helper(cg, build_eltwise_body, "eltwise_body", l, li, twice), bufs, n);
 }
 
 /* if (wtn_profiling) wtn_profile_mark(li, phase): train --profile's clock
@@ -2802,38 +2949,40 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 }
 
 /* Batchnorm's exact backward in two passes over d, with xhat recomputed
- * from the input and the saved batch statistics:
- *   pass 1: d *= f'(y); gb = sum d; gW = sum d xhat   (per channel, double)
- *   pass 2: dx (+)= gamma invstd (d - gb/R - xhat gW/R)
+ * from the input and the saved batch statistics, each pass in the
+ * parallel loops:
+ *   pass 1: d *= f'(y); gb = sum d; gW = sum d xhat   (per channel, double;
+ *           each part's sums into the caller's table, build_bn_grad_sums)
+ *   pass 2: dx (+)= gamma invstd (d - gb/R - xhat gW/R)   (build_bn_dx)
  * With synchronised batchnorm the sums and R of pass 2 are the global
  * batch's (wtn_allreduce); gW and gb keep this rank's, summed later with
  * every other gradient.
  * Params (d, y, x, gamma, mean, invstd, gW, gb, dx, n). */
 enum { BN_DERIV = 1, BN_ZERO = 2, BN_SEND = 4, BN_ACCUMULATE = 8 };
-static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int variant)
+
+/* Pass 1 over one part's rows (variant: BN_DERIV, BN_ZERO): the part's
+ * row of the table holds sum d, then sum d xhat. ctx (d, y, x, mean,
+ * invstd, table). */
+static LLVMValueRef build_bn_grad_sums(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int C = l->out_shape.c;
-	LLVMTypeRef ps[10];
-	for (int k = 0; k < 9; k++)
-		ps[k] = cg->t_pf32;
-	ps[9] = cg->t_i32;
-	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 10, true);
-	LLVMValueRef P[10];
-	for (int k = 0; k < 10; k++)
-		P[k] = LLVMGetParam(f, (unsigned)k);
-	LLVMValueRef rows = imul(cg, n64(cg, P[9]), pixels(l->out_shape));
-	LLVMValueRef sdy = frame_array(cg, cg->t_f64, 2 * C + 1);
-	LLVMValueRef sdx = elem_ptr_t(cg, cg->t_f64, sdy, ci64(cg, C));
-	LLVMValueRef ka = frame_array(cg, cg->t_f32, C), kb = frame_array(cg, cg->t_f32, C),
-	             kc = frame_array(cg, cg->t_f32, C);
+	long pix = pixels(l->out_shape), stride = bn_part_stride(C);
+	Part p = begin_part_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef d = part_ptr(cg, &p, 0), y = part_ptr(cg, &p, 1), x = part_ptr(cg, &p, 2);
+	LLVMValueRef mean = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 3), C);
+	LLVMValueRef invstd = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 4), C);
+	LLVMValueRef out = elem_ptr_t(cg, cg->t_f64, as_f64_ptr(cg, part_ptr(cg, &p, 5)),
+	                              imul(cg, p.part, stride));
+	LLVMValueRef sdy = frame_array(cg, cg->t_f64, C), sdx = frame_array(cg, cg->t_f64, C);
 	Loop lr, lc;
 	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 	store_t(cg, cg->t_f64, cf64(cg, 0), sdy, c);
 	store_t(cg, cg->t_f64, cf64(cg, 0), sdx, c);
 	loop_end(cg, &lc);
-	LLVMValueRef r = loop_begin(cg, &lr, ci64(cg, 0), rows);
+	LLVMValueRef r = loop_begin(cg, &lr, imul(cg, p.lo, pix), imul(cg, p.hi, pix));
 	LLVMValueRef off = imul(cg, r, C);
-	LLVMValueRef dr = elem_ptr(cg, P[0], off), yr = elem_ptr(cg, P[1], off), xr = elem_ptr(cg, P[2], off);
+	LLVMValueRef dr = elem_ptr(cg, d, off), yr = elem_ptr(cg, y, off), xr = elem_ptr(cg, x, off);
 	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 	LLVMValueRef v;
 	if (variant & BN_ZERO) {
@@ -2846,14 +2995,80 @@ static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int vari
 			store_f32(cg, v, dr, c);
 		}
 	}
-	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, P[4], c)),
-	                         load_f32(cg, P[5], c));
+	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, mean, c)),
+	                         load_f32(cg, invstd, c));
 	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, sdy, c), f2d(cg, v), ""), sdy, c);
 	store_t(cg, cg->t_f64, LLVMBuildFAdd(cg->b, load_t(cg, cg->t_f64, sdx, c),
 	                                     f2d(cg, fmul(cg, v, xhat)), ""), sdx, c);
 	loop_end(cg, &lc);
 	loop_end(cg, &lr);
 	c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	store_t(cg, cg->t_f64, load_t(cg, cg->t_f64, sdy, c), out, c);
+	store_t(cg, cg->t_f64, load_t(cg, cg->t_f64, sdx, c), out, iadd(cg, c, ci64(cg, C)));
+	loop_end(cg, &lc);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* Pass 2 over one part's rows (variant: BN_ACCUMULATE). ctx (d, x, mean,
+ * invstd, dx, ka, kb, kc): dx (+)= ka (d - kb - xhat kc). */
+static LLVMValueRef build_bn_dx(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	long pix = pixels(l->out_shape);
+	Part p = begin_part_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef d = part_ptr(cg, &p, 0), x = part_ptr(cg, &p, 1), dx = part_ptr(cg, &p, 4);
+	LLVMValueRef mean = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 2), C);
+	LLVMValueRef invstd = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 3), C);
+	LLVMValueRef ka = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 5), C);
+	LLVMValueRef kb = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 6), C);
+	LLVMValueRef kc = frame_copy(cg, cg->t_f32, part_ptr(cg, &p, 7), C);
+	Loop lr, lc;
+	LLVMValueRef r = loop_begin(cg, &lr, imul(cg, p.lo, pix), imul(cg, p.hi, pix));
+	LLVMValueRef off = imul(cg, r, C);
+	LLVMValueRef dr = elem_ptr(cg, d, off), xr = elem_ptr(cg, x, off), dxr = elem_ptr(cg, dx, off);
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
+	LLVMValueRef xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, mean, c)),
+	                         load_f32(cg, invstd, c));
+	LLVMValueRef g = fsub(cg, fsub(cg, load_f32(cg, dr, c), load_f32(cg, kb, c)),
+	                      fmul(cg, xhat, load_f32(cg, kc, c)));
+	g = fmul(cg, load_f32(cg, ka, c), g);
+	if (variant & BN_ACCUMULATE)
+		g = fadd(cg, load_f32(cg, dxr, c), g);
+	store_f32(cg, g, dxr, c);
+	loop_end(cg, &lc);
+	loop_end(cg, &lr);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	int C = l->out_shape.c;
+	long stride = bn_part_stride(C);
+	LLVMTypeRef ps[10];
+	for (int k = 0; k < 9; k++)
+		ps[k] = cg->t_pf32;
+	ps[9] = cg->t_i32;
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 10, true);
+	LLVMValueRef P[10];
+	for (int k = 0; k < 10; k++)
+		P[k] = LLVMGetParam(f, (unsigned)k);
+	LLVMValueRef n = n64(cg, P[9]);
+	LLVMValueRef rows = imul(cg, n, pixels(l->out_shape));
+	LLVMValueRef table = bn_part_table(cg, C);
+	LLVMValueRef c1[] = { P[0], P[1], P[2], P[4], P[5], table };
+	LLVMValueRef parts = emit_parallel_ptrs(cg, helper(cg, build_bn_grad_sums, "bn_grad_sums", l, li,
+	                                                   variant & (BN_DERIV | BN_ZERO)), c1, 6, n);
+	/* sdy[0..C), sdx[0..C), then the row count */
+	LLVMValueRef sdy = frame_array(cg, cg->t_f64, 2 * C + 1);
+	LLVMValueRef sdx = elem_ptr_t(cg, cg->t_f64, sdy, ci64(cg, C));
+	emit_sum_parts(cg, table, parts, stride, 2 * C, sdy);
+	LLVMValueRef ka = frame_array(cg, cg->t_f32, C), kb = frame_array(cg, cg->t_f32, C),
+	             kc = frame_array(cg, cg->t_f32, C);
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
 	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, sdx, c)), P[6], c);
 	store_f32(cg, d2f(cg, load_t(cg, cg->t_f64, sdy, c)), P[7], c);
 	loop_end(cg, &lc);
@@ -2868,21 +3083,9 @@ static LLVMValueRef build_bn_backward(Cg *cg, const IRLayer *l, int li, int vari
 	store_f32(cg, d2f(cg, LLVMBuildFDiv(cg->b, s2, cnt, "")), kc, c);
 	loop_end(cg, &lc);
 	if (variant & BN_SEND) {
-		r = loop_begin(cg, &lr, ci64(cg, 0), rows);
-		off = imul(cg, r, C);
-		dr = elem_ptr(cg, P[0], off);
-		xr = elem_ptr(cg, P[2], off);
-		LLVMValueRef dxr = elem_ptr(cg, P[8], off);
-		c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-		xhat = fmul(cg, fsub(cg, load_f32(cg, xr, c), load_f32(cg, P[4], c)), load_f32(cg, P[5], c));
-		LLVMValueRef g = fsub(cg, fsub(cg, load_f32(cg, dr, c), load_f32(cg, kb, c)),
-		                      fmul(cg, xhat, load_f32(cg, kc, c)));
-		g = fmul(cg, load_f32(cg, ka, c), g);
-		if (variant & BN_ACCUMULATE)
-			g = fadd(cg, load_f32(cg, dxr, c), g);
-		store_f32(cg, g, dxr, c);
-		loop_end(cg, &lc);
-		loop_end(cg, &lr);
+		LLVMValueRef c2[] = { P[0], P[2], P[4], P[5], P[8], ka, kb, kc };
+		emit_parallel_ptrs(cg, helper(cg, build_bn_dx, "bn_dx", l, li, variant & BN_ACCUMULATE),
+		                   c2, 8, n);
 	}
 	LLVMBuildRetVoid(cg->b);
 	return f;
@@ -2902,6 +3105,63 @@ static void backward_batchnorm(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMVa
 		slot_ptr(cg, bw->bufs, l->gb), send ? dx : null_f32(cg), bw->n,
 	};
 	call_fn(cg, helper(cg, build_bn_backward, "bn_backward", l, li, variant), args, 10);
+}
+
+/* add and standalone activations, backward over one part's samples in
+ * one pass: the error finished (the FIN_DERIV and FIN_ZERO bits of
+ * variant) and sent on to each input that needs it (EB_ bits: the first
+ * and the second input, stored or accumulated; the same buffer twice
+ * for add(x, x), so the second reads what the first wrote).
+ * ctx (d, y, first input's error, second's). */
+enum { EB_SEND1 = 8, EB_ACC1 = 16, EB_SEND2 = 32, EB_ACC2 = 64 };
+static LLVMValueRef build_eltwise_back(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Part p = begin_part_body(cg);
+	LLVMValueRef f = cg->fn;
+	LLVMValueRef at = imul(cg, p.lo, l->out);   /* add and act: in == out */
+	LLVMValueRef d = elem_ptr(cg, part_ptr(cg, &p, 0), at), y = elem_ptr(cg, part_ptr(cg, &p, 1), at);
+	LLVMValueRef dst[2] = { elem_ptr(cg, part_ptr(cg, &p, 2), at), elem_ptr(cg, part_ptr(cg, &p, 3), at) };
+	Loop lp;
+	LLVMValueRef i = loop_begin(cg, &lp, ci64(cg, 0), imul(cg, LLVMBuildSub(cg->b, p.hi, p.lo, ""), l->out));
+	LLVMValueRef v;
+	if (variant & FIN_ZERO) {
+		v = cf32(cg, 0);
+		store_f32(cg, v, d, i);
+	} else {
+		v = load_f32(cg, d, i);
+		if (variant & FIN_DERIV) {
+			v = emit_deriv(cg, l->act, v, load_f32(cg, y, i));
+			store_f32(cg, v, d, i);
+		}
+	}
+	static const int send[2] = { EB_SEND1, EB_SEND2 }, acc[2] = { EB_ACC1, EB_ACC2 };
+	for (int k = 0; k < 2; k++) {
+		if (!(variant & send[k]))
+			continue;
+		LLVMValueRef w = (variant & acc[k]) ? fadd(cg, load_f32(cg, dst[k], i), v) : v;
+		store_f32(cg, w, dst[k], i);
+	}
+	loop_end(cg, &lp);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+static void backward_eltwise(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
+{
+	int inputs[2] = { l->input, l->kind == OP_ADD ? l->input2 : -1 };
+	static const int send[2] = { EB_SEND1, EB_SEND2 }, acc[2] = { EB_ACC1, EB_ACC2 };
+	int variant = fin & (FIN_DERIV | FIN_ZERO);
+	LLVMValueRef dst[2] = { null_f32(cg), null_f32(cg) };
+	for (int k = 0; k < 2; k++) {
+		bool accumulate;
+		if (send_to(cg, bw, inputs[k], &dst[k], &accumulate))
+			variant |= send[k] | (accumulate ? acc[k] : 0);
+	}
+	/* gelu's derivative reads the pre-activation (bwd_finish) */
+	LLVMValueRef y = l->act == ACT_GELU ? layer_input_ptr(cg, bw->bufs, l) : slot_ptr(cg, bw->bufs, l->y);
+	LLVMValueRef ctx[] = { d, y, dst[0], dst[1] };
+	emit_parallel_ptrs(cg, helper(cg, build_eltwise_back, "eltwise_back", l, li, variant), ctx, 4,
+	                   n64(cg, bw->n));
 }
 
 /* The layers without parameters: each sends its error on to its inputs. */
@@ -2975,6 +3235,10 @@ static void bwd_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d,
 
 static void bwd_plain(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRef d, int fin)
 {
+	if (l->kind == OP_ADD || l->kind == OP_ACT) {   /* finished as it is sent */
+		backward_eltwise(cg, bw, l, li, d, fin);
+		return;
+	}
 	bwd_finish(cg, bw, l, li, d, fin);
 	backward_plain(cg, bw, l, li, d);
 }

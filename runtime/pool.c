@@ -38,6 +38,7 @@ struct RtPool {
 	void *ctx;
 	long count;
 	int parts;
+	int next_part;         /* the next part a thread takes (atomic) */
 	bool busy;             /* a job is running: nested loops run serially */
 	bool split;            /* wtn_parallel_for may use the threads */
 };
@@ -53,10 +54,18 @@ static void run_part(RtPool *p, int part)
 		wtn_update(p->bufs, p->hyper, part, p->nthreads);
 		return;
 	}
-	if (part >= p->parts)
-		return;
-	long lo = p->count * part / p->parts, hi = p->count * (part + 1) / p->parts;
-	p->body(p->ctx, lo, hi, part);
+	/* The caller runs part 0 (a body may count on it: the profile's marks
+	 * count on the step's thread only); then each thread takes the next
+	 * part until none is left, so a thread whose core is shared with
+	 * another process takes fewer, instead of the others waiting for its
+	 * share. Part k always covers the same samples, whichever thread runs
+	 * it, so results do not depend on timing. */
+	int k = part == 0 ? 0 : __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
+	while (k < p->parts) {
+		long lo = p->count * k / p->parts, hi = p->count * (k + 1) / p->parts;
+		p->body(p->ctx, lo, hi, k);
+		k = __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
+	}
 }
 
 static long now_ns(void)
@@ -217,10 +226,19 @@ bool rt_pool_splits(const RtPool *p)
 	return p->nthreads == 1 || p->split;
 }
 
+/* Splits [0, count) into up to two parts per thread, as many for each
+ * thread (at most max_parts, the kernels' scratch: 3 threads get 3 parts,
+ * not 4), run as the threads come free (run_part); returns the number of
+ * parts, each run once with its own part number. */
+enum { PARTS_PER_THREAD = 2 };
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 {
 	RtPool *p = current;
 	int parts = p && p->split && !p->busy ? p->nthreads : 1;
+	if (parts > 1 && parts <= max_parts) {
+		int each = max_parts / parts;
+		parts *= each < PARTS_PER_THREAD ? each : PARTS_PER_THREAD;
+	}
 	if (parts > max_parts)
 		parts = max_parts;
 	if (parts > count)
@@ -237,6 +255,7 @@ int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 	p->ctx = ctx;
 	p->count = count;
 	p->parts = parts;
+	p->next_part = 1;   /* part 0 is the caller's */
 	run_job(p, false);
 	p->body = NULL;
 	openblas_set_num_threads(blas);

@@ -1,8 +1,9 @@
 #!/bin/sh
-# t_parallel: the kernels' parallel loops (wtn_parallel_for: convs, pools)
-# give the same training at 1, 2 and 3 threads, up to the order in which
-# the parts' gradient sums are added. Conv nets with batchnorm, residual
-# adds, strides, padding, both pools and every rule on the conv layers.
+# t_parallel: the kernels' parallel loops (wtn_parallel_for: convs, pools,
+# batchnorm, adds, activations) give the same training at 1, 2 and 3
+# threads, up to the order in which the parts' sums are added. Conv nets
+# with batchnorm, residual adds, strides, padding, both pools and every
+# rule on the conv layers.
 cd "$(dirname "$0")/.." || exit 1
 WTNC=${WTNC:-build/wtnc}
 # the loops split only when OpenBLAS's idle threads sleep promptly (pool.c)
@@ -41,6 +42,7 @@ check() {   # name file [wtnc args]
 }
 
 check fd_conv tests/reference/fd_conv.wtn
+check resblock tests/reference/resblock.wtn
 check lenet examples/lenet.wtn
 check conv_dfa tests/rules/conv_dfa.wtn
 check conv_kp tests/rules/conv_kp.wtn

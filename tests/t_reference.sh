@@ -164,8 +164,18 @@ sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_tiled_few.wtn >"$T
 build fd_conv_tiled_few "$T/fd_conv_tiled_few.wtn" --feedback c2=bp &&
 	check fd_conv_tiled_few "conv_tiled_few.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
 
+# 6. residual blocks: batchnorm, adds (one of a tensor to itself), a
+# standalone relu and global average pooling, as the parallel loops run
+# them (t_parallel: at several threads)
+if build resblock $R/resblock.wtn; then
+	check resblock "tests/reference/resblock.wtn" --seed 1
+	check resblock "tests/reference/resblock.wtn" --seed 2
+fi
+sed 's/act=relu/act=tanh/; s/relu(r2)/tanh(r2)/' $R/resblock.wtn >"$T/fd_resblock.wtn"   # smooth, for differences
+build fd_resblock "$T/fd_resblock.wtn" && check fd_resblock "resblock.wtn, relu as tanh" --fd --seed 1
+
 if [ $failed = 0 ]; then
-	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu and tiled convs ok"
+	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu, tiled convs and residual blocks ok"
 else
 	echo "t_reference: $failed failing case(s)"
 fi
