@@ -7,7 +7,7 @@
  * virtual machine, and a job waits twice: for its workers to start and
  * for the caller to notice they finished. So both sides first look at the
  * job counter and the count of parts still running a few dozen times
- * (a few microseconds, SPIN_NS) and only then sleep: enough to catch a job
+ * (LOOKS, a few microseconds) and only then sleep: enough to catch a job
  * that follows at once, never a busy wait that takes a core from another
  * process (a 0.2 ms spin measured no clear gain). A product the caller
  * starts between jobs (wtn_sgemm, rt_pool_quiet) sends looking workers to
@@ -15,12 +15,11 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
 #include "wtnrt.h"
 
-/* How long a worker looks for the next job, and the caller for the end of
- * one, before sleeping, beyond its first 64 looks: none. */
-enum { SPIN_NS = 0 };
+/* How many times a worker looks for the next job, and the caller for the
+ * end of one, before sleeping. */
+enum { LOOKS = 64 };
 
 struct RtPool {
 	int nthreads;
@@ -68,13 +67,6 @@ static void run_part(RtPool *p, int part)
 	}
 }
 
-static long now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
-
 static void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -82,35 +74,31 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Spins for at most SPIN_NS until the pool has a job newer than seen (or
- * quits); true if it has. False at once when the caller announced a
- * product after quiets was read (rt_pool_quiet). */
+/* Looks LOOKS times for a job newer than seen (or quit); true if there is
+ * one. False at once when the caller announced a product after quiets was
+ * read (rt_pool_quiet). */
 static bool spin_for_job(RtPool *p, long seen, long quiets)
 {
-	long start = now_ns();
-	for (int i = 1;; i++) {
+	for (int i = 0; i < LOOKS; i++) {
 		if (__atomic_load_n(&p->generation, __ATOMIC_ACQUIRE) != seen
 		    || __atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
 			return true;
 		if (__atomic_load_n(&p->quiets, __ATOMIC_RELAXED) != quiets)
 			return false;
 		cpu_relax();
-		if (i % 64 == 0 && now_ns() - start > SPIN_NS)
-			return false;
 	}
+	return false;
 }
 
-/* Spins for at most SPIN_NS until *count is 0; true if it is. */
+/* Looks LOOKS times whether *count is 0; true if it is. */
 static bool spin_until_zero(const int *count)
 {
-	long start = now_ns();
-	for (int i = 1;; i++) {
+	for (int i = 0; i < LOOKS; i++) {
 		if (__atomic_load_n(count, __ATOMIC_ACQUIRE) == 0)
 			return true;
 		cpu_relax();
-		if (i % 64 == 0 && now_ns() - start > SPIN_NS)
-			return false;
 	}
+	return false;
 }
 
 static void *worker_main(void *arg)
