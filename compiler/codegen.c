@@ -766,9 +766,10 @@ static void emit_sgemm_v(Cg *cg, int ta, int tb, LLVMValueRef m, LLVMValueRef n,
 
 /* ---- parallel loops over samples (wtn_parallel_for) ---- */
 
-/* parts = wtn_parallel_for(body, view, n, IR_MAX_PARTS), body from helper():
+/* parts = wtn_parallel_for(body, view, n, max_parts), body from helper():
  * view holds the slots it reads (SlotView), in this frame. */
-static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n)
+static LLVMValueRef emit_parallel_upto(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n,
+                                       int max_parts)
 {
 	if (body != cg->view_fn) {
 		fprintf(stderr, "wtnc: internal error: a range body without its view\n");
@@ -793,8 +794,20 @@ static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, 
 	}
 	LLVMTypeRef t_pi8 = LLVMPointerType(LLVMInt8TypeInContext(cg->ctx), 0);
 	LLVMValueRef args[] = { body, LLVMBuildBitCast(cg->b, view, t_pi8, ""), n64(cg, n),
-	                        ci32(cg, IR_MAX_PARTS) };
+	                        ci32(cg, max_parts) };
 	return LLVMBuildCall2(cg->b, cg->pfor_ty, cg->pfor, args, 4, "");
+}
+
+static LLVMValueRef emit_parallel(Cg *cg, LLVMValueRef body, LLVMValueRef bufs, LLVMValueRef n)
+{
+	return emit_parallel_upto(cg, body, bufs, n, IR_MAX_PARTS);
+}
+
+/* This part's gradient partials of conv l. */
+static LLVMValueRef conv_partials(Cg *cg, LLVMValueRef bufs, const IRLayer *l, LLVMValueRef part)
+{
+	return elem_ptr(cg, slot_ptr(cg, bufs, ir_partials_slot(cg->net)),
+	                imul(cg, part, ir_partials_stride(l)));
 }
 
 /* A range body named cg->helper_name: (ctx = its view of bufs, lo, hi, part). */
@@ -2453,8 +2466,7 @@ static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int va
 	long pix = pixels(l->out_shape);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
-	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
 	LLVMValueRef col = part_columns(cg, &cs, r.part);
 	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
 	if (fin) {
@@ -2582,8 +2594,7 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
-	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
 	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
 	if (fin) {
 		LLVMValueRef at = imul(cg, r.lo, l->out);
@@ -2695,15 +2706,13 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
 {
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
-	const IRNetwork *net = cg->net;
 	TiledGeo g;
 	tiled_geo(l, &g);
 	int F = l->out_shape.c, fin = variant & 7;
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
-	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
 	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
 	if (fin) {
 		LLVMValueRef at = imul(cg, r.lo, l->out);
@@ -2818,8 +2827,7 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	bool send = variant & CB_SEND;
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = elem_ptr(cg, slot_ptr(cg, r.bufs, ir_partials_slot(net)),
-	                          imul(cg, r.part, ir_partials_stride(net)));
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
 	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
 	if (fin) {
 		LLVMValueRef at = imul(cg, r.lo, l->out);
@@ -2863,7 +2871,7 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 static LLVMValueRef build_conv_reduce(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
-	long stride = ir_partials_stride(cg->net), wsize = (long)F * C * Q;
+	long stride = ir_partials_stride(l), wsize = (long)F * C * Q;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_i32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	LLVMValueRef gW = LLVMGetParam(f, 0), gb = LLVMGetParam(f, 1), P = LLVMGetParam(f, 2);
@@ -2941,7 +2949,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	                  : few ? helper(cg, build_tcf_bwd_body, "tcf_bwd", l, li, variant)
 	                  : small ? helper(cg, build_dc_bwd_body, "dc_bwd_body", l, li, variant)
 	                          : helper(cg, build_conv_bwd_body, "conv_bwd", l, li, variant);
-	LLVMValueRef parts = emit_parallel(cg, body, bw->bufs, bw->n);
+	LLVMValueRef parts = emit_parallel_upto(cg, body, bw->bufs, bw->n, ir_conv_parts(l));
 	LLVMValueRef args[] = { gW, opt_slot_ptr(cg, bw->bufs, l->gb),
 	                        slot_ptr(cg, bw->bufs, ir_partials_slot(cg->net)), parts };
 	call_fn(cg, helper(cg, build_conv_reduce, "conv_reduce", l, li, (fin & FIN_BIAS) ? 1 : 0),
@@ -3877,13 +3885,6 @@ static void emit_noise_part(Cg *cg, LLVMValueRef x, const IRLayer *l, LLVMValueR
 	emit_noise_call(cg, "wtn_noise_part", args, 3);
 }
 
-/* This part's mirror partials (patch order, as for the weight gradient). */
-static LLVMValueRef part_partials(Cg *cg, LLVMValueRef bufs, LLVMValueRef part)
-{
-	return elem_ptr(cg, slot_ptr(cg, bufs, ir_partials_slot(cg->net)),
-	                imul(cg, part, ir_partials_stride(cg->net)));
-}
-
 /* A conv mirror step on noise samples [lo, hi), an im2col conv: the noise,
  * then per chunk the columns, y = col W^T and this part's partials
  * G (+)= y^T col, all while the chunk is in cache. W is already in patch
@@ -3897,7 +3898,7 @@ static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
 	LLVMValueRef w = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, l->W);
-	LLVMValueRef G = part_partials(cg, r.bufs, r.part), col = part_columns(cg, &cs, r.part);
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), col = part_columns(cg, &cs, r.part);
 	emit_noise_part(cg, x, l, r.lo, r.hi);
 	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
@@ -3954,7 +3955,7 @@ static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	conv_small_direct(cg->net, l, &g);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), G = part_partials(cg, r.bufs, r.part);
+	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), G = conv_partials(cg, r.bufs, l, r.part);
 	emit_zero(cg, G, ci64(cg, l->out_shape.c * ir_conv_patch(l)));
 	LLVMValueRef xp = part_columns(cg, &cs, r.part);
 	LLVMValueRef yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
@@ -3987,7 +3988,7 @@ static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 static LLVMValueRef build_mirror_fold(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
-	long stride = ir_partials_stride(cg->net);
+	long stride = ir_partials_stride(l);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32, cg->t_f32, cg->t_f32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
 	LLVMValueRef B = LLVMGetParam(f, 0), P = LLVMGetParam(f, 1);
@@ -4048,7 +4049,7 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 		emit_noise_call(cg, "wtn_noise_begin", bargs, 2);
 		LLVMValueRef body = small ? helper(cg, build_dc_mirror_body, "dc_mirror_body", l, li, 0)
 		                          : helper(cg, build_conv_mirror_body, "conv_mirror_body", l, li, 0);
-		LLVMValueRef parts = emit_parallel(cg, body, bufs, n);
+		LLVMValueRef parts = emit_parallel_upto(cg, body, bufs, n, ir_conv_parts(l));
 		LLVMValueRef args[] = { B, slot_ptr(cg, bufs, ir_partials_slot(cg->net)), parts,
 		                        alpha, keep };
 		call_fn(cg, helper(cg, build_mirror_fold, "mirror_fold", l, li, 0), args, 5);

@@ -345,20 +345,38 @@ long ir_col_part_elems(const IRNetwork *net)
 	return cols;
 }
 
-/* A part's gradient partials: W's gradient (patch order) then the bias's,
- * rounded to whole cache lines so parts never share one. */
-long ir_partials_stride(const IRNetwork *net)
+/* A part's gradient partials of conv l: W's gradient (patch order) then
+ * the bias's, rounded to whole cache lines so parts never share one. */
+long ir_partials_stride(const IRLayer *l)
+{
+	long need = (long)l->out_shape.c * ir_conv_patch(l) + l->out_shape.c;
+	return (need + 15) / 16 * 16;
+}
+
+/* The parts of conv l's loops that keep partials: as many as fit in
+ * IR_PARTIALS_FLOATS (their sum is read once per step), at least 4 and at
+ * most IR_MAX_PARTS. Small kernels get many parts, which keeps threads
+ * busy to the end of the loop; large ones few, so their sums stay cheap. */
+#define IR_PARTIALS_FLOATS (1L << 20)
+int ir_conv_parts(const IRLayer *l)
+{
+	long parts = IR_PARTIALS_FLOATS / ir_partials_stride(l);
+	return parts < 4 ? 4 : parts > IR_MAX_PARTS ? IR_MAX_PARTS : (int)parts;
+}
+
+/* Room for the partials of every conv's parts. */
+static long partials_elems(const IRNetwork *net)
 {
 	long most = 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		const IRLayer *l = &net->layers[i];
 		if (l->kind != OP_CONV2D || ir_conv_direct(l))
 			continue;
-		long need = (long)l->out_shape.c * ir_conv_patch(l) + l->out_shape.c;
+		long need = ir_partials_stride(l) * ir_conv_parts(l);
 		if (need > most)
 			most = need;
 	}
-	return (most + 15) / 16 * 16;
+	return most;
 }
 
 int ir_partials_slot(const IRNetwork *net)
@@ -390,7 +408,7 @@ void ir_plan_buffers(IRNetwork *net)
 			if (net->layers[i].kind == OP_CONV2D && !ir_conv_direct(&net->layers[i]))
 				net->layers[i].aux = slot;
 		/* and each part's sums of the weight and bias gradients */
-		add_vec(net, "conv.partials", "", BUF_SCRATCH, ir_partials_stride(net) * IR_MAX_PARTS);
+		add_vec(net, "conv.partials", "", BUF_SCRATCH, partials_elems(net));
 	}
 	/* the rule arguments in force, written by the runtime (wtn_model.h) */
 	net->args_slot = add_vec(net, "rule.args", "", BUF_SCRATCH,

@@ -242,12 +242,14 @@ long ir_conv_patch(const IRLayer *l);
 int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
 /* Up to IR_MAX_PARTS parts (wtn_parallel_for) run chunks of samples of an
  * im2col conv at once, each with its own columns (aux + part *
- * ir_col_part_elems) and gradient partials (the scratch slot
- * ir_partials_slot, ir_partials_stride floats per part: W's gradient in
+ * ir_col_part_elems) and, in loops that sum gradients, at most
+ * ir_conv_parts(l) parts with their own partials (the scratch slot
+ * ir_partials_slot, ir_partials_stride(l) floats per part: W's gradient in
  * patch order, then the bias's; -1 without im2col convs). */
-#define IR_MAX_PARTS 4
+#define IR_MAX_PARTS 16
 long ir_col_part_elems(const IRNetwork *net);
-long ir_partials_stride(const IRNetwork *net);
+long ir_partials_stride(const IRLayer *l);
+int ir_conv_parts(const IRLayer *l);
 int ir_partials_slot(const IRNetwork *net);
 
 /* ---- model.c: the model the runtime gets (runtime/wtn_model.h) ---- */

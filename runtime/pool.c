@@ -47,6 +47,17 @@ static RtPool *current;
 
 typedef struct Worker { RtPool *pool; int part; } Worker;
 
+/* Where part k of parts over [0, count) starts (count >= parts). The
+ * parts shrink from about twice the mean to one item: a loop ends when its
+ * slowest thread does, and the part that thread is still running when the
+ * others run out is then a short one. Each part has at least one item,
+ * and a part's range depends only on (count, parts, k). */
+static long part_start(long count, int parts, int k)
+{
+	double left = (double)(parts - k) / parts;
+	return k + (long)((count - parts) * (1 - left * left));
+}
+
 static void run_part(RtPool *p, int part)
 {
 	if (!p->body) {
@@ -61,8 +72,7 @@ static void run_part(RtPool *p, int part)
 	 * it, so results do not depend on timing. */
 	int k = part == 0 ? 0 : __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
 	while (k < p->parts) {
-		long lo = p->count * k / p->parts, hi = p->count * (k + 1) / p->parts;
-		p->body(p->ctx, lo, hi, k);
+		p->body(p->ctx, part_start(p->count, p->parts, k), part_start(p->count, p->parts, k + 1), k);
 		k = __atomic_fetch_add(&p->next_part, 1, __ATOMIC_RELAXED);
 	}
 }
@@ -214,11 +224,11 @@ bool rt_pool_splits(const RtPool *p)
 	return p->nthreads == 1 || p->split;
 }
 
-/* Splits [0, count) into up to two parts per thread, as many for each
- * thread (at most max_parts, the kernels' scratch: 3 threads get 3 parts,
- * not 4), run as the threads come free (run_part); returns the number of
- * parts, each run once with its own part number. */
-enum { PARTS_PER_THREAD = 2 };
+/* Splits [0, count) into up to PARTS_PER_THREAD parts per thread, as many
+ * for each thread (at most max_parts, the kernels' scratch: 3 threads get
+ * 15 of 16, not 16), run as the threads come free (run_part); returns the
+ * number of parts, each run once with its own part number. */
+enum { PARTS_PER_THREAD = 8 };
 int wtn_parallel_for(wtn_range_fn *body, void *ctx, long count, int max_parts)
 {
 	RtPool *p = current;
