@@ -20,6 +20,8 @@
 cd "$(dirname "$0")/.." || exit 1
 NETS=${WTN_REF_NETS:-60}
 CONV_NETS=${WTN_REF_CONV_NETS:-40}
+FD_SEEDS=${WTN_REF_FD_SEEDS:-101 102 103 104 105 106}   # random smooth nets
+FD_CONV_SEEDS=${WTN_REF_FD_CONV_SEEDS:-201 202 203 204}
 ONLY=$1
 . tests/reference/env.sh
 harness_env t_reference "$WTNC" "$LIB"
@@ -97,7 +99,7 @@ if build fd_net $R/fd_net.wtn; then
 	check fd_net "tests/reference/fd_net.wtn" --fd --seed 1
 	check fd_net "tests/reference/fd_net.wtn" --fd --seed 2 --n 1
 fi
-for s in 101 102 103 104 105 106; do
+for s in $FD_SEEDS; do
 	"$T/gennet" "$s" --smooth --bp-only >"$T/fd$s.wtn"
 	build "fd$s" "$T/fd$s.wtn" && check "fd$s" "gennet $s --smooth --bp-only" --fd --seed "$s"
 done
@@ -106,7 +108,7 @@ if build fd_conv $R/fd_conv.wtn; then
 	check fd_conv "tests/reference/fd_conv.wtn" --fd --seed 1
 	check fd_conv "tests/reference/fd_conv.wtn" --fd --seed 2
 fi
-for s in 201 202 203 204; do
+for s in $FD_CONV_SEEDS; do
 	"$T/gennet" "$s" --conv --smooth --bp-only >"$T/fdc$s.wtn"
 	build "fdc$s" "$T/fdc$s.wtn" && check "fdc$s" "gennet $s --conv --smooth --bp-only" --fd --seed "$s"
 done
