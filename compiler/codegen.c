@@ -1789,19 +1789,23 @@ static void emit_max_window(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValue
 {
 	Shape in = l->in_shape;
 	LLVMValueRef best = NULL, arg = NULL;
+	/* the argmax in 32 bits from the start: 8 lanes a vector, not 4 */
+	LLVMValueRef c32 = LLVMBuildAdd(cg->b, to_i32(cg, corner), to_i32(cg, c), "");
 	for (int i = 0; i < l->kh; i++)
 		for (int j = 0; j < l->kw; j++) {
-			LLVMValueRef src = iadd(cg, iadd(cg, corner, ci64(cg, ((long)i * in.w + j) * in.c)), c);
+			long tap = ((long)i * in.w + j) * in.c;
+			LLVMValueRef src = iadd(cg, iadd(cg, corner, ci64(cg, tap)), c);
+			LLVMValueRef at = LLVMBuildAdd(cg->b, c32, ci32(cg, (int)tap), "");
 			LLVMValueRef v = load_f32(cg, xs, src);
 			if (!best) {
-				best = v, arg = to_i32(cg, src);
+				best = v, arg = at;
 				continue;
 			}
 			LLVMValueRef take = LLVMBuildOr(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOGT, v, best, ""),
 			                                LLVMBuildFCmp(cg->b, LLVMRealUNO, v, v, ""), "");
 			take = LLVMBuildAnd(cg->b, take, LLVMBuildFCmp(cg->b, LLVMRealORD, best, best, ""), "");
 			best = LLVMBuildSelect(cg->b, take, v, best, "");
-			arg = LLVMBuildSelect(cg->b, take, to_i32(cg, src), arg, "");
+			arg = LLVMBuildSelect(cg->b, take, at, arg, "");
 		}
 	LLVMValueRef at = iadd(cg, o, c);
 	store_f32(cg, best, P[1], at);
@@ -1900,11 +1904,14 @@ static void max_cover_each(Cg *cg, void *ctx, LLVMValueRef c)
 	const IRLayer *l = mc->l;
 	LLVMValueRef at = iadd(cg, mc->o, c);
 	LLVMValueRef a = load_t(cg, cg->t_i32, mc->arg, at), g = load_f32(cg, mc->d, at);
+	/* the argmax's tap offset, compared in 32 bits (8 lanes a vector) */
+	LLVMValueRef rel = LLVMBuildSub(cg->b, a, LLVMBuildAdd(cg->b, to_i32(cg, mc->corner),
+	                                                       to_i32(cg, c), ""), "");
 	for (int i = 0; i < l->kh; i++)
 		for (int j = 0; j < l->kw; j++) {
-			LLVMValueRef pos = iadd(cg, iadd(cg, mc->corner,
-			                                 ci64(cg, ((long)i * l->in_shape.w + j) * l->in_shape.c)), c);
-			LLVMValueRef hit = LLVMBuildICmp(cg->b, LLVMIntEQ, to_i32(cg, pos), a, "");
+			long tap = ((long)i * l->in_shape.w + j) * l->in_shape.c;
+			LLVMValueRef pos = iadd(cg, iadd(cg, mc->corner, ci64(cg, tap)), c);
+			LLVMValueRef hit = LLVMBuildICmp(cg->b, LLVMIntEQ, rel, ci32(cg, (int)tap), "");
 			store_f32(cg, LLVMBuildSelect(cg->b, hit, g, cf32(cg, 0), ""), mc->dx, pos);
 		}
 }
