@@ -2457,6 +2457,25 @@ static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 /* Variant bits of a conv's backward body beyond the FIN_ ones. */
 enum { CB_SEND = 8, CB_ACCUMULATE = 16, CB_CARRY_B = 32 };
 
+/* A conv backward body's error, this part's gradient partials and its
+ * count of samples, the error finished first where fin asks
+ * (build_finish_error: the activation's derivative, the bias's sums). */
+typedef struct PartError { LLVMValueRef d, G, cnt; } PartError;
+
+static PartError begin_part_error(Cg *cg, const IRLayer *l, int li, Range r, int fin)
+{
+	PartError pe = { slot_ptr(cg, r.bufs, l->d), conv_partials(cg, r.bufs, l, r.part),
+	                 LLVMBuildSub(cg->b, r.hi, r.lo, "") };
+	if (fin) {
+		LLVMValueRef at = imul(cg, r.lo, l->out);
+		LLVMValueRef args[] = { elem_ptr(cg, pe.d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+		                        elem_ptr(cg, pe.G, ci64(cg, l->out_shape.c * ir_conv_patch(l))),
+		                        to_i32(cg, pe.cnt) };
+		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+	}
+	return pe;
+}
+
 /* Backward of an im2col conv over samples [lo, hi), into this part's
  * gradient partials: finish the error (FIN_ bits; the bias sum goes to the
  * partials), then per chunk the columns, G_part (+)= d^T col and, if the
@@ -2472,16 +2491,9 @@ static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int va
 	bool send = variant & CB_SEND;
 	long pix = pixels(l->out_shape);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
+	PartError pe = begin_part_error(cg, l, li, r, fin);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G, cnt = pe.cnt;
 	LLVMValueRef col = part_columns(cg, &cs, r.part);
-	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
-	if (fin) {
-		LLVMValueRef at = imul(cg, r.lo, l->out);
-		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
-		                        elem_ptr(cg, G, ci64(cg, (long)F * patch)), to_i32(cg, cnt) };
-		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
-	}
 	LLVMValueRef dx = NULL, M = NULL, col2im = NULL;
 	if (send) {
 		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
@@ -2600,15 +2612,8 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	int F = l->out_shape.c, fin = variant & 7;
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
-	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
-	if (fin) {
-		LLVMValueRef at = imul(cg, r.lo, l->out);
-		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
-		                        elem_ptr(cg, G, ci64(cg, F * patch)), to_i32(cg, cnt) };
-		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
-	}
+	PartError pe = begin_part_error(cg, l, li, r, fin);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
 	emit_zero(cg, G, ci64(cg, F * patch));
 	LLVMValueRef xp = part_columns(cg, &cs, r.part);
 	LLVMValueRef dt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
@@ -2718,15 +2723,8 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
 	int F = l->out_shape.c, fin = variant & 7;
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
-	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
-	if (fin) {
-		LLVMValueRef at = imul(cg, r.lo, l->out);
-		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
-		                        elem_ptr(cg, G, ci64(cg, F * patch)), to_i32(cg, cnt) };
-		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
-	}
+	PartError pe = begin_part_error(cg, l, li, r, fin);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
 	LLVMValueRef xp = part_columns(cg, &cs, r.part), Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
@@ -2833,15 +2831,8 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
 	bool send = variant & CB_SEND;
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = slot_ptr(cg, r.bufs, l->d);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part);
-	LLVMValueRef cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
-	if (fin) {
-		LLVMValueRef at = imul(cg, r.lo, l->out);
-		LLVMValueRef args[] = { elem_ptr(cg, d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
-		                        elem_ptr(cg, G, ci64(cg, (long)F * patch)), to_i32(cg, cnt) };
-		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
-	}
+	PartError pe = begin_part_error(cg, l, li, r, fin);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
 	emit_zero(cg, G, ci64(cg, (long)F * patch));
 	LLVMValueRef xp = part_columns(cg, &cs, r.part), dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
