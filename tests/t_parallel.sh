@@ -1,7 +1,8 @@
 #!/bin/sh
 # t_parallel: the kernels' parallel loops (wtn_parallel_for: convs, pools,
-# batchnorm, adds, activations) give the same training at 1, 2 and 3
-# threads, up to the order in which the parts' sums are added. Conv nets
+# batchnorm, adds, activations) give the same training at 1, 2, 3 and 8
+# threads (8: more threads than cores, and 16 parts, two each), up to the
+# order in which the parts' sums are added. Conv nets
 # with batchnorm, residual adds, strides, padding, both pools and every
 # rule on the conv layers.
 cd "$(dirname "$0")/.." || exit 1
@@ -28,7 +29,7 @@ check() {   # name file [wtnc args]
 	fi
 	one=$(loss_of "$T/$name" 1)
 	[ -n "$VERBOSE" ] && echo "$name $one"
-	for t in 2 3; do
+	for t in 2 3 8; do
 		many=$(loss_of "$T/$name" $t)
 		if [ "$one" = fail ] || [ "$many" = fail ]; then
 			fail "$name: training failed at 1 or $t threads: $(head -3 "$T/err")"
@@ -51,4 +52,4 @@ for rule in fa usf frsf brsf; do
 	check "conv_$rule" tests/rules/conv_kp.wtn --feedback "c*=$rule"
 done
 [ "$fails" -eq 0 ] || exit 1
-echo "t_parallel: conv nets train alike at 1, 2 and 3 threads"
+echo "t_parallel: conv nets train alike at 1, 2, 3 and 8 threads"
