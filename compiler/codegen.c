@@ -389,6 +389,14 @@ static void if_end(Cg *cg, LLVMBasicBlockRef join)
 
 static LLVMValueRef imul(Cg *cg, LLVMValueRef a, long c) { return LLVMBuildNSWMul(cg->b, a, ci64(cg, c), ""); }
 static LLVMValueRef iadd(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(cg->b, a, b, ""); }
+static LLVMValueRef imax(Cg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+static LLVMValueRef imin(Cg *cg, LLVMValueRef a, LLVMValueRef b)
+{
+	return LLVMBuildSelect(cg->b, LLVMBuildICmp(cg->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
 static LLVMValueRef n64(Cg *cg, LLVMValueRef n32) { return LLVMBuildSExt(cg->b, n32, cg->t_i64, ""); }
 static LLVMValueRef to_i32(Cg *cg, LLVMValueRef v) { return LLVMBuildTrunc(cg->b, v, cg->t_i32, ""); }
 
@@ -1235,10 +1243,19 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 		LLVMValueRef ow = LLVMBuildSRem(cg->b, p, ci64(cg, o.w), "");
 		base[r] = iadd(cg, imul(cg, oh, pitch), imul(cg, ow, cs));
 	}
+	/* kernel rows that read only the zero border for every pixel of the
+	 * tile are skipped (their products are all +-0): rows [i_lo, i_hi)
+	 * reach the source's rows [top, top + height) from the tile's rows */
+	int top = data ? l->kh - 1 - l->pad : l->pad, height = data ? l->out_shape.h : l->in_shape.h;
+	LLVMValueRef first = LLVMBuildSDiv(cg->b, p0, ci64(cg, o.w), "");
+	LLVMValueRef last = LLVMBuildSDiv(cg->b, imin(cg, iadd(cg, p0, ci64(cg, R - 1)), ci64(cg, P - 1)),
+	                                  ci64(cg, o.w), "");
+	LLVMValueRef i_lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ci64(cg, top), last, ""));
+	LLVMValueRef i_hi = imin(cg, ci64(cg, l->kh), LLVMBuildSub(cg->b, ci64(cg, top + height), first, ""));
 	LLVMValueRef fo = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, co / (8 * nv))), 8L * nv);
 	for (int k = 0; k < R * nv; k++)
 		LLVMBuildStore(cg->b, zero, acc[k]);
-	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
+	LLVMValueRef i = loop_begin(cg, &li2, i_lo, i_hi);
 	LLVMValueRef xo = imul(cg, i, pitch), wr = imul(cg, i, taps);
 	LLVMValueRef t = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, taps));
 	/* fo's block of weights (tc_weights), then tap (i, t) */
@@ -2784,7 +2801,11 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / FB)), FB);
 	for (int k = 0; k < TV * FB; k++)
 		LLVMBuildStore(cg->b, zero, acc[k]);
-	LLVMValueRef oh = loop_begin(cg, &lh, oh0, iadd(cg, oh0, ci64(cg, RB)));
+	/* only the rows whose image row oh + i is inside, not the zero border */
+	LLVMValueRef oh_lo = imax(cg, oh0, LLVMBuildSub(cg->b, ci64(cg, l->pad), i, ""));
+	LLVMValueRef oh_hi = imin(cg, iadd(cg, oh0, ci64(cg, RB)),
+	                          LLVMBuildSub(cg->b, ci64(cg, l->pad + l->in_shape.h), i, ""));
+	LLVMValueRef oh = loop_begin(cg, &lh, oh_lo, oh_hi);
 	LLVMValueRef xrow = iadd(cg, imul(cg, iadd(cg, oh, i), g.xw * C), t0);
 	LLVMValueRef drow = iadd(cg, imul(cg, oh, (long)out.w * F), f0);
 	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
