@@ -727,16 +727,18 @@ static void emit_permute(Cg *cg, const IRLayer *l, int li, int variant, LLVMValu
 
 /* The conv's working pointers: its columns scratch, and the two halves of
  * the permuted-weights scratch (NULL when W's order is the patch order). */
-typedef struct ConvScratch { LLVMValueRef col, wp, wp2; } ConvScratch;
+typedef struct ConvScratch { LLVMValueRef col, wp, wp2, wu; } ConvScratch;
 
 static ConvScratch conv_scratch(Cg *cg, LLVMValueRef bufs, const IRLayer *l)
 {
-	ConvScratch cs = { NULL, NULL, NULL };
+	ConvScratch cs = { NULL, NULL, NULL, NULL };
 	if (l->aux >= 0)
 		cs.col = slot_ptr(cg, bufs, l->aux);
 	if (ir_conv_permuted(l) || ir_conv_tiled_few(l)) {
+		long W = (long)l->out_shape.c * ir_conv_patch(l);
 		cs.wp = slot_ptr(cg, bufs, l->aux2);
-		cs.wp2 = elem_ptr(cg, cs.wp, ci64(cg, (long)l->out_shape.c * ir_conv_patch(l)));
+		cs.wp2 = elem_ptr(cg, cs.wp, ci64(cg, W));
+		cs.wu = elem_ptr(cg, cs.wp, ci64(cg, 2 * W));   /* ir_plan_buffers */
 	}
 	return cs;
 }
@@ -1295,6 +1297,242 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* ---- Winograd convolution (winograd.c, ir_conv_winograd) ----
+ * The forward and the data gradient of a tiled conv as F(m x m, r x r),
+ * per sample and per chunk of WINO_TILES of its m x m output tiles:
+ *   V[xi][t][c] = (BT d B)[xi] of tile t, per vector of 8 source channels;
+ *   M[xi][t][f] = sum over c of V[xi][t][c] U[xi][c][f], for each of the
+ *                 n*n positions xi, in register tiles of R tiles by the
+ *                 8*nv output channels (the shape of tc_tile's);
+ *   Y = AT M A, stored as tc_tile stores its pixels.
+ * U = G w GT of the kernel in tile order (tc_weights, either variant), once
+ * per pass. Per output value: n*n/(m*m) products per source channel, not
+ * r*r (F(2x2, 5x5): 9 instead of 25; F(4x4, 3x3): 2.25 instead of 9). */
+enum { WINO_TILES = 12 };   /* tiles of a chunk: V and M stay in L2 */
+
+typedef struct WinoGeo {
+	WinoMats w;
+	int cs, co, nv, R;   /* source and output channels; a register tile: R tiles by 8*nv */
+	long pitch;          /* floats per row of the padded source */
+	int tw;              /* tiles across */
+	long tiles, vsize;   /* tiles of a sample; floats of a chunk's V (M follows) */
+} WinoGeo;
+
+static bool wino_geo(const IRNetwork *net, const IRLayer *l, bool data, WinoGeo *g)
+{
+	int m = ir_conv_winograd(net, l, data);
+	TiledGeo tg;
+	if (!m || !conv_tiled(net, l, &tg) || !wino_mats(m, l->kh, &g->w))
+		return false;
+	Shape o = data ? l->in_shape : l->out_shape;
+	long nn = (long)g->w.n * g->w.n;
+	g->cs = data ? l->out_shape.c : l->in_shape.c;
+	g->co = o.c;
+	g->nv = tc_vectors(g->co);
+	g->R = TC_PIX_REGS / g->nv;
+	g->pitch = (data ? tg.dw : tg.xw) * g->cs;
+	g->tw = o.w / m;
+	g->tiles = (long)(o.h / m) * g->tw;
+	g->vsize = nn * WINO_TILES * g->cs;
+	return round_up(tg.xsize + tg.dsize, 16) + g->vsize + nn * WINO_TILES * g->co
+	       <= ir_col_part_elems(net);
+}
+
+/* sum over k of c[k * stride] x[k], with no work for the zero coefficients */
+static LLVMValueRef wino_dot(Cg *cg, const double *c, int stride, LLVMValueRef *x, int n)
+{
+	LLVMValueRef s = NULL;
+	for (int k = 0; k < n; k++) {
+		double ck = c[k * stride];
+		if (ck == 0)
+			continue;
+		if (!s)
+			s = ck == 1 ? x[k] : LLVMBuildFMul(cg->b, splat_v8(cg, cf32(cg, ck)), x[k], "");
+		else if (ck == 1)
+			s = fadd(cg, s, x[k]);
+		else if (ck == -1)
+			s = fsub(cg, s, x[k]);
+		else
+			s = fmuladd_v8(cg, splat_v8(cg, cf32(cg, ck)), x[k], s);
+	}
+	return s ? s : LLVMConstNull(v8_type(cg));
+}
+
+/* out[a][b] = sum_ij L[a][i] x[i][j] R[b][j]: a rows x b columns from
+ * rows x cols, for one vector of lanes (x and out row-major) */
+static void wino_sandwich(Cg *cg, const double L[][WINO_MAX_N], int a_n, int rows, int cols,
+                          LLVMValueRef *x, LLVMValueRef *out)
+{
+	LLVMValueRef col[WINO_MAX_N], t[WINO_MAX_N * WINO_MAX_N];
+	for (int a = 0; a < a_n; a++)
+		for (int j = 0; j < cols; j++) {
+			for (int i = 0; i < rows; i++)
+				col[i] = x[i * cols + j];
+			t[a * cols + j] = wino_dot(cg, L[a], 1, col, rows);
+		}
+	for (int a = 0; a < a_n; a++)
+		for (int b = 0; b < a_n; b++)
+			out[a * a_n + b] = wino_dot(cg, L[b], 1, &t[a * cols], cols);
+}
+
+/* wino_weights(U, wp): U[fb][xi][c][f % bw] = (G w GT)[xi] of wp's kernel
+ * (tc_weights order: [fb][i, j, c][f % bw]); variant: the data gradient */
+static LLVMValueRef build_wino_weights(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	WinoGeo g;
+	wino_geo(cg->net, l, variant, &g);
+	int r = l->kh, n = g.w.n, bw = 8 * g.nv;
+	long block = (long)r * r * g.cs * bw;
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef dst = LLVMGetParam(f, 0), src = LLVMGetParam(f, 1);
+	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], u[WINO_MAX_N * WINO_MAX_N];
+	Loop lf, lc;
+	LLVMValueRef fb = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, g.co / bw));
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, g.cs));
+	for (int v = 0; v < g.nv; v++) {
+		for (int i = 0; i < r * r; i++)
+			x[i] = load_v8(cg, src, iadd(cg, imul(cg, fb, block),
+			                             iadd(cg, imul(cg, iadd(cg, ci64(cg, (long)i * g.cs), c), bw),
+			                                  ci64(cg, 8L * v))));
+		wino_sandwich(cg, g.w.G, n, r, r, x, u);
+		for (int xi = 0; xi < n * n; xi++)
+			store_v8(cg, u[xi], dst,
+			         iadd(cg, imul(cg, iadd(cg, imul(cg, iadd(cg, imul(cg, fb, (long)n * n),
+			                                                  ci64(cg, xi)), g.cs), c), bw),
+			              ci64(cg, 8L * v)));
+	}
+	loop_end(cg, &lc);
+	loop_end(cg, &lf);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+typedef struct WinoArgs { LLVMValueRef src, U, out, bias, V, M, acc[TC_PIX_REGS]; } WinoArgs;
+
+/* M[xi][t0 + r][fb*bw ..] for rows r < rows of the chunk: V's rows by U */
+static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueRef fb,
+                         LLVMValueRef xi, LLVMValueRef t0, int rows)
+{
+	LLVMTypeRef v8 = v8_type(cg);
+	int nv = g->nv, bw = 8 * nv, nn = g->w.n * g->w.n;
+	LLVMValueRef zero = LLVMConstNull(v8), w[2], vrow[TC_PIX_REGS];
+	for (int k = 0; k < rows * nv; k++)
+		LLVMBuildStore(cg->b, zero, a->acc[k]);
+	LLVMValueRef ub = imul(cg, iadd(cg, imul(cg, fb, nn), xi), (long)g->cs * bw);
+	LLVMValueRef vb = imul(cg, iadd(cg, imul(cg, xi, WINO_TILES), t0), g->cs);
+	for (int r = 0; r < rows; r++)
+		vrow[r] = iadd(cg, vb, ci64(cg, (long)r * g->cs));
+	Loop lc;
+	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, g->cs));
+	for (int v = 0; v < nv; v++)
+		w[v] = load_v8(cg, a->U, iadd(cg, ub, iadd(cg, imul(cg, c, bw), ci64(cg, 8L * v))));
+	for (int r = 0; r < rows; r++) {
+		LLVMValueRef xv = splat_v8(cg, load_f32(cg, a->V, iadd(cg, vrow[r], c)));
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, a->acc[r * nv + v], "");
+			LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, w[v], s), a->acc[r * nv + v]);
+		}
+	}
+	loop_end(cg, &lc);
+	LLVMValueRef mb = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, WINO_TILES), t0), g->co), imul(cg, fb, bw));
+	for (int r = 0; r < rows; r++)
+		for (int v = 0; v < nv; v++)
+			store_v8(cg, LLVMBuildLoad2(cg->b, v8, a->acc[r * nv + v], ""), a->M,
+			         iadd(cg, mb, ci64(cg, (long)r * g->co + 8L * v)));
+}
+
+/* One chunk: len tiles from tile first (len a constant). */
+static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, const WinoArgs *a,
+                       LLVMValueRef first, int len)
+{
+	const WinoMats *w = &g->w;
+	int m = w->m, n = w->n, nn = n * n, ow = g->tw * m;
+	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], y[WINO_MAX_N * WINO_MAX_N];
+	Loop lt, lv, lf, lx, lb;
+	/* 1. V: the input transform of each tile, 8 source channels at a time */
+	LLVMValueRef tl = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, len));
+	LLVMValueRef t = iadd(cg, first, tl);
+	LLVMValueRef tr = LLVMBuildSDiv(cg->b, t, ci64(cg, g->tw), "");
+	LLVMValueRef tc = LLVMBuildSRem(cg->b, t, ci64(cg, g->tw), "");
+	LLVMValueRef base = iadd(cg, imul(cg, tr, m * g->pitch), imul(cg, tc, (long)m * g->cs));
+	LLVMValueRef cv = imul(cg, loop_begin(cg, &lv, ci64(cg, 0), ci64(cg, g->cs / 8)), 8);
+	LLVMValueRef at = iadd(cg, base, cv);
+	for (int i = 0; i < nn; i++)
+		x[i] = load_v8(cg, a->src, iadd(cg, at, ci64(cg, (i / n) * g->pitch + (long)(i % n) * g->cs)));
+	wino_sandwich(cg, w->BT, n, n, n, x, y);
+	LLVMValueRef vt = iadd(cg, imul(cg, tl, g->cs), cv);
+	for (int xi = 0; xi < nn; xi++)
+		store_v8(cg, y[xi], a->V, iadd(cg, vt, ci64(cg, (long)xi * WINO_TILES * g->cs)));
+	loop_end(cg, &lv);
+	loop_end(cg, &lt);
+	/* 2. M: n*n products over the source channels */
+	LLVMValueRef fb = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, g->co / (8 * g->nv)));
+	LLVMValueRef xi = loop_begin(cg, &lx, ci64(cg, 0), ci64(cg, nn));
+	if (len / g->R) {
+		LLVMValueRef blk = loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, len / g->R));
+		wino_product(cg, g, a, fb, xi, imul(cg, blk, g->R), g->R);
+		loop_end(cg, &lb);
+	}
+	if (len % g->R)
+		wino_product(cg, g, a, fb, xi, ci64(cg, len - len % g->R), len % g->R);
+	loop_end(cg, &lx);
+	loop_end(cg, &lf);
+	/* 3. Y: the output transform, bias and relu as tc_tile */
+	tl = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, len));
+	t = iadd(cg, first, tl);
+	tr = LLVMBuildSDiv(cg->b, t, ci64(cg, g->tw), "");
+	tc = LLVMBuildSRem(cg->b, t, ci64(cg, g->tw), "");
+	LLVMValueRef ob = imul(cg, iadd(cg, imul(cg, tr, (long)m * ow), imul(cg, tc, m)), g->co);
+	LLVMValueRef fo = imul(cg, loop_begin(cg, &lv, ci64(cg, 0), ci64(cg, g->co / 8)), 8);
+	LLVMValueRef mt = iadd(cg, imul(cg, tl, g->co), fo);
+	for (int i = 0; i < nn; i++)
+		x[i] = load_v8(cg, a->M, iadd(cg, mt, ci64(cg, (long)i * WINO_TILES * g->co)));
+	wino_sandwich(cg, w->AT, m, n, n, x, y);
+	LLVMValueRef zero = LLVMConstNull(v8_type(cg));
+	LLVMValueRef bias = variant == 0 && l->b >= 0 ? load_v8(cg, a->bias, fo) : NULL;
+	for (int u = 0; u < m; u++)
+		for (int v = 0; v < m; v++) {
+			LLVMValueRef s = y[u * m + v];
+			LLVMValueRef to = iadd(cg, ob, iadd(cg, fo, ci64(cg, ((long)u * ow + v) * g->co)));
+			if (bias)
+				s = LLVMBuildFAdd(cg->b, s, bias, "");
+			if (variant == 0 && l->act == ACT_RELU)   /* olt keeps NaN, as emit_act */
+				s = LLVMBuildSelect(cg->b, LLVMBuildFCmp(cg->b, LLVMRealOLT, s, zero, ""), zero, s, "");
+			if (variant == 2)
+				s = LLVMBuildFAdd(cg->b, load_v8(cg, a->out, to), s, "");
+			store_v8(cg, s, a->out, to);
+		}
+	loop_end(cg, &lv);
+	loop_end(cg, &lt);
+}
+
+/* wino_tile(src, U, out, b, scratch): tc_tile's job (same variants) for a
+ * Winograd pass; scratch holds a chunk's V and M. */
+static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	WinoGeo g;
+	wino_geo(cg->net, l, variant != 0, &g);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
+	WinoArgs a = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), LLVMGetParam(f, 3),
+	               LLVMGetParam(f, 4), NULL, {0} };
+	a.M = elem_ptr(cg, a.V, ci64(cg, g.vsize));
+	for (int k = 0; k < TC_PIX_REGS; k++)
+		a.acc[k] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
+	long full = g.tiles / WINO_TILES;
+	if (full) {
+		Loop lc;
+		LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, full));
+		wino_chunk(cg, l, &g, variant, &a, imul(cg, c, WINO_TILES), WINO_TILES);
+		loop_end(cg, &lc);
+	}
+	if (g.tiles % WINO_TILES)
+		wino_chunk(cg, l, &g, variant, &a, ci64(cg, full * WINO_TILES), (int)(g.tiles % WINO_TILES));
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* Forward of a tiled conv over samples [lo, hi): per sample its padded
  * image, then the tiles; W is already in tile order (wp). */
 static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1308,14 +1546,18 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b), xp = part_columns(cg, &cs, r.part);
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 0);
+	WinoGeo wg;
+	bool wino = wino_geo(cg->net, l, false, &wg);
+	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 0)
+	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 0);
 	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
 	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
-	LLVMValueRef a2[] = { xp, cs.wp, ys, b };
-	call_fn(cg, tile, a2, 4);
+	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, b,
+	                      elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
+	call_fn(cg, tile, a2, wino ? 5 : 4);
 	if (l->act != ACT_RELU)   /* relu is done as the tile is stored */
 		emit_bias_act(cg, l, li, ys, null_f32(cg), ci64(cg, pixels(l->out_shape)));
 	loop_end(cg, &ls);
@@ -1329,6 +1571,11 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 	TiledGeo tg;
 	if (conv_tiled_fwd(cg->net, l, &tg)) {
 		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
+		WinoGeo wg;
+		if (wino_geo(cg->net, l, false, &wg)) {
+			LLVMValueRef args[] = { cs.wu, cs.wp };
+			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 0), args, 2);
+		}
 		emit_parallel(cg, helper(cg, build_tc_fwd_body, "tc_fwd", l, li, 0), bufs, n);
 		return;
 	}
@@ -2798,6 +3045,12 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
 	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
 	LLVMValueRef t0 = imul(cg, loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, nt / TV)), 8L * TV);
+	/* and the columns where some tap column j of the tile is inside */
+	LLVMValueRef j_lo = LLVMBuildSDiv(cg->b, t0, ci64(cg, C), "");
+	LLVMValueRef j_hi = LLVMBuildSDiv(cg->b, iadd(cg, t0, ci64(cg, 8L * TV - 1)), ci64(cg, C), "");
+	LLVMValueRef ow_lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ci64(cg, l->pad), j_hi, ""));
+	LLVMValueRef ow_hi = imin(cg, ci64(cg, out.w),
+	                          LLVMBuildSub(cg->b, ci64(cg, l->pad + l->in_shape.w), j_lo, ""));
 	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / FB)), FB);
 	for (int k = 0; k < TV * FB; k++)
 		LLVMBuildStore(cg->b, zero, acc[k]);
@@ -2808,7 +3061,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMValueRef oh = loop_begin(cg, &lh, oh_lo, oh_hi);
 	LLVMValueRef xrow = iadd(cg, imul(cg, iadd(cg, oh, i), g.xw * C), t0);
 	LLVMValueRef drow = iadd(cg, imul(cg, oh, (long)out.w * F), f0);
-	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
+	LLVMValueRef ow = loop_begin(cg, &lw, ow_lo, ow_hi);
 	LLVMValueRef xb = iadd(cg, xrow, imul(cg, ow, C)), db = iadd(cg, drow, imul(cg, ow, F));
 	for (int v = 0; v < TV; v++)
 		xv[v] = load_v8(cg, xp, iadd(cg, xb, ci64(cg, 8L * v)));
@@ -2860,11 +3113,15 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
 	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
+	WinoGeo wgeo;
+	bool wino = send && wino_geo(net, l, true, &wgeo);
 	if (send) {
 		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
 		emit_zero(cg, dp, ci64(cg, g.dsize));
 		dpad = helper(cg, build_tc_pad, "tc_pad", l, li, 1);
-		tile = helper(cg, build_tc_tile, "tc_tile", l, li, (variant & CB_ACCUMULATE) ? 2 : 1);
+		int tv = (variant & CB_ACCUMULATE) ? 2 : 1;
+		tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, tv)
+		            : helper(cg, build_tc_tile, "tc_tile", l, li, tv);
 	}
 	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
@@ -2876,8 +3133,9 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	if (send) {
 		LLVMValueRef a3[] = { ds, dp };
 		call_fn(cg, dpad, a3, 2);
-		LLVMValueRef a4[] = { dp, cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)), null_f32(cg) };
-		call_fn(cg, tile, a4, 4);
+		LLVMValueRef a4[] = { dp, wino ? cs.wu : cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)),
+		                      null_f32(cg), elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
+		call_fn(cg, tile, a4, wino ? 5 : 4);
 	}
 	loop_end(cg, &ls);
 	LLVMBuildRetVoid(cg->b);
@@ -2958,8 +3216,14 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	bool small = !send && conv_small_direct(cg->net, l, &g);
 	bool tiled = conv_tiled(cg->net, l, &tg);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
-	if (send && tiled)
+	WinoGeo wg;
+	if (send && tiled) {
 		emit_tc_weights(cg, l, li, 1, cs.wp, M);
+		if (wino_geo(cg->net, l, true, &wg)) {
+			LLVMValueRef args[] = { cs.wu, cs.wp };
+			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 1), args, 2);
+		}
+	}
 	else if (send && cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)

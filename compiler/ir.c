@@ -345,6 +345,29 @@ long ir_col_part_elems(const IRNetwork *net)
 	return cols;
 }
 
+int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data)
+{
+	if (net->direct_convs || l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l)
+	    || l->in_shape.c % 8 || l->out_shape.c % 8 || l->kh != l->kw || l->kh > 5
+	    || l->pad >= l->kh)
+		return 0;
+	Shape o = data ? l->in_shape : l->out_shape;
+	if (l->kh <= 3 && o.h % 4 == 0 && o.w % 4 == 0)
+		return 4;
+	return o.h % 2 == 0 && o.w % 2 == 0 ? 2 : 0;
+}
+
+static long winograd_weights(const IRNetwork *net, const IRLayer *l)
+{
+	long most = 0;
+	for (int data = 0; data < 2; data++) {
+		int m = ir_conv_winograd(net, l, data), n = m + l->kh - 1;
+		if (m && (long)n * n * l->in_shape.c * l->out_shape.c > most)
+			most = (long)n * n * l->in_shape.c * l->out_shape.c;
+	}
+	return most;
+}
+
 /* A part's gradient partials of conv l: W's gradient (patch order) then
  * the bias's, rounded to whole cache lines so parts never share one. */
 long ir_partials_stride(const IRLayer *l)
@@ -414,12 +437,13 @@ void ir_plan_buffers(IRNetwork *net)
 	net->args_slot = add_vec(net, "rule.args", "", BUF_SCRATCH,
 	                         (long)(net->nlayers > 0 ? net->nlayers : 1) * WTN_MAX_ARGS);
 	/* and room for two weight tensors in patch or tile order (see
-	 * ir_conv_permuted, ir_conv_tiled_few) */
+	 * ir_conv_permuted, ir_conv_tiled_few), then a Winograd kernel */
 	long wp = 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		const IRLayer *l = &net->layers[i];
-		if ((ir_conv_permuted(l) || ir_conv_tiled_few(l)) && 2 * net->bufs[l->W].elems > wp)
-			wp = 2 * net->bufs[l->W].elems;
+		long need = 2 * net->bufs[l->W].elems + winograd_weights(net, l);
+		if ((ir_conv_permuted(l) || ir_conv_tiled_few(l)) && need > wp)
+			wp = need;
 	}
 	if (wp > 0) {
 		int slot = add_vec(net, "im2col.weights", "", BUF_SCRATCH, wp);

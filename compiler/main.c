@@ -22,7 +22,7 @@ enum { MAX_OVERRIDES = 256 };
 
 typedef struct Options {
 	const char *input, *output;
-	bool compile_only, emit_ir, emit_llvm;
+	bool compile_only, emit_ir, emit_llvm, direct_convs;
 	const char *overrides[MAX_OVERRIDES];
 	int noverrides;
 	CodegenOpts cg;
@@ -43,6 +43,8 @@ static void usage(FILE *out)
 		"                          repeatable, overrides the file's feedback block\n"
 		"  --target-cpu CPU        generate code for CPU (default: this machine's)\n"
 		"  -O0 .. -O3              optimisation level (default -O3)\n"
+		"  --direct-convs          no Winograd convolutions: every conv sums its\n"
+		"                          kernel's products directly (other rounding)\n"
 		"  --cc CC                 C compiler used to link (default: $CC, else the\n"
 		"                          one wtnc was built with)\n"
 		"  --version               wtn's version\n"
@@ -85,6 +87,8 @@ static Options parse_args(int argc, char **argv)
 			o.compile_only = true;
 		} else if (!strcmp(a, "--emit-ir")) {
 			o.emit_ir = true;
+		} else if (!strcmp(a, "--direct-convs")) {
+			o.direct_convs = true;
 		} else if (!strcmp(a, "--emit-llvm")) {
 			o.emit_llvm = true;
 		} else if (!strcmp(a, "--feedback") || !strncmp(a, "--feedback=", 11)) {
@@ -343,6 +347,7 @@ int main(int argc, char **argv)
 	IRNetwork *net = prog ? sema_program(prog, o.overrides, o.noverrides) : NULL;
 	if (!net || diag_errors)
 		return 1;
+	net->direct_convs = o.direct_convs;
 	ir_plan_buffers(net);
 	if (model_verify(net))
 		return 1;

@@ -209,6 +209,7 @@ typedef struct IRNetwork {
 	TrainCfg train;
 	IRBuf *bufs;
 	int nbufs;
+	bool direct_convs;      /* wtnc --direct-convs: no Winograd (ir_conv_winograd) */
 } IRNetwork;
 
 /* Checks the program and infers shapes. overrides: "LAYER=RULE" strings from
@@ -248,9 +249,27 @@ int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
  * patch order, then the bias's; -1 without im2col convs). */
 #define IR_MAX_PARTS 16
 long ir_col_part_elems(const IRNetwork *net);
+/* Stride-1 square kernels of 2..5 taps on whole vectors of channels run
+ * their forward (data = false) and data gradient (true) as Winograd's
+ * F(m x m, r x r) (winograd.c) when the pass's output is tiled exactly by
+ * m x m: m is returned (4 for r <= 3 where it divides, else 2), 0 if the
+ * pass stays direct. The transformed kernel, n*n*C*F floats (n = m + r -
+ * 1), goes after the two tensors of aux2. */
+int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data);
 long ir_partials_stride(const IRLayer *l);
 int ir_conv_parts(const IRLayer *l);
 int ir_partials_slot(const IRNetwork *net);
+
+/* ---- winograd.c: the transforms of F(m, r) ---- */
+enum { WINO_MAX_N = 6 };   /* n = m + r - 1 */
+typedef struct WinoMats {
+	int m, r, n;
+	double AT[WINO_MAX_N][WINO_MAX_N];   /* m x n: outputs from products */
+	double G[WINO_MAX_N][WINO_MAX_N];    /* n x r: kernel */
+	double BT[WINO_MAX_N][WINO_MAX_N];   /* n x n: input tile */
+} WinoMats;
+/* false if F(m, r) is beyond the points winograd.c has (n > WINO_MAX_N) */
+bool wino_mats(int m, int r, WinoMats *w);
 
 /* ---- model.c: the model the runtime gets (runtime/wtn_model.h) ---- */
 typedef struct LLVMOpaqueContext *LLVMContextRef;

@@ -165,6 +165,17 @@ fi
 sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_tiled_few.wtn >"$T/fd_conv_tiled_few.wtn"
 build fd_conv_tiled_few "$T/fd_conv_tiled_few.wtn" --feedback c2=bp &&
 	check fd_conv_tiled_few "conv_tiled_few.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
+# and Winograd's F(4x4, 3x3) and F(2x2, 5x5) for the forwards and data
+# gradients of such convs (wino_tile), in every variant the net names
+if build conv_winograd $R/conv_winograd.wtn; then
+	check conv_winograd "tests/reference/conv_winograd.wtn" --seed 1
+	check conv_winograd "tests/reference/conv_winograd.wtn" --seed 2
+	n=$($WTNC $R/conv_winograd.wtn --emit-llvm -o - | grep -c '^define.*@"wino_tile')
+	[ "$n" = 9 ] || fail "conv_winograd: $n Winograd passes compiled, expected 9"
+fi
+sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_winograd.wtn >"$T/fd_conv_winograd.wtn"
+build fd_conv_winograd "$T/fd_conv_winograd.wtn" --feedback c4=bp &&
+	check fd_conv_winograd "conv_winograd.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
 
 # 6. residual blocks: batchnorm, adds (one of a tensor to itself), a
 # standalone relu and global average pooling, as the parallel loops run
@@ -177,7 +188,7 @@ sed 's/act=relu/act=tanh/; s/relu(r2)/tanh(r2)/' $R/resblock.wtn >"$T/fd_resbloc
 build fd_resblock "$T/fd_resblock.wtn" && check fd_resblock "resblock.wtn, relu as tanh" --fd --seed 1
 
 if [ $failed = 0 ]; then
-	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu, tiled convs and residual blocks ok"
+	echo "t_reference: $NETS random dense and $CONV_NETS conv networks, finite differences, fa properties, dropout, layernorm, gelu, tiled and Winograd convs and residual blocks ok"
 else
 	echo "t_reference: $failed failing case(s)"
 fi
