@@ -36,20 +36,20 @@ $(B)/grammar/lexer.c: grammar/lexer.re $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	re2c -W --no-generation-date -o $@ $<
 
-$(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h
+$(B)/grammar/%.o: $(B)/grammar/%.c compiler/wtnc.h runtime/wtn_model.h
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(CFLAGS) -c -o $@ $<
 
 # The compiler knows where the runtime it links against was built (WTN_HOME
 # overrides it for an installed tree) and links binaries with the compiler,
 # the sanitizer flags and the LDFLAGS the runtime was built with.
 WTN_LINK_CC := $(strip $(CC) $(filter -fsanitize% -fno-sanitize%,$(CFLAGS)) $(LDFLAGS))
-$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h runtime/wtn_version.h $(B)/grammar/parser.h
+$(B)/compiler/%.o: compiler/%.c compiler/wtnc.h runtime/wtn_model.h runtime/wtn_version.h $(B)/grammar/parser.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -I$(B)/grammar $(LLVM_CFLAGS) $(CFLAGS) $(WARN) \
 	  -DWTN_BUILD_DIR='"$(abspath $(B))"' \
 	  -DWTN_LINK_CC='"$(WTN_LINK_CC)"' -c -o $@ $<
 
-$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
+$(B)/runtime/%.o: runtime/%.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_model.h runtime/wtn_version.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 # noise.c's vector helpers are always inlined: no vector crosses a call,
@@ -60,14 +60,14 @@ $(B)/runtime/noise.o: WARN += -Wno-psabi
 $(B)/wtnc: $(COMPILER_OBJ) $(B)/runtime/json.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LLVM_LIBS) -lm
 
-$(B)/runtime/mpi.o: runtime/mpi.c runtime/wtnrt.h runtime/wtn_abi.h $(B)/libwtnrt.libs
+$(B)/runtime/mpi.o: runtime/mpi.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_model.h $(B)/libwtnrt.libs
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(MPI_CFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 $(B)/libwtnrt.a: $(RUNTIME_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_version.h
+$(B)/wtn_main.o: runtime/main.c runtime/wtnrt.h runtime/wtn_abi.h runtime/wtn_model.h runtime/wtn_version.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
 test: all

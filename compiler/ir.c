@@ -351,21 +351,22 @@ int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data)
 	    || l->in_shape.c % 8 || l->out_shape.c % 8 || l->kh != l->kw || l->kh > 5
 	    || l->pad >= l->kh)
 		return 0;
-	Shape o = data ? l->in_shape : l->out_shape;
-	if (l->kh <= 3 && o.h % 4 == 0 && o.w % 4 == 0)
-		return 4;
-	return o.h % 2 == 0 && o.w % 2 == 0 ? 2 : 0;
+	Shape o = data ? l->in_shape : l->out_shape, in = l->in_shape;
+	int m = l->kh <= 3 && o.h % 4 == 0 && o.w % 4 == 0 ? 4 : o.h % 2 == 0 && o.w % 2 == 0 ? 2 : 0;
+	/* a part's columns hold the padded image and error (codegen's
+	 * tiled_geo), then a chunk's transformed tiles and products */
+	long n = m + l->kh - 1;
+	long images = (in.h + 2L * l->pad) * (in.w + 2L * l->pad) * in.c
+	              + (in.h + l->kh - 1L) * (in.w + l->kw - 1L) * l->out_shape.c;
+	long chunk = n * n * IR_WINO_TILES * (in.c + l->out_shape.c);
+	return m && (images + 15) / 16 * 16 + chunk <= ir_col_part_elems(net) ? m : 0;
 }
 
-static long winograd_weights(const IRNetwork *net, const IRLayer *l)
+static long winograd_weights(const IRLayer *l)
 {
-	long most = 0;
-	for (int data = 0; data < 2; data++) {
-		int m = ir_conv_winograd(net, l, data), n = m + l->kh - 1;
-		if (m && (long)n * n * l->in_shape.c * l->out_shape.c > most)
-			most = (long)n * n * l->in_shape.c * l->out_shape.c;
-	}
-	return most;
+	int m = l->wino_fwd > l->wino_data ? l->wino_fwd : l->wino_data;
+	long n = m + l->kh - 1;
+	return m ? n * n * l->in_shape.c * l->out_shape.c : 0;
 }
 
 /* A part's gradient partials of conv l: W's gradient (patch order) then
@@ -425,6 +426,11 @@ void ir_plan_buffers(IRNetwork *net)
 	/* one im2col buffer, shared by every conv layer, with room for the
 	 * columns of every part that may run at once (wtn_parallel_for) */
 	long cols = ir_col_part_elems(net);
+	for (int i = 0; i < net->nlayers; i++) {   /* no data gradient into the input */
+		IRLayer *l = &net->layers[i];
+		l->wino_fwd = ir_conv_winograd(net, l, false);
+		l->wino_data = l->input >= 0 ? ir_conv_winograd(net, l, true) : 0;
+	}
 	if (cols > 0) {
 		int slot = add_vec(net, "im2col", "", BUF_SCRATCH, cols * IR_MAX_PARTS);
 		for (int i = 0; i < net->nlayers; i++)
@@ -441,8 +447,10 @@ void ir_plan_buffers(IRNetwork *net)
 	long wp = 0;
 	for (int i = 0; i < net->nlayers; i++) {
 		const IRLayer *l = &net->layers[i];
-		long need = 2 * net->bufs[l->W].elems + winograd_weights(net, l);
-		if ((ir_conv_permuted(l) || ir_conv_tiled_few(l)) && need > wp)
+		if (!ir_conv_permuted(l) && !ir_conv_tiled_few(l))
+			continue;
+		long need = 2 * net->bufs[l->W].elems + winograd_weights(l);
+		if (need > wp)
 			wp = need;
 	}
 	if (wp > 0) {

@@ -253,8 +253,11 @@ long ir_col_part_elems(const IRNetwork *net);
  * their forward (data = false) and data gradient (true) as Winograd's
  * F(m x m, r x r) (winograd.c) when the pass's output is tiled exactly by
  * m x m: m is returned (4 for r <= 3 where it divides, else 2), 0 if the
- * pass stays direct. The transformed kernel, n*n*C*F floats (n = m + r -
- * 1), goes after the two tensors of aux2. */
+ * pass stays direct; the plan keeps it in wino_fwd and wino_data. A
+ * part's columns then also hold IR_WINO_TILES tiles' transforms; the
+ * transformed kernel, n*n*C*F floats (n = m + r - 1), goes after the two
+ * tensors of aux2. */
+#define IR_WINO_TILES 12
 int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data);
 long ir_partials_stride(const IRLayer *l);
 int ir_conv_parts(const IRLayer *l);

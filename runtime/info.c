@@ -71,6 +71,36 @@ static void format_kind(char *out, size_t len, const RtLayer *l)
 		snprintf(out, len, "%s %dx%d/%d", rt_op_name(l->kind), l->kh, l->kw, l->stride);
 }
 
+/* The conv passes wtnc made Winograd's F(m x m, r x r) (wtnc
+ * --direct-convs: none), a line per tile size and pass. */
+enum { WINO_FWD = 1, WINO_DATA = 2 };
+
+static int wino_passes(const RtLayer *l, int m)   /* the passes of l with tile m */
+{
+	return (l->wino_fwd == m ? WINO_FWD : 0) | (l->wino_data == m ? WINO_DATA : 0);
+}
+
+static void print_winograd(FILE *out, const RtModel *m)
+{
+	static const char *what[] = { "", "forward", "data gradient", "forward and data gradient" };
+	for (int tile = 2; tile <= 6; tile++)
+		for (int r = 2; r <= 5; r++)
+			for (int passes = 1; passes <= 3; passes++) {
+				bool any = false;
+				for (int i = 0; i < m->nlayers; i++) {
+					const RtLayer *l = &m->layers[i];
+					if (l->kh != r || wino_passes(l, tile) != passes)
+						continue;
+					if (!any)
+						fprintf(out, "winograd F(%dx%d, %dx%d), %s:", tile, tile, r, r, what[passes]);
+					fprintf(out, " %s", l->name);
+					any = true;
+				}
+				if (any)
+					fputc('\n', out);
+			}
+}
+
 /* "in -> out", or "a + b -> out" for add. */
 static void format_layer_shape(char *out, size_t len, const RtLayer *l)
 {
@@ -176,6 +206,7 @@ int rt_cmd_info(const RtModel *m, FILE *out)
 	print_count(out, macs);
 	fprintf(out, " (conv F*C*k*k*OH*OW, dense in*out; batchnorm, pools, activations and "
 	        "loss not counted)\n");
+	print_winograd(out, m);
 	/* The kernels OpenBLAS runs here, after rt_blas_setup, and why. */
 	const char *core = getenv("OPENBLAS_CORETYPE"), *spin = getenv("OPENBLAS_THREAD_TIMEOUT");
 	fprintf(out, "blas: %s; kernel %s (OPENBLAS_CORETYPE%s%s; OPENBLAS_THREAD_TIMEOUT%s%s)\n",
