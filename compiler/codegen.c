@@ -1318,9 +1318,10 @@ typedef struct WinoGeo {
 	long tiles, vsize;   /* tiles of a sample; floats of a chunk's V (M follows) */
 } WinoGeo;
 
-static bool wino_geo(const IRNetwork *net, const IRLayer *l, bool data, WinoGeo *g)
+static bool wino_geo(const IRNetwork *net, const IRLayer *l, int pass, WinoGeo *g)
 {
-	int m = data ? l->wino_data : l->wino_fwd;
+	bool data = pass == IR_WINO_DATA;
+	int m = pass == IR_WINO_FWD ? l->wino_fwd : data ? l->wino_data : l->wino_wgrad;
 	TiledGeo tg;
 	if (!m || !conv_tiled(net, l, &tg) || !wino_mats(m, l->kh, &g->w))
 		return false;
@@ -1379,7 +1380,7 @@ static void wino_sandwich(Cg *cg, const double L[][WINO_MAX_N], int a_n, int row
 static LLVMValueRef build_wino_weights(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	WinoGeo g;
-	wino_geo(cg->net, l, variant, &g);
+	wino_geo(cg->net, l, variant ? IR_WINO_DATA : IR_WINO_FWD, &g);
 	int r = l->kh, n = g.w.n, bw = 8 * g.nv;
 	long block = (long)r * r * g.cs * bw;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
@@ -1441,15 +1442,15 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 			         iadd(cg, mb, ci64(cg, (long)r * g->co + 8L * v)));
 }
 
-/* One chunk: len tiles from tile first (len a constant). */
-static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, const WinoArgs *a,
-                       LLVMValueRef first, int len)
+/* V[xi][tl][c] (tile stride ld) = (BT d B)[xi] of tiles first + tl, tl <
+ * len, of the padded source, 8 channels at a time */
+static void wino_input(Cg *cg, const WinoGeo *g, LLVMValueRef src, LLVMValueRef V,
+                       LLVMValueRef first, long len, long ld)
 {
 	const WinoMats *w = &g->w;
-	int m = w->m, n = w->n, nn = n * n, ow = g->tw * m;
+	int m = w->m, n = w->n, nn = n * n;
 	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], y[WINO_MAX_N * WINO_MAX_N];
-	Loop lt, lv, lf, lx, lb;
-	/* 1. V: the input transform of each tile, 8 source channels at a time */
+	Loop lt, lv;
 	LLVMValueRef tl = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, len));
 	LLVMValueRef t = iadd(cg, first, tl);
 	LLVMValueRef tr = LLVMBuildSDiv(cg->b, t, ci64(cg, g->tw), "");
@@ -1458,13 +1459,26 @@ static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, 
 	LLVMValueRef cv = imul(cg, loop_begin(cg, &lv, ci64(cg, 0), ci64(cg, g->cs / 8)), 8);
 	LLVMValueRef at = iadd(cg, base, cv);
 	for (int i = 0; i < nn; i++)
-		x[i] = load_v8(cg, a->src, iadd(cg, at, ci64(cg, (i / n) * g->pitch + (long)(i % n) * g->cs)));
+		x[i] = load_v8(cg, src, iadd(cg, at, ci64(cg, (i / n) * g->pitch + (long)(i % n) * g->cs)));
 	wino_sandwich(cg, w->BT, n, n, n, x, y);
 	LLVMValueRef vt = iadd(cg, imul(cg, tl, g->cs), cv);
 	for (int xi = 0; xi < nn; xi++)
-		store_v8(cg, y[xi], a->V, iadd(cg, vt, ci64(cg, (long)xi * WINO_TILES * g->cs)));
+		store_v8(cg, y[xi], V, iadd(cg, vt, ci64(cg, (long)xi * ld * g->cs)));
 	loop_end(cg, &lv);
 	loop_end(cg, &lt);
+}
+
+/* One chunk: len tiles from tile first (len a constant). */
+static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, const WinoArgs *a,
+                       LLVMValueRef first, int len)
+{
+	const WinoMats *w = &g->w;
+	int m = w->m, n = w->n, nn = n * n, ow = g->tw * m;
+	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], y[WINO_MAX_N * WINO_MAX_N];
+	Loop lt, lv, lf, lx, lb;
+	/* 1. V: the input transform of each tile */
+	wino_input(cg, g, a->src, a->V, first, len, WINO_TILES);
+	LLVMValueRef tl, t, tr, tc;
 	/* 2. M: n*n products over the source channels */
 	LLVMValueRef fb = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, g->co / (8 * g->nv)));
 	LLVMValueRef xi = loop_begin(cg, &lx, ci64(cg, 0), ci64(cg, nn));
@@ -1511,7 +1525,7 @@ static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, 
 static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	WinoGeo g;
-	wino_geo(cg->net, l, variant != 0, &g);
+	wino_geo(cg->net, l, variant ? IR_WINO_DATA : IR_WINO_FWD, &g);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
 	WinoArgs a = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), LLVMGetParam(f, 3),
@@ -1532,6 +1546,136 @@ static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int varian
 	return f;
 }
 
+/* The weight gradient: the forward's algorithm run backwards. With E =
+ * A dY AT (n x n from each m x m tile of the error) and V the input
+ * transform of the same tile, dU[xi][f][c] = sum over tiles and samples of
+ * E[xi][t][f] V[xi][t][c], and dW = GT dU G. Per sample, V and E of every
+ * tile go to scratch, then per position xi a register-tiled product over
+ * the tiles (R filters by nv vectors of channels) adds into the part's dU;
+ * after the part's samples, dW goes into its partials (wino_wgrad_out). */
+static void wino_wgrad_tile(const WinoGeo *g, int *R, int *nv)
+{
+	*nv = g->cs % 16 == 0 ? 2 : 1;
+	*R = 1;
+	static const int rows[] = { 6, 4, 3, 2, 1 };
+	for (int k = 0; k < 5; k++)
+		if (g->co % rows[k] == 0 && rows[k] * *nv <= TC_PIX_REGS) {
+			*R = rows[k];
+			return;
+		}
+}
+
+/* L transposed: rows x cols of L become cols x rows */
+static void wino_transpose(const double L[][WINO_MAX_N], int rows, int cols, double T[][WINO_MAX_N])
+{
+	for (int i = 0; i < rows; i++)
+		for (int j = 0; j < cols; j++)
+			T[j][i] = L[i][j];
+}
+
+/* wino_wgrad(xp, d, dU, scratch): one sample's padded image and error
+ * into dU[xi][f][c] */
+static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	WinoGeo g;
+	wino_geo(cg->net, l, IR_WINO_WGRAD, &g);
+	int m = g.w.m, n = g.w.n, nn = n * n, C = g.cs, F = g.co, ow = g.tw * m, R, nv;
+	long T = g.tiles;
+	wino_wgrad_tile(&g, &R, &nv);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
+	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), dU = LLVMGetParam(f, 2);
+	LLVMValueRef V = LLVMGetParam(f, 3), E = elem_ptr(cg, V, ci64(cg, nn * T * C));
+	LLVMTypeRef v8 = v8_type(cg);
+	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], w[2];
+	for (int k = 0; k < R * nv; k++)
+		acc[k] = entry_var(cg, v8, zero);
+	/* 1. V of every tile */
+	wino_input(cg, &g, xp, V, ci64(cg, 0), T, T);
+	/* 2. E = A dY AT of every tile, 8 filters at a time */
+	double A[WINO_MAX_N][WINO_MAX_N];
+	wino_transpose(g.w.AT, m, n, A);
+	LLVMValueRef y[WINO_MAX_N * WINO_MAX_N], e[WINO_MAX_N * WINO_MAX_N];
+	Loop lt, lv, lx, lf, lc;
+	LLVMValueRef t = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, T));
+	LLVMValueRef tr = LLVMBuildSDiv(cg->b, t, ci64(cg, g.tw), "");
+	LLVMValueRef tc = LLVMBuildSRem(cg->b, t, ci64(cg, g.tw), "");
+	LLVMValueRef base = imul(cg, iadd(cg, imul(cg, tr, (long)m * ow), imul(cg, tc, m)), F);
+	LLVMValueRef fv = imul(cg, loop_begin(cg, &lv, ci64(cg, 0), ci64(cg, F / 8)), 8);
+	for (int u = 0; u < m; u++)
+		for (int v = 0; v < m; v++)
+			y[u * m + v] = load_v8(cg, d, iadd(cg, iadd(cg, base, fv), ci64(cg, ((long)u * ow + v) * F)));
+	wino_sandwich(cg, A, n, m, m, y, e);
+	LLVMValueRef et = iadd(cg, imul(cg, t, F), fv);
+	for (int xi = 0; xi < nn; xi++)
+		store_v8(cg, e[xi], E, iadd(cg, et, ci64(cg, (long)xi * T * F)));
+	loop_end(cg, &lv);
+	loop_end(cg, &lt);
+	/* 3. dU[xi][f][c] += sum over t of E[xi][t][f] V[xi][t][c] */
+	LLVMValueRef xi = loop_begin(cg, &lx, ci64(cg, 0), ci64(cg, nn));
+	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / R)), R);
+	LLVMValueRef c0 = imul(cg, loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C / (8 * nv))), 8L * nv);
+	for (int k = 0; k < R * nv; k++)
+		LLVMBuildStore(cg->b, zero, acc[k]);
+	LLVMValueRef vb = iadd(cg, imul(cg, xi, T * C), c0), eb = iadd(cg, imul(cg, xi, T * F), f0);
+	t = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, T));
+	LLVMValueRef vt = iadd(cg, vb, imul(cg, t, C)), etf = iadd(cg, eb, imul(cg, t, F));
+	for (int v = 0; v < nv; v++)
+		w[v] = load_v8(cg, V, iadd(cg, vt, ci64(cg, 8L * v)));
+	for (int r = 0; r < R; r++) {
+		LLVMValueRef ev = splat_v8(cg, load_f32(cg, E, iadd(cg, etf, ci64(cg, r))));
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
+			LLVMBuildStore(cg->b, fmuladd_v8(cg, ev, w[v], s), acc[r * nv + v]);
+		}
+	}
+	loop_end(cg, &lt);
+	LLVMValueRef ub = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, F), f0), C), c0);
+	for (int r = 0; r < R; r++)
+		for (int v = 0; v < nv; v++) {
+			LLVMValueRef at = iadd(cg, ub, ci64(cg, (long)r * C + 8L * v));
+			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
+			store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, dU, at), s, ""), dU, at);
+		}
+	loop_end(cg, &lc);
+	loop_end(cg, &lf);
+	loop_end(cg, &lx);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* wino_wgrad_out(dU, G): G[f][(i*kw + j)*C + c] += (GT dU G)[i][j], the
+ * part's partials in patch order */
+static LLVMValueRef build_wino_wgrad_out(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	WinoGeo g;
+	wino_geo(cg->net, l, IR_WINO_WGRAD, &g);
+	int n = g.w.n, r = l->kh, C = g.cs, F = g.co;
+	long patch = ir_conv_patch(l);
+	double GT[WINO_MAX_N][WINO_MAX_N];
+	wino_transpose(g.w.G, n, r, GT);
+	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
+	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
+	LLVMValueRef dU = LLVMGetParam(f, 0), G = LLVMGetParam(f, 1);
+	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], y[WINO_MAX_N * WINO_MAX_N];
+	Loop lf, lc;
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	LLVMValueRef cv = imul(cg, loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C / 8)), 8);
+	LLVMValueRef ub = iadd(cg, imul(cg, fi, C), cv);
+	for (int xi = 0; xi < n * n; xi++)
+		x[xi] = load_v8(cg, dU, iadd(cg, ub, ci64(cg, (long)xi * F * C)));
+	wino_sandwich(cg, GT, r, n, n, x, y);
+	LLVMValueRef gb = iadd(cg, imul(cg, fi, patch), cv);
+	for (int q = 0; q < r * r; q++) {
+		LLVMValueRef at = iadd(cg, gb, ci64(cg, (long)q * C));
+		store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, G, at), y[q], ""), G, at);
+	}
+	loop_end(cg, &lc);
+	loop_end(cg, &lf);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* Forward of a tiled conv over samples [lo, hi): per sample its padded
  * image, then the tiles; W is already in tile order (wp). */
 static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1546,7 +1690,7 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	WinoGeo wg;
-	bool wino = wino_geo(cg->net, l, false, &wg);
+	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &wg);
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 0)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 0);
 	Loop ls;
@@ -1571,7 +1715,7 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 	if (conv_tiled_fwd(cg->net, l, &tg)) {
 		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
 		WinoGeo wg;
-		if (wino_geo(cg->net, l, false, &wg)) {
+		if (wino_geo(cg->net, l, IR_WINO_FWD, &wg)) {
 			LLVMValueRef args[] = { cs.wu, cs.wp };
 			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 0), args, 2);
 		}
@@ -3110,10 +3254,19 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef xp = part_columns(cg, &cs, r.part), dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	LLVMValueRef wg = helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
+	/* after the padded image and error: the Winograd weight gradient's
+	 * sums dU, then the transforms of a sample or of a chunk */
+	WinoGeo wgeo, ggeo;
+	bool wino = send && wino_geo(net, l, IR_WINO_DATA, &wgeo);
+	bool wino_wg = wino_geo(net, l, IR_WINO_WGRAD, &ggeo);
+	long du_size = wino_wg ? (long)ggeo.w.n * ggeo.w.n * l->in_shape.c * F : 0;
+	LLVMValueRef dU = elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16)));
+	LLVMValueRef scratch = elem_ptr(cg, dU, ci64(cg, du_size));
+	if (wino_wg)
+		emit_zero(cg, dU, ci64(cg, du_size));
+	LLVMValueRef wg = wino_wg ? helper(cg, build_wino_wgrad, "wino_wgrad", l, li, 0)
+	                          : helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
 	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
-	WinoGeo wgeo;
-	bool wino = send && wino_geo(net, l, true, &wgeo);
 	if (send) {
 		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
 		emit_zero(cg, dp, ci64(cg, g.dsize));
@@ -3127,16 +3280,20 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef ds = elem_ptr(cg, d, imul(cg, s, l->out));
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { xp, ds, G };
-	call_fn(cg, wg, a2, 3);
+	LLVMValueRef a2[] = { xp, ds, wino_wg ? dU : G, scratch };
+	call_fn(cg, wg, a2, wino_wg ? 4 : 3);
 	if (send) {
 		LLVMValueRef a3[] = { ds, dp };
 		call_fn(cg, dpad, a3, 2);
 		LLVMValueRef a4[] = { dp, wino ? cs.wu : cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)),
-		                      null_f32(cg), elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
+		                      null_f32(cg), scratch };
 		call_fn(cg, tile, a4, wino ? 5 : 4);
 	}
 	loop_end(cg, &ls);
+	if (wino_wg) {
+		LLVMValueRef a5[] = { dU, G };
+		call_fn(cg, helper(cg, build_wino_wgrad_out, "wino_wgrad_out", l, li, 0), a5, 2);
+	}
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -3218,7 +3375,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	WinoGeo wg;
 	if (send && tiled) {
 		emit_tc_weights(cg, l, li, 1, cs.wp, M);
-		if (wino_geo(cg->net, l, true, &wg)) {
+		if (wino_geo(cg->net, l, IR_WINO_DATA, &wg)) {
 			LLVMValueRef args[] = { cs.wu, cs.wp };
 			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 1), args, 2);
 		}

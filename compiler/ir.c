@@ -345,21 +345,24 @@ long ir_col_part_elems(const IRNetwork *net)
 	return cols;
 }
 
-int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data)
+int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, int pass)
 {
 	if (net->direct_convs || l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l)
 	    || l->in_shape.c % 8 || l->out_shape.c % 8 || l->kh != l->kw || l->kh > 5
 	    || l->pad >= l->kh)
 		return 0;
-	Shape o = data ? l->in_shape : l->out_shape, in = l->in_shape;
+	Shape o = pass == IR_WINO_DATA ? l->in_shape : l->out_shape, in = l->in_shape;
 	int m = l->kh <= 3 && o.h % 4 == 0 && o.w % 4 == 0 ? 4 : o.h % 2 == 0 && o.w % 2 == 0 ? 2 : 0;
 	/* a part's columns hold the padded image and error (codegen's
-	 * tiled_geo), then a chunk's transformed tiles and products */
-	long n = m + l->kh - 1;
-	long images = (in.h + 2L * l->pad) * (in.w + 2L * l->pad) * in.c
-	              + (in.h + l->kh - 1L) * (in.w + l->kw - 1L) * l->out_shape.c;
-	long chunk = n * n * IR_WINO_TILES * (in.c + l->out_shape.c);
-	return m && (images + 15) / 16 * 16 + chunk <= ir_col_part_elems(net) ? m : 0;
+	 * tiled_geo), then a chunk's transformed tiles and products, or the
+	 * weight gradient's sums and a sample's transformed tiles */
+	long n = m + l->kh - 1, C = in.c, F = l->out_shape.c;
+	long images = (in.h + 2L * l->pad) * (in.w + 2L * l->pad) * C
+	              + (in.h + l->kh - 1L) * (in.w + l->kw - 1L) * F;
+	long need = (images + 15) / 16 * 16 + 36L * IR_WINO_TILES * (C + F);
+	if (pass == IR_WINO_WGRAD && m)
+		need += n * n * C * F + n * n * (o.h / m) * (o.w / m) * (C + F);
+	return m && need <= ir_col_part_elems(net) ? m : 0;
 }
 
 static long winograd_weights(const IRLayer *l)
@@ -428,8 +431,9 @@ void ir_plan_buffers(IRNetwork *net)
 	long cols = ir_col_part_elems(net);
 	for (int i = 0; i < net->nlayers; i++) {   /* no data gradient into the input */
 		IRLayer *l = &net->layers[i];
-		l->wino_fwd = ir_conv_winograd(net, l, false);
-		l->wino_data = l->input >= 0 ? ir_conv_winograd(net, l, true) : 0;
+		l->wino_fwd = ir_conv_winograd(net, l, IR_WINO_FWD);
+		l->wino_data = l->input >= 0 ? ir_conv_winograd(net, l, IR_WINO_DATA) : 0;
+		l->wino_wgrad = ir_conv_winograd(net, l, IR_WINO_WGRAD);
 	}
 	if (cols > 0) {
 		int slot = add_vec(net, "im2col", "", BUF_SCRATCH, cols * IR_MAX_PARTS);

@@ -250,15 +250,18 @@ int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
 #define IR_MAX_PARTS 16
 long ir_col_part_elems(const IRNetwork *net);
 /* Stride-1 square kernels of 2..5 taps on whole vectors of channels run
- * their forward (data = false) and data gradient (true) as Winograd's
- * F(m x m, r x r) (winograd.c) when the pass's output is tiled exactly by
- * m x m: m is returned (4 for r <= 3 where it divides, else 2), 0 if the
- * pass stays direct; the plan keeps it in wino_fwd and wino_data. A
- * part's columns then also hold IR_WINO_TILES tiles' transforms; the
- * transformed kernel, n*n*C*F floats (n = m + r - 1), goes after the two
- * tensors of aux2. */
+ * their forward, data gradient and weight gradient as Winograd's F(m x m,
+ * r x r) (winograd.c) when the output the pass tiles (the input's for the
+ * data gradient) is tiled exactly by m x m: m is returned (4 for r <= 3
+ * where it divides, else 2), 0 if the pass stays direct; the plan keeps it
+ * in wino_fwd, wino_data and wino_wgrad. A part's columns then also hold
+ * IR_WINO_TILES tiles' transforms (forward, data gradient) or the
+ * transforms of a sample's every tile and the part's sums (weight
+ * gradient); the transformed kernel, n*n*C*F floats (n = m + r - 1), goes
+ * after the two tensors of aux2. */
 #define IR_WINO_TILES 12
-int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, bool data);
+enum { IR_WINO_FWD, IR_WINO_DATA, IR_WINO_WGRAD };
+int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, int pass);
 long ir_partials_stride(const IRLayer *l);
 int ir_conv_parts(const IRLayer *l);
 int ir_partials_slot(const IRNetwork *net);

@@ -73,19 +73,22 @@ static void format_kind(char *out, size_t len, const RtLayer *l)
 
 /* The conv passes wtnc made Winograd's F(m x m, r x r) (wtnc
  * --direct-convs: none), a line per tile size and pass. */
-enum { WINO_FWD = 1, WINO_DATA = 2 };
+enum { WINO_FWD = 1, WINO_DATA = 2, WINO_WGRAD = 4 };
 
 static int wino_passes(const RtLayer *l, int m)   /* the passes of l with tile m */
 {
-	return (l->wino_fwd == m ? WINO_FWD : 0) | (l->wino_data == m ? WINO_DATA : 0);
+	return (l->wino_fwd == m ? WINO_FWD : 0) | (l->wino_data == m ? WINO_DATA : 0)
+	       | (l->wino_wgrad == m ? WINO_WGRAD : 0);
 }
 
 static void print_winograd(FILE *out, const RtModel *m)
 {
-	static const char *what[] = { "", "forward", "data gradient", "forward and data gradient" };
+	static const char *what[] = { "", "forward", "data gradient", "forward and data gradient",
+	                              "weight gradient", "forward and weight gradient",
+	                              "data and weight gradients", "forward, data and weight gradients" };
 	for (int tile = 2; tile <= 6; tile++)
 		for (int r = 2; r <= 5; r++)
-			for (int passes = 1; passes <= 3; passes++) {
+			for (int passes = 1; passes <= 7; passes++) {
 				bool any = false;
 				for (int i = 0; i < m->nlayers; i++) {
 					const RtLayer *l = &m->layers[i];

@@ -113,7 +113,7 @@ typedef struct WtnShape { int c, h, w; } WtnShape;   /* a vector of n units: {n,
 	A(F64, arg, WTN_MAX_ARGS, nargs) S(I32, W) S(I32, b) S(I32, B) S(I32, D) S(I32, M) \
 	S(I32, gW) S(I32, gb) S(I32, mW) S(I32, mb) S(I32, mB) S(I32, vW) S(I32, vb) \
 	S(I32, vB) S(I32, rmean) S(I32, rvar) S(I32, aux) S(I32, aux2) S(I32, y) S(I32, d) \
-	S(I32, wino_fwd) S(I32, wino_data)
+	S(I32, wino_fwd) S(I32, wino_data) S(I32, wino_wgrad)
 /* data: a name (fashion_mnist, mnist, cifar10, synthetic) or a directory. */
 #define WTN_TRAIN_FIELDS(S, A) S(STR, data) S(I32, batch) S(I32, epochs) S(I64, seed) \
 	S(OPT, optimizer) S(F64, lr) S(F64, momentum) S(F64, weight_decay) S(F64, beta1) \

@@ -165,13 +165,17 @@ fi
 sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_tiled_few.wtn >"$T/fd_conv_tiled_few.wtn"
 build fd_conv_tiled_few "$T/fd_conv_tiled_few.wtn" --feedback c2=bp &&
 	check fd_conv_tiled_few "conv_tiled_few.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
-# and Winograd's F(4x4, 3x3) and F(2x2, 5x5) for the forwards and data
-# gradients of such convs (wino_tile), in every variant the net names
+# and Winograd's F(4x4, 3x3) and F(2x2, 5x5) for the forwards, data and
+# weight gradients of such convs (wino_tile, wino_wgrad), in every
+# variant the net names
 if build conv_winograd $R/conv_winograd.wtn; then
 	check conv_winograd "tests/reference/conv_winograd.wtn" --seed 1
 	check conv_winograd "tests/reference/conv_winograd.wtn" --seed 2
-	n=$($WTNC $R/conv_winograd.wtn --emit-llvm -o - | grep -c '^define.*@"wino_tile')
-	[ "$n" = 9 ] || fail "conv_winograd: $n Winograd passes compiled, expected 9"
+	$WTNC $R/conv_winograd.wtn --emit-llvm -o "$T/conv_winograd.ll"
+	n=$(grep -c '^define.*@"wino_tile' "$T/conv_winograd.ll")
+	[ "$n" = 9 ] || fail "conv_winograd: $n Winograd forwards and data gradients compiled, expected 9"
+	n=$(grep -c '^define.*@"wino_wgrad\.' "$T/conv_winograd.ll")
+	[ "$n" = 5 ] || fail "conv_winograd: $n Winograd weight gradients compiled, expected 5"
 fi
 sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_winograd.wtn >"$T/fd_conv_winograd.wtn"
 build fd_conv_winograd "$T/fd_conv_winograd.wtn" --feedback c4=bp &&
