@@ -469,7 +469,8 @@ static bool helper_reads_slots(const char *what)
 	static const char *const own[] = { "conv_fwd", "conv_bwd", "pool_body", "dc_fwd_body",
 	                                   "dc_bwd_body", "eltwise_body", "conv_mirror_body",
 	                                   "dc_mirror_body", "tc_fwd", "tc_bwd", "reshape_body",
-	                                   "tcf_bwd" };
+	                                   "tcf_bwd", "tc_mirror_body",
+	                                   "tcf_mirror_body" };
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (!strcmp(what, own[i]))
 			return true;
@@ -1216,12 +1217,13 @@ enum { TC_PIX_REGS = 12 };   /* accumulators of a tile: 16 ymm less weights and 
 /* tc_tile(src, wts, out, b): every output pixel of one sample from its
  * padded image src and the tile's weights (tc_weights). Variant 0: the
  * forward, out = b + sum, relu applied here (other activations after);
- * 1: the data gradient, out = sum; 2: out += sum. */
+ * 1: the data gradient, out = sum; 2: out += sum; 3: the forward's linear
+ * part, out = sum (the weight mirror's response to noise). */
 static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	TiledGeo g;
 	tiled_geo(l, &g);
-	bool data = variant != 0;
+	bool data = variant == 1 || variant == 2;
 	Shape o = data ? l->in_shape : l->out_shape;
 	int cs = data ? l->out_shape.c : l->in_shape.c, co = o.c;
 	long pitch = (data ? g.dw : g.xw) * cs, taps = (long)l->kw * cs;
@@ -1525,7 +1527,7 @@ static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, 
 static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	WinoGeo g;
-	wino_geo(cg->net, l, variant ? IR_WINO_DATA : IR_WINO_FWD, &g);
+	wino_geo(cg->net, l, variant == 1 || variant == 2 ? IR_WINO_DATA : IR_WINO_FWD, &g);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
 	WinoArgs a = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), LLVMGetParam(f, 3),
@@ -4355,6 +4357,95 @@ static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int
 	return f;
 }
 
+/* A conv mirror step on noise samples [lo, hi) of a tiled conv, with
+ * training's kernels: per sample the padded noise, y = conv(x) without
+ * bias (tc_tile or wino_tile, variant 3) and this part's partials G += the
+ * correlation of y with x (tc_wgrad, or wino_wgrad and wino_wgrad_out),
+ * in the scratch layout of build_tc_bwd_body. */
+static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	TiledGeo g;
+	tiled_geo(l, &g);
+	int F = l->out_shape.c;
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), xp = part_columns(cg, &cs, r.part);
+	emit_zero(cg, G, ci64(cg, F * ir_conv_patch(l)));
+	emit_zero(cg, xp, ci64(cg, g.xsize));
+	emit_noise_part(cg, x, l, r.lo, r.hi);
+	WinoGeo fgeo, ggeo;
+	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &fgeo);
+	bool wino_wg = wino_geo(cg->net, l, IR_WINO_WGRAD, &ggeo);
+	long du_size = wino_wg ? (long)ggeo.w.n * ggeo.w.n * l->in_shape.c * F : 0;
+	LLVMValueRef dU = elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16)));
+	LLVMValueRef scratch = elem_ptr(cg, dU, ci64(cg, du_size));
+	if (wino_wg)
+		emit_zero(cg, dU, ci64(cg, du_size));
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 3)
+	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 3);
+	LLVMValueRef wg = wino_wg ? helper(cg, build_wino_wgrad, "wino_wgrad", l, li, 0)
+	                          : helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
+	Loop ls;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
+	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, null_f32(cg), scratch };
+	call_fn(cg, tile, a2, wino ? 5 : 4);
+	LLVMValueRef a3[] = { xp, ys, wino_wg ? dU : G, scratch };
+	call_fn(cg, wg, a3, wino_wg ? 4 : 3);
+	loop_end(cg, &ls);
+	if (wino_wg) {
+		LLVMValueRef a4[] = { dU, G };
+		call_fn(cg, helper(cg, build_wino_wgrad_out, "wino_wgrad_out", l, li, 0), a4, 2);
+	}
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
+/* The same for a conv on few input channels whose training runs the tiled
+ * forward and the few-channel weight gradient (tcf_wgrad, into Gt in its
+ * scratch, then G in patch order as build_tcf_bwd_body does). */
+static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	Range r = begin_range_body(cg);
+	LLVMValueRef f = cg->fn;
+	TiledGeo g;
+	tiled_geo(l, &g);
+	int F = l->out_shape.c;
+	long patch = ir_conv_patch(l);
+	ConvScratch cs = conv_scratch(cg, r.bufs, l);
+	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
+	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), xp = part_columns(cg, &cs, r.part);
+	LLVMValueRef Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
+	emit_noise_part(cg, x, l, r.lo, r.hi);
+	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
+	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 3);
+	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
+	Loop ls, lq, lf;
+	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
+	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	call_fn(cg, pad, a1, 2);
+	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
+	LLVMValueRef a2[] = { xp, cs.wp, ys, null_f32(cg) };
+	call_fn(cg, tile, a2, 4);
+	LLVMValueRef a3[] = { xp, ys, Gt };
+	call_fn(cg, wg, a3, 3);
+	loop_end(cg, &ls);
+	/* G[f][q] = Gt[q][f] */
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
+	loop_end(cg, &lf);
+	loop_end(cg, &lq);
+	LLVMBuildRetVoid(cg->b);
+	return f;
+}
+
 /* dc_trim(yt): zero the columns of the output planes past each row (and
  * past the last), which dc_fwd computes and dc_out drops, so that the
  * planes can serve as dc_wgrad's error planes. */
@@ -4480,13 +4571,27 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
 	if (l->kind == OP_CONV2D && !ir_conv_direct(l)) {
 		DirectGeo g;
-		bool small = conv_small_direct(cg->net, l, &g);
+		TiledGeo tg;
+		WinoGeo wg;
+		bool tiled = conv_tiled(cg->net, l, &tg);
+		bool few = !tiled && conv_tiled_fwd(cg->net, l, &tg) && conv_few_wgrad(cg->net, l, &tg);
+		bool small = !tiled && !few && conv_small_direct(cg->net, l, &g);
 		ConvScratch cs = conv_scratch(cg, bufs, l);
-		if (!small && cs.wp)
+		if (few)
+			emit_tc_weights(cg, l, li, 0, cs.wp, W);
+		else if (tiled) {
+			emit_tc_weights(cg, l, li, 0, cs.wp, W);
+			if (wino_geo(cg->net, l, IR_WINO_FWD, &wg)) {
+				LLVMValueRef args[] = { cs.wu, cs.wp };
+				call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 0), args, 2);
+			}
+		} else if (!small && cs.wp)
 			emit_permute(cg, l, li, 0, cs.wp, W, NULL);
 		LLVMValueRef bargs[] = { count, noise };
 		emit_noise_call(cg, "wtn_noise_begin", bargs, 2);
-		LLVMValueRef body = small ? helper(cg, build_dc_mirror_body, "dc_mirror_body", l, li, 0)
+		LLVMValueRef body = tiled ? helper(cg, build_tc_mirror_body, "tc_mirror_body", l, li, 0)
+		                  : few ? helper(cg, build_tcf_mirror_body, "tcf_mirror_body", l, li, 0)
+		                  : small ? helper(cg, build_dc_mirror_body, "dc_mirror_body", l, li, 0)
 		                          : helper(cg, build_conv_mirror_body, "conv_mirror_body", l, li, 0);
 		LLVMValueRef parts = emit_parallel_upto(cg, body, bufs, n, ir_conv_parts(l));
 		LLVMValueRef args[] = { B, slot_ptr(cg, bufs, ir_partials_slot(cg->net)), parts,

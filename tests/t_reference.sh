@@ -177,6 +177,15 @@ if build conv_winograd $R/conv_winograd.wtn; then
 	n=$(grep -c '^define.*@"wino_wgrad\.' "$T/conv_winograd.ll")
 	[ "$n" = 5 ] || fail "conv_winograd: $n Winograd weight gradients compiled, expected 5"
 fi
+# the weight mirror's steps on the same kernels: Winograd (c2, c3), tiled
+# (conv_tiled's c3) and the tiled forward on one input channel
+# (conv_tiled_few's c1)
+build wm_conv_winograd $R/conv_winograd.wtn --feedback c2=wm --feedback c3=wm &&
+	check wm_conv_winograd "conv_winograd.wtn, c2 and c3 on wm" --seed 1
+build wm_conv_tiled $R/conv_tiled.wtn --feedback c3=wm &&
+	check wm_conv_tiled "conv_tiled.wtn, c3 on wm" --seed 1
+build wm_conv_tiled_few $R/conv_tiled_few.wtn --feedback c1=wm &&
+	check wm_conv_tiled_few "conv_tiled_few.wtn, c1 on wm" --seed 1
 sed -e 's/act=relu/act=tanh/' -e 's/maxpool/avgpool/' $R/conv_winograd.wtn >"$T/fd_conv_winograd.wtn"
 build fd_conv_winograd "$T/fd_conv_winograd.wtn" --feedback c4=bp &&
 	check fd_conv_winograd "conv_winograd.wtn, relu as tanh, maxpool as avgpool, all bp" --fd --seed 1
