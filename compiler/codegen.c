@@ -3119,6 +3119,17 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 	return f;
 }
 
+/* G[f][q] = Gt[q][f]: tcf_wgrad's sums into the partials' patch order */
+static void emit_gt_to_patch(Cg *cg, LLVMValueRef Gt, LLVMValueRef G, int F, long patch)
+{
+	Loop lq, lf;
+	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
+	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
+	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
+	loop_end(cg, &lf);
+	loop_end(cg, &lq);
+}
+
 /* Weight gradient of a conv on few input channels whose input needs no
  * error, over samples [lo, hi), into this part's gradient partials (patch
  * order); fin as in build_conv_bwd_body. Scratch: the padded image, then
@@ -3138,19 +3149,14 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
 	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
-	Loop ls, lq, lf;
+	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
 	LLVMValueRef a2[] = { xp, elem_ptr(cg, d, imul(cg, s, l->out)), Gt };
 	call_fn(cg, wg, a2, 3);
 	loop_end(cg, &ls);
-	/* G[f][q] = Gt[q][f] */
-	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
-	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
-	loop_end(cg, &lf);
-	loop_end(cg, &lq);
+	emit_gt_to_patch(cg, Gt, G, F, patch);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -3235,6 +3241,43 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	return f;
 }
 
+/* A tiled conv's weight gradient in a part's body: tc_wgrad into the
+ * partials G, or wino_wgrad into the sums dU (zeroed here, after the
+ * padded image and error in the part's columns) and wino_wgrad_out from dU
+ * into G after the part's samples. scratch: where the part's columns are
+ * free for the Winograd passes' transforms. */
+typedef struct TiledWgrad { bool wino; LLVMValueRef fn, G, dU, scratch; } TiledWgrad;
+
+static TiledWgrad begin_tiled_wgrad(Cg *cg, const IRLayer *l, int li, const TiledGeo *g,
+                                    LLVMValueRef xp, LLVMValueRef G)
+{
+	WinoGeo wg;
+	TiledWgrad tw = { wino_geo(cg->net, l, IR_WINO_WGRAD, &wg), NULL, G, NULL, NULL };
+	long du_size = tw.wino ? (long)wg.w.n * wg.w.n * l->in_shape.c * l->out_shape.c : 0;
+	tw.dU = elem_ptr(cg, xp, ci64(cg, round_up(g->xsize + g->dsize, 16)));
+	tw.scratch = elem_ptr(cg, tw.dU, ci64(cg, du_size));
+	if (tw.wino)
+		emit_zero(cg, tw.dU, ci64(cg, du_size));
+	tw.fn = tw.wino ? helper(cg, build_wino_wgrad, "wino_wgrad", l, li, 0)
+	                : helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
+	return tw;
+}
+
+/* one sample: its padded image xp and its error (or response) d */
+static void emit_tiled_wgrad(Cg *cg, const TiledWgrad *tw, LLVMValueRef xp, LLVMValueRef d)
+{
+	LLVMValueRef args[] = { xp, d, tw->wino ? tw->dU : tw->G, tw->scratch };
+	call_fn(cg, tw->fn, args, tw->wino ? 4 : 3);
+}
+
+static void end_tiled_wgrad(Cg *cg, const TiledWgrad *tw, const IRLayer *l, int li)
+{
+	if (tw->wino) {
+		LLVMValueRef args[] = { tw->dU, tw->G };
+		call_fn(cg, helper(cg, build_wino_wgrad_out, "wino_wgrad_out", l, li, 0), args, 2);
+	}
+}
+
 /* Backward of a tiled conv over samples [lo, hi), into this part's
  * gradient partials (variant bits as build_conv_bwd_body): finish the
  * error, then per sample its padded image and the weight gradient, and,
@@ -3256,18 +3299,9 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef xp = part_columns(cg, &cs, r.part), dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	/* after the padded image and error: the Winograd weight gradient's
-	 * sums dU, then the transforms of a sample or of a chunk */
-	WinoGeo wgeo, ggeo;
+	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, G);
+	WinoGeo wgeo;
 	bool wino = send && wino_geo(net, l, IR_WINO_DATA, &wgeo);
-	bool wino_wg = wino_geo(net, l, IR_WINO_WGRAD, &ggeo);
-	long du_size = wino_wg ? (long)ggeo.w.n * ggeo.w.n * l->in_shape.c * F : 0;
-	LLVMValueRef dU = elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16)));
-	LLVMValueRef scratch = elem_ptr(cg, dU, ci64(cg, du_size));
-	if (wino_wg)
-		emit_zero(cg, dU, ci64(cg, du_size));
-	LLVMValueRef wg = wino_wg ? helper(cg, build_wino_wgrad, "wino_wgrad", l, li, 0)
-	                          : helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
 	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
 	if (send) {
 		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
@@ -3282,20 +3316,16 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef ds = elem_ptr(cg, d, imul(cg, s, l->out));
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { xp, ds, wino_wg ? dU : G, scratch };
-	call_fn(cg, wg, a2, wino_wg ? 4 : 3);
+	emit_tiled_wgrad(cg, &tw, xp, ds);
 	if (send) {
 		LLVMValueRef a3[] = { ds, dp };
 		call_fn(cg, dpad, a3, 2);
 		LLVMValueRef a4[] = { dp, wino ? cs.wu : cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)),
-		                      null_f32(cg), scratch };
+		                      null_f32(cg), tw.scratch };
 		call_fn(cg, tile, a4, wino ? 5 : 4);
 	}
 	loop_end(cg, &ls);
-	if (wino_wg) {
-		LLVMValueRef a5[] = { dU, G };
-		call_fn(cg, helper(cg, build_wino_wgrad_out, "wino_wgrad_out", l, li, 0), a5, 2);
-	}
+	end_tiled_wgrad(cg, &tw, l, li);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -4375,33 +4405,22 @@ static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	emit_zero(cg, G, ci64(cg, F * ir_conv_patch(l)));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	emit_noise_part(cg, x, l, r.lo, r.hi);
-	WinoGeo fgeo, ggeo;
+	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, G);
+	WinoGeo fgeo;
 	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &fgeo);
-	bool wino_wg = wino_geo(cg->net, l, IR_WINO_WGRAD, &ggeo);
-	long du_size = wino_wg ? (long)ggeo.w.n * ggeo.w.n * l->in_shape.c * F : 0;
-	LLVMValueRef dU = elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16)));
-	LLVMValueRef scratch = elem_ptr(cg, dU, ci64(cg, du_size));
-	if (wino_wg)
-		emit_zero(cg, dU, ci64(cg, du_size));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 3)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 3);
-	LLVMValueRef wg = wino_wg ? helper(cg, build_wino_wgrad, "wino_wgrad", l, li, 0)
-	                          : helper(cg, build_tc_wgrad, "tc_wgrad", l, li, 0);
 	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
 	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
-	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, null_f32(cg), scratch };
+	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, null_f32(cg), tw.scratch };
 	call_fn(cg, tile, a2, wino ? 5 : 4);
-	LLVMValueRef a3[] = { xp, ys, wino_wg ? dU : G, scratch };
-	call_fn(cg, wg, a3, wino_wg ? 4 : 3);
+	emit_tiled_wgrad(cg, &tw, xp, ys);
 	loop_end(cg, &ls);
-	if (wino_wg) {
-		LLVMValueRef a4[] = { dU, G };
-		call_fn(cg, helper(cg, build_wino_wgrad_out, "wino_wgrad_out", l, li, 0), a4, 2);
-	}
+	end_tiled_wgrad(cg, &tw, l, li);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -4426,7 +4445,7 @@ static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int 
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 3);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
-	Loop ls, lq, lf;
+	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
 	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
 	call_fn(cg, pad, a1, 2);
@@ -4436,12 +4455,7 @@ static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int 
 	LLVMValueRef a3[] = { xp, ys, Gt };
 	call_fn(cg, wg, a3, 3);
 	loop_end(cg, &ls);
-	/* G[f][q] = Gt[q][f] */
-	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, patch));
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
-	store_f32(cg, load_f32(cg, Gt, iadd(cg, imul(cg, q, F), fi)), G, iadd(cg, imul(cg, fi, patch), q));
-	loop_end(cg, &lf);
-	loop_end(cg, &lq);
+	emit_gt_to_patch(cg, Gt, G, F, patch);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
