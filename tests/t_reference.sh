@@ -177,6 +177,25 @@ if build conv_winograd $R/conv_winograd.wtn; then
 	n=$(grep -c '^define.*@"wino_wgrad\.' "$T/conv_winograd.ll")
 	[ "$n" = 5 ] || fail "conv_winograd: $n Winograd weight gradients compiled, expected 5"
 fi
+# and the binary says which passes are Winograd, and none with --direct-convs
+cat >"$T/wino_info.want" <<'EOF2'
+winograd F(2x2, 3x3), data gradient: c5
+winograd F(2x2, 5x5), forward, data and weight gradients: c3 c4
+winograd F(4x4, 3x3), forward and weight gradient: c1 c5
+winograd F(4x4, 3x3), forward, data and weight gradients: c2
+EOF2
+if $WTNC $R/conv_winograd.wtn -o "$T/conv_winograd.bin" >"$T/wino_bin.log" 2>&1 &&
+   $WTNC $R/conv_winograd.wtn --direct-convs -o "$T/conv_direct.bin" >>"$T/wino_bin.log" 2>&1; then
+	"$T/conv_winograd.bin" info | grep '^winograd' >"$T/wino_info.got"
+	cmp -s "$T/wino_info.want" "$T/wino_info.got" ||
+		fail "conv_winograd: info names other Winograd passes: $(cat "$T/wino_info.got")"
+	! "$T/conv_direct.bin" info | grep -q '^winograd' ||
+		fail "conv_winograd: --direct-convs still compiled Winograd passes"
+	n=$($WTNC $R/conv_winograd.wtn --direct-convs --emit-llvm -o - | grep -c '^define.*@"wino_')
+	[ "$n" = 0 ] || fail "conv_winograd: --direct-convs compiled $n Winograd functions"
+else
+	fail "conv_winograd: wtnc could not build the binaries: $(head -3 "$T/wino_bin.log")"
+fi
 # the weight mirror's steps on the same kernels: Winograd (c2, c3), tiled
 # (conv_tiled's c3) and the tiled forward on one input channel
 # (conv_tiled_few's c1)
