@@ -1095,41 +1095,23 @@ static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
  * and its channels swapped. The weight gradient sums, per kernel row and
  * per tile of 8*TV patch entries by FB filters, the products over a
  * sample's pixels in registers, then adds them to the part's partials. */
-typedef struct TiledGeo {
-	long xw, xsize;   /* padded input: row length (pixels), floats per sample */
-	long dw, dsize;   /* padded error, for the data gradient: the same */
-} TiledGeo;
-
-static void tiled_geo(const IRLayer *l, TiledGeo *g)
+static bool conv_tiled(const IRNetwork *net, const IRLayer *l, IRTiledGeo *g)
 {
-	Shape in = l->in_shape;
-	g->xw = in.w + 2L * l->pad;
-	g->xsize = (in.h + 2L * l->pad) * g->xw * in.c;
-	g->dw = in.w + l->kw - 1L;
-	g->dsize = (in.h + l->kh - 1L) * g->dw * l->out_shape.c;
-}
-
-static bool conv_tiled(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
-{
-	Shape in = l->in_shape;
-	if (l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l) || in.c % 8
-	    || l->out_shape.c % 8 || l->pad >= l->kh || l->pad >= l->kw || l->aux < 0)
-		return false;
-	tiled_geo(l, g);
-	return g->xsize + g->dsize <= ir_col_part_elems(net);
+	ir_tiled_geo(l, g);
+	return ir_conv_tiled(net, l) && l->aux >= 0;
 }
 
 /* The forward alone also takes few input channels (ir_conv_tiled_few): the
  * weight and data gradients want whole vectors of C, the forward only of
  * filters. For a first layer on images this replaces the direct conv's
  * per-filter planes and their transposition into NHWC. */
-static bool conv_tiled_fwd(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+static bool conv_tiled_fwd(const IRNetwork *net, const IRLayer *l, IRTiledGeo *g)
 {
 	if (conv_tiled(net, l, g))
 		return true;
 	if (!ir_conv_tiled_few(l) || l->aux < 0 || l->aux2 < 0)
 		return false;
-	tiled_geo(l, g);
+	ir_tiled_geo(l, g);
 	return g->xsize <= ir_col_part_elems(net);
 }
 
@@ -1138,8 +1120,8 @@ static bool conv_tiled_fwd(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
  * side); 1: the output's error (kh-1-pad, kw-1-pad each side). */
 static LLVMValueRef build_tc_pad(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	Shape s = variant ? l->out_shape : l->in_shape;
 	long width = variant ? g.dw : g.xw;
 	long top = variant ? l->kh - 1 - l->pad : l->pad, left = variant ? l->kw - 1 - l->pad : l->pad;
@@ -1221,8 +1203,8 @@ enum { TC_PIX_REGS = 12 };   /* accumulators of a tile: 16 ymm less weights and 
  * part, out = sum (the weight mirror's response to noise). */
 static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	bool data = variant == 1 || variant == 2;
 	Shape o = data ? l->in_shape : l->out_shape;
 	int cs = data ? l->out_shape.c : l->in_shape.c, co = o.c;
@@ -1301,7 +1283,7 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 
 /* ---- Winograd convolution (winograd.c, ir_conv_winograd) ----
  * The forward and the data gradient of a tiled conv as F(m x m, r x r),
- * per sample and per chunk of WINO_TILES of its m x m output tiles:
+ * per sample and per chunk of IR_WINO_TILES of its m x m output tiles:
  *   V[xi][t][c] = (BT d B)[xi] of tile t, per vector of 8 source channels;
  *   M[xi][t][f] = sum over c of V[xi][t][c] U[xi][c][f], for each of the
  *                 n*n positions xi, in register tiles of R tiles by the
@@ -1310,8 +1292,6 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
  * U = G w GT of the kernel in tile order (tc_weights, either variant), once
  * per pass. Per output value: n*n/(m*m) products per source channel, not
  * r*r (F(2x2, 5x5): 9 instead of 25; F(4x4, 3x3): 2.25 instead of 9). */
-enum { WINO_TILES = IR_WINO_TILES };   /* tiles of a chunk: V and M stay in L2 */
-
 typedef struct WinoGeo {
 	WinoMats w;
 	int cs, co, nv, R;   /* source and output channels; a register tile: R tiles by 8*nv */
@@ -1324,7 +1304,7 @@ static bool wino_geo(const IRNetwork *net, const IRLayer *l, int pass, WinoGeo *
 {
 	bool data = pass == IR_WINO_DATA;
 	int m = pass == IR_WINO_FWD ? l->wino_fwd : data ? l->wino_data : l->wino_wgrad;
-	TiledGeo tg;
+	IRTiledGeo tg;
 	if (!m || !conv_tiled(net, l, &tg) || !wino_mats(m, l->kh, &g->w))
 		return false;
 	Shape o = data ? l->in_shape : l->out_shape;
@@ -1336,16 +1316,16 @@ static bool wino_geo(const IRNetwork *net, const IRLayer *l, int pass, WinoGeo *
 	g->pitch = (data ? tg.dw : tg.xw) * g->cs;
 	g->tw = o.w / m;
 	g->tiles = (long)(o.h / m) * g->tw;
-	g->vsize = nn * WINO_TILES * g->cs;
+	g->vsize = nn * IR_WINO_TILES * g->cs;
 	return true;
 }
 
-/* sum over k of c[k * stride] x[k], with no work for the zero coefficients */
-static LLVMValueRef wino_dot(Cg *cg, const double *c, int stride, LLVMValueRef *x, int n)
+/* sum over k of c[k] x[k], with no work for the zero coefficients */
+static LLVMValueRef wino_dot(Cg *cg, const double *c, LLVMValueRef *x, int n)
 {
 	LLVMValueRef s = NULL;
 	for (int k = 0; k < n; k++) {
-		double ck = c[k * stride];
+		double ck = c[k];
 		if (ck == 0)
 			continue;
 		if (!s)
@@ -1370,11 +1350,11 @@ static void wino_sandwich(Cg *cg, const double L[][WINO_MAX_N], int a_n, int row
 		for (int j = 0; j < cols; j++) {
 			for (int i = 0; i < rows; i++)
 				col[i] = x[i * cols + j];
-			t[a * cols + j] = wino_dot(cg, L[a], 1, col, rows);
+			t[a * cols + j] = wino_dot(cg, L[a], col, rows);
 		}
 	for (int a = 0; a < a_n; a++)
 		for (int b = 0; b < a_n; b++)
-			out[a * a_n + b] = wino_dot(cg, L[b], 1, &t[a * cols], cols);
+			out[a * a_n + b] = wino_dot(cg, L[b], &t[a * cols], cols);
 }
 
 /* wino_weights(U, wp): U[fb][xi][c][f % bw] = (G w GT)[xi] of wp's kernel
@@ -1422,7 +1402,7 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 	for (int k = 0; k < rows * nv; k++)
 		LLVMBuildStore(cg->b, zero, a->acc[k]);
 	LLVMValueRef ub = imul(cg, iadd(cg, imul(cg, fb, nn), xi), (long)g->cs * bw);
-	LLVMValueRef vb = imul(cg, iadd(cg, imul(cg, xi, WINO_TILES), t0), g->cs);
+	LLVMValueRef vb = imul(cg, iadd(cg, imul(cg, xi, IR_WINO_TILES), t0), g->cs);
 	for (int r = 0; r < rows; r++)
 		vrow[r] = iadd(cg, vb, ci64(cg, (long)r * g->cs));
 	Loop lc;
@@ -1437,7 +1417,7 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 		}
 	}
 	loop_end(cg, &lc);
-	LLVMValueRef mb = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, WINO_TILES), t0), g->co), imul(cg, fb, bw));
+	LLVMValueRef mb = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, IR_WINO_TILES), t0), g->co), imul(cg, fb, bw));
 	for (int r = 0; r < rows; r++)
 		for (int v = 0; v < nv; v++)
 			store_v8(cg, LLVMBuildLoad2(cg->b, v8, a->acc[r * nv + v], ""), a->M,
@@ -1479,7 +1459,7 @@ static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, 
 	LLVMValueRef x[WINO_MAX_N * WINO_MAX_N], y[WINO_MAX_N * WINO_MAX_N];
 	Loop lt, lv, lf, lx, lb;
 	/* 1. V: the input transform of each tile */
-	wino_input(cg, g, a->src, a->V, first, len, WINO_TILES);
+	wino_input(cg, g, a->src, a->V, first, len, IR_WINO_TILES);
 	LLVMValueRef tl, t, tr, tc;
 	/* 2. M: n*n products over the source channels */
 	LLVMValueRef fb = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, g->co / (8 * g->nv)));
@@ -1502,7 +1482,7 @@ static void wino_chunk(Cg *cg, const IRLayer *l, const WinoGeo *g, int variant, 
 	LLVMValueRef fo = imul(cg, loop_begin(cg, &lv, ci64(cg, 0), ci64(cg, g->co / 8)), 8);
 	LLVMValueRef mt = iadd(cg, imul(cg, tl, g->co), fo);
 	for (int i = 0; i < nn; i++)
-		x[i] = load_v8(cg, a->M, iadd(cg, mt, ci64(cg, (long)i * WINO_TILES * g->co)));
+		x[i] = load_v8(cg, a->M, iadd(cg, mt, ci64(cg, (long)i * IR_WINO_TILES * g->co)));
 	wino_sandwich(cg, w->AT, m, n, n, x, y);
 	LLVMValueRef zero = LLVMConstNull(v8_type(cg));
 	LLVMValueRef bias = variant == 0 && l->b >= 0 ? load_v8(cg, a->bias, fo) : NULL;
@@ -1535,15 +1515,15 @@ static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int varian
 	a.M = elem_ptr(cg, a.V, ci64(cg, g.vsize));
 	for (int k = 0; k < TC_PIX_REGS; k++)
 		a.acc[k] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
-	long full = g.tiles / WINO_TILES;
+	long full = g.tiles / IR_WINO_TILES;
 	if (full) {
 		Loop lc;
 		LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, full));
-		wino_chunk(cg, l, &g, variant, &a, imul(cg, c, WINO_TILES), WINO_TILES);
+		wino_chunk(cg, l, &g, variant, &a, imul(cg, c, IR_WINO_TILES), IR_WINO_TILES);
 		loop_end(cg, &lc);
 	}
-	if (g.tiles % WINO_TILES)
-		wino_chunk(cg, l, &g, variant, &a, ci64(cg, full * WINO_TILES), (int)(g.tiles % WINO_TILES));
+	if (g.tiles % IR_WINO_TILES)
+		wino_chunk(cg, l, &g, variant, &a, ci64(cg, full * IR_WINO_TILES), (int)(g.tiles % IR_WINO_TILES));
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -1684,8 +1664,8 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 {
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
 	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b), xp = part_columns(cg, &cs, r.part);
@@ -1713,7 +1693,7 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
 {
 	ConvScratch cs = conv_scratch(cg, bufs, l);
-	TiledGeo tg;
+	IRTiledGeo tg;
 	if (conv_tiled_fwd(cg->net, l, &tg)) {
 		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
 		WinoGeo wg;
@@ -3050,18 +3030,18 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
  * q = (i, j, c) in patch order, tiles of TQ taps by FV vectors of filters
  * summed in registers over a block of output rows. Gt goes into the
  * part's partials (patch order, G[f][q]) once, after its samples. */
-static bool conv_few_wgrad(const IRNetwork *net, const IRLayer *l, TiledGeo *g)
+static bool conv_few_wgrad(const IRNetwork *net, const IRLayer *l, IRTiledGeo *g)
 {
 	if (!ir_conv_tiled_few(l) || l->aux < 0)
 		return false;
-	tiled_geo(l, g);
+	ir_tiled_geo(l, g);
 	return g->xsize + l->out_shape.c * ir_conv_patch(l) <= ir_col_part_elems(net);
 }
 
 static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	Shape out = l->out_shape;
 	int C = l->in_shape.c, F = out.c, Q = (int)ir_conv_patch(l);
 	/* up to 4 vectors of filters (a pixel's error read in whole cache lines,
@@ -3138,8 +3118,8 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
 {
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	int F = l->out_shape.c, fin = variant & 7;
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
@@ -3166,8 +3146,8 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
  * row i, tiles of TV vectors of (j, c) by FB filters kept in registers. */
 static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	Shape out = l->out_shape;
 	int C = l->in_shape.c, F = out.c;
 	long patch = ir_conv_patch(l), taps = (long)l->kw * C, nt = taps / 8;
@@ -3248,7 +3228,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
  * free for the Winograd passes' transforms. */
 typedef struct TiledWgrad { bool wino; LLVMValueRef fn, G, dU, scratch; } TiledWgrad;
 
-static TiledWgrad begin_tiled_wgrad(Cg *cg, const IRLayer *l, int li, const TiledGeo *g,
+static TiledWgrad begin_tiled_wgrad(Cg *cg, const IRLayer *l, int li, const IRTiledGeo *g,
                                     LLVMValueRef xp, LLVMValueRef G)
 {
 	WinoGeo wg;
@@ -3288,8 +3268,8 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
 	const IRNetwork *net = cg->net;
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
 	bool send = variant & CB_SEND;
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
@@ -3399,7 +3379,7 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 		return;
 	}
 	DirectGeo g;
-	TiledGeo tg;
+	IRTiledGeo tg;
 	bool few = !send && conv_few_wgrad(cg->net, l, &tg);
 	bool small = !send && conv_small_direct(cg->net, l, &g);
 	bool tiled = conv_tiled(cg->net, l, &tg);
@@ -4396,8 +4376,8 @@ static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 {
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	int F = l->out_shape.c;
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
 	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
@@ -4432,8 +4412,8 @@ static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int 
 {
 	Range r = begin_range_body(cg);
 	LLVMValueRef f = cg->fn;
-	TiledGeo g;
-	tiled_geo(l, &g);
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
 	int F = l->out_shape.c;
 	long patch = ir_conv_patch(l);
 	ConvScratch cs = conv_scratch(cg, r.bufs, l);
@@ -4585,7 +4565,7 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	LLVMValueRef B = slot_ptr(cg, bufs, l->B), W = slot_ptr(cg, bufs, l->W);
 	if (l->kind == OP_CONV2D && !ir_conv_direct(l)) {
 		DirectGeo g;
-		TiledGeo tg;
+		IRTiledGeo tg;
 		WinoGeo wg;
 		bool tiled = conv_tiled(cg->net, l, &tg);
 		bool few = !tiled && conv_tiled_fwd(cg->net, l, &tg) && conv_few_wgrad(cg->net, l, &tg);

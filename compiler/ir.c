@@ -345,21 +345,38 @@ long ir_col_part_elems(const IRNetwork *net)
 	return cols;
 }
 
+void ir_tiled_geo(const IRLayer *l, IRTiledGeo *g)
+{
+	Shape in = l->in_shape;
+	g->xw = in.w + 2L * l->pad;
+	g->xsize = (in.h + 2L * l->pad) * g->xw * in.c;
+	g->dw = in.w + l->kw - 1L;
+	g->dsize = (in.h + l->kh - 1L) * g->dw * l->out_shape.c;
+}
+
+bool ir_conv_tiled(const IRNetwork *net, const IRLayer *l)
+{
+	if (l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l) || l->in_shape.c % 8
+	    || l->out_shape.c % 8 || l->pad >= l->kh || l->pad >= l->kw)
+		return false;
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
+	return g.xsize + g.dsize <= ir_col_part_elems(net);
+}
+
 int ir_conv_winograd(const IRNetwork *net, const IRLayer *l, int pass)
 {
-	if (net->direct_convs || l->kind != OP_CONV2D || l->stride != 1 || !ir_conv_permuted(l)
-	    || l->in_shape.c % 8 || l->out_shape.c % 8 || l->kh != l->kw || l->kh > 5
-	    || l->pad >= l->kh)
+	if (net->direct_convs || !ir_conv_tiled(net, l) || l->kh != l->kw || l->kh > 5)
 		return 0;
-	Shape o = pass == IR_WINO_DATA ? l->in_shape : l->out_shape, in = l->in_shape;
+	Shape o = pass == IR_WINO_DATA ? l->in_shape : l->out_shape;
 	int m = l->kh <= 3 && o.h % 4 == 0 && o.w % 4 == 0 ? 4 : o.h % 2 == 0 && o.w % 2 == 0 ? 2 : 0;
-	/* a part's columns hold the padded image and error (codegen's
-	 * tiled_geo), then a chunk's transformed tiles and products, or the
-	 * weight gradient's sums and a sample's transformed tiles */
-	long n = m + l->kh - 1, C = in.c, F = l->out_shape.c;
-	long images = (in.h + 2L * l->pad) * (in.w + 2L * l->pad) * C
-	              + (in.h + l->kh - 1L) * (in.w + l->kw - 1L) * F;
-	long need = (images + 15) / 16 * 16 + 36L * IR_WINO_TILES * (C + F);
+	/* a part's columns hold the padded image and error, then a chunk's
+	 * transformed tiles and products (n*n <= 36), or the weight gradient's
+	 * sums and a sample's transformed tiles */
+	IRTiledGeo g;
+	ir_tiled_geo(l, &g);
+	long n = m + l->kh - 1, C = l->in_shape.c, F = l->out_shape.c;
+	long need = (g.xsize + g.dsize + 15) / 16 * 16 + 36L * IR_WINO_TILES * (C + F);
 	if (pass == IR_WINO_WGRAD && m)
 		need += n * n * C * F + n * n * (o.h / m) * (o.w / m) * (C + F);
 	return m && need <= ir_col_part_elems(net) ? m : 0;

@@ -249,6 +249,15 @@ int ir_conv_chunk(const IRNetwork *net, const IRLayer *l);
  * patch order, then the bias's; -1 without im2col convs). */
 #define IR_MAX_PARTS 16
 long ir_col_part_elems(const IRNetwork *net);
+/* Stride-1 convs on whole vectors of input and output channels run as
+ * codegen's register-tiled kernels when a part's columns hold one sample's
+ * zero-padded image and error (NHWC); ir_tiled_geo gives their sizes. */
+typedef struct IRTiledGeo {
+	long xw, xsize;   /* padded input: row length (pixels), floats per sample */
+	long dw, dsize;   /* padded error, for the data gradient: the same */
+} IRTiledGeo;
+void ir_tiled_geo(const IRLayer *l, IRTiledGeo *g);
+bool ir_conv_tiled(const IRNetwork *net, const IRLayer *l);
 /* Stride-1 square kernels of 2..5 taps on whole vectors of channels run
  * their forward, data gradient and weight gradient as Winograd's F(m x m,
  * r x r) (winograd.c) when the output the pass tiles (the input's for the
