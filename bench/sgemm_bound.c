@@ -6,11 +6,15 @@
  * standard input, one a line, as wtn_sgemm's arguments without pointers:
  *     ta tb m n k alpha lda ldb beta ldc
  * where m, n or k may be "n", the batch.
- * usage: sgemm_bound BATCH THREADS [SECONDS]
+ * usage: sgemm_bound BATCH THREADS [SECONDS [WINDOW]]
  * Prints one line: the products per step, the median time of a step's
  * products over repeated passes (at least 5, about SECONDS in all,
- * default 2) and the samples/s that time allows. Each product has its own
- * operands, as in the step, so caches see what they see in training. */
+ * default 2) and the samples/s that time allows; with WINDOW, also the
+ * mean pass time of the fastest of the runs of WINDOW consecutive passes
+ * (split end to end), to compare with a training run's fastest window of
+ * as many steps on a machine whose speed changes from second to second.
+ * Each product has its own operands, as in the step, so caches see what
+ * they see in training. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,12 +77,13 @@ static int by_value(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: sgemm_bound BATCH THREADS [SECONDS] < products\n");
+		fprintf(stderr, "usage: sgemm_bound BATCH THREADS [SECONDS [WINDOW]] < products\n");
 		return 2;
 	}
 	int batch = atoi(argv[1]), threads = atoi(argv[2]);
 	double seconds = argc > 3 ? atof(argv[3]) : 2.0;
-	if (batch < 1 || threads < 1 || seconds <= 0) {
+	int window = argc > 4 ? atoi(argv[4]) : 0;
+	if (batch < 1 || threads < 1 || seconds <= 0 || window < 0) {
 		fprintf(stderr, "sgemm_bound: bad arguments\n");
 		return 2;
 	}
@@ -118,15 +123,27 @@ int main(int argc, char **argv)
 	static double pass[MAX_PASSES];
 	int passes = 0;
 	double start = now();
-	while (passes < MAX_PASSES && (passes < 5 || now() - start < seconds)) {
+	while (passes < MAX_PASSES && (passes < 5 || passes < window || now() - start < seconds)) {
 		double t0 = now();
 		run(p, count);
 		pass[passes++] = now() - t0;
 	}
+	double fastest_window = 0;
+	for (int w = 0; window && (w + 1) * window <= passes; w++) {
+		double sum = 0;
+		for (int i = w * window; i < (w + 1) * window; i++)
+			sum += pass[i];
+		if (w == 0 || sum / window < fastest_window)
+			fastest_window = sum / window;
+	}
 	qsort(pass, passes, sizeof *pass, by_value);
 	double median = pass[passes / 2];
 	printf("sgemm_bound threads=%d products=%d madds=%.0f passes=%d ms=%.3f "
-	       "gflops=%.1f kernel=%s samples/s=%.0f\n", threads, count, madds, passes, 1e3 * median,
-	       2 * madds / median / 1e9, openblas_get_corename(), batch / median);
+	       "gflops=%.1f kernel=%s", threads, count, madds, passes, 1e3 * median,
+	       2 * madds / median / 1e9, openblas_get_corename());
+	if (fastest_window > 0)
+		printf(" window=%d window_ms=%.3f window_samples/s=%.0f", window, 1e3 * fastest_window,
+		       batch / fastest_window);
+	printf(" samples/s=%.0f\n", batch / median);
 	return 0;
 }
