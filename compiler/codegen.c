@@ -842,33 +842,100 @@ static LLVMValueRef part_columns(Cg *cg, const ConvScratch *cs, LLVMValueRef par
 	return elem_ptr(cg, cs->col, imul(cg, part, ir_col_part_elems(cg->net)));
 }
 
+static LLVMValueRef build_finish_error(Cg *cg, const IRLayer *l, int li, int variant);
+
+/* What every conv range body (forward, backward, mirror; im2col, direct,
+ * tiled) starts with: its range, its scratch, the input x, the pointers
+ * its role reads (BODY_ bits) and this part's columns, or padded image,
+ * cols. One function loads them so that every body reads its slots in the
+ * same order, which is the order of its view of bufs. Pointers a body
+ * does not read stay NULL; b is then a null pointer, as the kernels take
+ * "no bias". */
+typedef struct ConvBody {
+	Range r;
+	LLVMValueRef f;   /* the body; helper() moves cg->fn while it builds */
+	ConvScratch cs;
+	LLVMValueRef d, G, cnt;   /* the error, this part's partials, its sample count */
+	LLVMValueRef x, y, w, b, cols;
+} ConvBody;
+
+enum {
+	BODY_ERROR = 1,      /* d, G, cnt, the error finished first where fin asks */
+	BODY_Y = 2,
+	BODY_W = 4,          /* W as stored (PyTorch order) */
+	BODY_W_PATCH = 8,    /* W in patch order: wp where W needs permuting */
+	BODY_BIAS = 16,
+	BODY_PARTIALS = 32,  /* G with no error (the mirror's correlation) */
+	BODY_ZERO_G = 64,    /* G = 0 before the samples add to it */
+};
+
+static ConvBody begin_conv_body(Cg *cg, const IRLayer *l, int li, int what, int fin)
+{
+	ConvBody cb = { .r = begin_range_body(cg) };
+	Range r = cb.r;
+	cb.f = cg->fn;
+	cb.cs = conv_scratch(cg, r.bufs, l);
+	if (what & BODY_ERROR) {
+		/* finish (build_finish_error): the activation's derivative, the
+		 * bias's sums into the partials */
+		cb.d = slot_ptr(cg, r.bufs, l->d);
+		cb.G = conv_partials(cg, r.bufs, l, r.part);
+		cb.cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
+		if (fin) {
+			LLVMValueRef at = imul(cg, r.lo, l->out);
+			LLVMValueRef args[] = { elem_ptr(cg, cb.d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+			                        elem_ptr(cg, cb.G, ci64(cg, l->out_shape.c * ir_conv_patch(l))),
+			                        to_i32(cg, cb.cnt) };
+			call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
+		}
+	}
+	cb.x = layer_input_ptr(cg, r.bufs, l);
+	if (what & BODY_Y)
+		cb.y = slot_ptr(cg, r.bufs, l->y);
+	if (what & BODY_W)
+		cb.w = slot_ptr(cg, r.bufs, l->W);
+	if (what & BODY_W_PATCH)
+		cb.w = cb.cs.wp ? cb.cs.wp : slot_ptr(cg, r.bufs, l->W);
+	cb.b = what & BODY_BIAS ? opt_slot_ptr(cg, r.bufs, l->b) : null_f32(cg);
+	if (what & BODY_PARTIALS)
+		cb.G = conv_partials(cg, r.bufs, l, r.part);
+	if (what & BODY_ZERO_G)
+		emit_zero(cg, cb.G, ci64(cg, l->out_shape.c * ir_conv_patch(l)));
+	cb.cols = part_columns(cg, &cb.cs, r.part);
+	return cb;
+}
+
+static LLVMValueRef end_conv_body(Cg *cg, const ConvBody *cb)
+{
+	LLVMBuildRetVoid(cg->b);
+	return cb->f;
+}
+
+/* sample s of a batch of size-float samples at base */
+static LLVMValueRef sample_ptr(Cg *cg, LLVMValueRef base, LLVMValueRef s, long size)
+{
+	return elem_ptr(cg, base, imul(cg, s, size));
+}
+
 /* Forward of an im2col conv over samples [lo, hi): per chunk, columns,
  * one product, bias and activation while y is in cache. W is already in
  * patch order (wp) where it needs to be. */
 static LLVMValueRef build_conv_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W_PATCH | BODY_BIAS, 0);
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	long pix = pixels(l->out_shape);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef w = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, l->W);
-	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b);
-	LLVMValueRef col = part_columns(cg, &cs, r.part);
 	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	chunks_begin(cg, &ck, cb.r.lo, cb.r.hi, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), cb.cols, ck.cnt };
 	call_fn(cg, im2col, args, 3);
-	LLVMValueRef rows = imul(cg, ck.cnt, pix);
-	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
-	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, patch), col, patch,
-	           w, patch, 0.0, yc, F);
-	emit_bias_act(cg, l, li, yc, b, rows);
+	LLVMValueRef rows = imul(cg, ck.cnt, pixels(l->out_shape));
+	LLVMValueRef yc = sample_ptr(cg, cb.y, ck.s0, l->out);
+	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, patch), cb.cols, patch,
+	           cb.w, patch, 0.0, yc, F);
+	emit_bias_act(cg, l, li, yc, cb.b, rows);
 	chunks_end(cg, &ck);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* ---- direct convolution for few input channels ----
@@ -1054,30 +1121,24 @@ static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
  * part's scratch (planes xp, then the output planes). */
 static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), b = opt_slot_ptr(cg, r.bufs, l->b);
-	LLVMValueRef xp = part_columns(cg, &cs, r.part);
-	LLVMValueRef yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W | BODY_BIAS, 0);
+	LLVMValueRef xp = cb.cols, yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
 	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
 	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
 	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
 	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, l->b >= 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { xp, w, yt };
+	LLVMValueRef a2[] = { xp, cb.w, yt };
 	call_fn(cg, fwd, a2, 3);
-	LLVMValueRef a3[] = { yt, elem_ptr(cg, y, imul(cg, s, l->out)), b };
+	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
 	call_fn(cg, out, a3, 3);
 	loop_end(cg, &ls);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* ---- register-tiled direct convolution ----
@@ -1662,13 +1723,10 @@ static LLVMValueRef build_wino_wgrad_out(Cg *cg, const IRLayer *l, int li, int v
  * image, then the tiles; W is already in tile order (wp). */
 static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	IRTiledGeo g;
 	ir_tiled_geo(l, &g);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef b = opt_slot_ptr(cg, r.bufs, l->b), xp = part_columns(cg, &cs, r.part);
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_BIAS, 0);
+	LLVMValueRef xp = cb.cols;
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	WinoGeo wg;
@@ -1676,18 +1734,17 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 0)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
-	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, b,
+	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
+	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, cb.b,
 	                      elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
 	call_fn(cg, tile, a2, wino ? 5 : 4);
 	if (l->act != ACT_RELU)   /* relu is done as the tile is stored */
 		emit_bias_act(cg, l, li, ys, null_f32(cg), ci64(cg, pixels(l->out_shape)));
 	loop_end(cg, &ls);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLayer *l, int li)
@@ -2846,25 +2903,6 @@ static void backward_dense(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueR
 /* Variant bits of a conv's backward body beyond the FIN_ ones. */
 enum { CB_SEND = 8, CB_ACCUMULATE = 16, CB_CARRY_B = 32 };
 
-/* A conv backward body's error, this part's gradient partials and its
- * count of samples, the error finished first where fin asks
- * (build_finish_error: the activation's derivative, the bias's sums). */
-typedef struct PartError { LLVMValueRef d, G, cnt; } PartError;
-
-static PartError begin_part_error(Cg *cg, const IRLayer *l, int li, Range r, int fin)
-{
-	PartError pe = { slot_ptr(cg, r.bufs, l->d), conv_partials(cg, r.bufs, l, r.part),
-	                 LLVMBuildSub(cg->b, r.hi, r.lo, "") };
-	if (fin) {
-		LLVMValueRef at = imul(cg, r.lo, l->out);
-		LLVMValueRef args[] = { elem_ptr(cg, pe.d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
-		                        elem_ptr(cg, pe.G, ci64(cg, l->out_shape.c * ir_conv_patch(l))),
-		                        to_i32(cg, pe.cnt) };
-		call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
-	}
-	return pe;
-}
-
 /* Backward of an im2col conv over samples [lo, hi), into this part's
  * gradient partials: finish the error (FIN_ bits; the bias sum goes to the
  * partials), then per chunk the columns, G_part (+)= d^T col and, if the
@@ -2873,43 +2911,37 @@ static PartError begin_part_error(Cg *cg, const IRLayer *l, int li, Range r, int
  * where it needs to be. */
 static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_ERROR, variant & 7);
+	Range r = cb.r;
 	const IRNetwork *net = cg->net;
-	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
 	bool send = variant & CB_SEND;
-	long pix = pixels(l->out_shape);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	PartError pe = begin_part_error(cg, l, li, r, fin);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G, cnt = pe.cnt;
-	LLVMValueRef col = part_columns(cg, &cs, r.part);
-	LLVMValueRef dx = NULL, M = NULL, col2im = NULL;
+	LLVMValueRef col = cb.cols, dx = NULL, M = NULL, col2im = NULL;
 	if (send) {
 		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
-		M = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, (variant & CB_CARRY_B) ? l->B : l->W);
+		M = cb.cs.wp ? cb.cs.wp : slot_ptr(cg, r.bufs, (variant & CB_CARRY_B) ? l->B : l->W);
 		col2im = helper(cg, build_col2im, "col2im", l, li, 0);
 		if (!(variant & CB_ACCUMULATE))
-			emit_zero(cg, elem_ptr(cg, dx, imul(cg, r.lo, l->in)), imul(cg, cnt, l->in));
+			emit_zero(cg, sample_ptr(cg, dx, r.lo, l->in), imul(cg, cb.cnt, l->in));
 	}
 	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
 	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(net, l));
-	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), col, ck.cnt };
 	call_fn(cg, im2col, args, 3);
-	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
-	LLVMValueRef dc = elem_ptr(cg, d, imul(cg, ck.s0, l->out));
+	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pixels(l->out_shape)));
+	LLVMValueRef dc = sample_ptr(cg, cb.d, ck.s0, l->out);
 	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
 	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), dc, F,
-	             col, patch, beta, G, patch);
+	             col, patch, beta, cb.G, patch);
 	if (send) {
 		emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), dc, F, M, patch, 0.0,
 		           col, patch);
-		LLVMValueRef cargs[] = { elem_ptr(cg, dx, imul(cg, ck.s0, l->in)), col, ck.cnt };
+		LLVMValueRef cargs[] = { sample_ptr(cg, dx, ck.s0, l->in), col, ck.cnt };
 		call_fn(cg, col2im, cargs, 3);
 	}
 	chunks_end(cg, &ck);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* dst[dat + k*dstep] = src[sat + k*sstep] */
@@ -2993,34 +3025,24 @@ static LLVMValueRef build_dc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
  * build_conv_reduce expects); fin as in build_conv_bwd_body. */
 static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
-	const IRNetwork *net = cg->net;
 	DirectGeo g;
-	conv_small_direct(net, l, &g);
-	int F = l->out_shape.c, fin = variant & 7;
-	long patch = ir_conv_patch(l);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	PartError pe = begin_part_error(cg, l, li, r, fin);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
-	emit_zero(cg, G, ci64(cg, F * patch));
-	LLVMValueRef xp = part_columns(cg, &cs, r.part);
-	LLVMValueRef dt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	conv_small_direct(cg->net, l, &g);
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_ERROR | BODY_ZERO_G, variant & 7);
+	LLVMValueRef xp = cb.cols, dt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
 	emit_zero(cg, xp, ci64(cg, g.elems));
 	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
 	LLVMValueRef tr = helper(cg, build_dc_dt, "dc_dt", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { elem_ptr(cg, d, imul(cg, s, l->out)), dt };
+	LLVMValueRef a2[] = { sample_ptr(cg, cb.d, s, l->out), dt };
 	call_fn(cg, tr, a2, 2);
-	LLVMValueRef a3[] = { xp, G, dt };
+	LLVMValueRef a3[] = { xp, cb.G, dt };
 	call_fn(cg, wg, a3, 3);
 	loop_end(cg, &ls);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* ---- weight gradient of a first layer's few input channels ----
@@ -3116,29 +3138,24 @@ static void emit_gt_to_patch(Cg *cg, LLVMValueRef Gt, LLVMValueRef G, int F, lon
  * Gt. */
 static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	IRTiledGeo g;
 	ir_tiled_geo(l, &g);
-	int F = l->out_shape.c, fin = variant & 7;
+	int F = l->out_shape.c;
 	long patch = ir_conv_patch(l);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	PartError pe = begin_part_error(cg, l, li, r, fin);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
-	LLVMValueRef xp = part_columns(cg, &cs, r.part), Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_ERROR, variant & 7);
+	LLVMValueRef xp = cb.cols, Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { xp, elem_ptr(cg, d, imul(cg, s, l->out)), Gt };
+	LLVMValueRef a2[] = { xp, sample_ptr(cg, cb.d, s, l->out), Gt };
 	call_fn(cg, wg, a2, 3);
 	loop_end(cg, &ls);
-	emit_gt_to_patch(cg, Gt, G, F, patch);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	emit_gt_to_patch(cg, Gt, cb.G, F, patch);
+	return end_conv_body(cg, &cb);
 }
 
 /* tc_wgrad(xp, d, G): G[f, i, j, c] (patch order) += the products of one
@@ -3265,26 +3282,20 @@ static void end_tiled_wgrad(Cg *cg, const TiledWgrad *tw, const IRLayer *l, int 
  * (M flipped in wp). */
 static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	const IRNetwork *net = cg->net;
 	IRTiledGeo g;
 	ir_tiled_geo(l, &g);
-	int F = l->out_shape.c, patch = (int)ir_conv_patch(l), fin = variant & 7;
 	bool send = variant & CB_SEND;
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	PartError pe = begin_part_error(cg, l, li, r, fin);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), d = pe.d, G = pe.G;
-	emit_zero(cg, G, ci64(cg, (long)F * patch));
-	LLVMValueRef xp = part_columns(cg, &cs, r.part), dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_ERROR | BODY_ZERO_G, variant & 7);
+	LLVMValueRef xp = cb.cols, dp = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, G);
+	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, cb.G);
 	WinoGeo wgeo;
 	bool wino = send && wino_geo(net, l, IR_WINO_DATA, &wgeo);
 	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
 	if (send) {
-		dx = slot_ptr(cg, r.bufs, net->layers[l->input].d);
+		dx = slot_ptr(cg, cb.r.bufs, net->layers[l->input].d);
 		emit_zero(cg, dp, ci64(cg, g.dsize));
 		dpad = helper(cg, build_tc_pad, "tc_pad", l, li, 1);
 		int tv = (variant & CB_ACCUMULATE) ? 2 : 1;
@@ -3292,22 +3303,21 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 		            : helper(cg, build_tc_tile, "tc_tile", l, li, tv);
 	}
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef ds = elem_ptr(cg, d, imul(cg, s, l->out));
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef ds = sample_ptr(cg, cb.d, s, l->out);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
 	emit_tiled_wgrad(cg, &tw, xp, ds);
 	if (send) {
 		LLVMValueRef a3[] = { ds, dp };
 		call_fn(cg, dpad, a3, 2);
-		LLVMValueRef a4[] = { dp, wino ? cs.wu : cs.wp, elem_ptr(cg, dx, imul(cg, s, l->in)),
+		LLVMValueRef a4[] = { dp, wino ? cb.cs.wu : cb.cs.wp, sample_ptr(cg, dx, s, l->in),
 		                      null_f32(cg), tw.scratch };
 		call_fn(cg, tile, a4, wino ? 5 : 4);
 	}
 	loop_end(cg, &ls);
 	end_tiled_wgrad(cg, &tw, l, li);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* gW and gb from the parts' partials: sums over the parts that ran, W's
@@ -4342,29 +4352,23 @@ static void emit_noise_part(Cg *cg, LLVMValueRef x, const IRLayer *l, LLVMValueR
  * order (wp) where it needs to be. */
 static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W_PATCH | BODY_PARTIALS, 0);
 	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	long pix = pixels(l->out_shape);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef w = cs.wp ? cs.wp : slot_ptr(cg, r.bufs, l->W);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), col = part_columns(cg, &cs, r.part);
-	emit_noise_part(cg, x, l, r.lo, r.hi);
+	LLVMValueRef col = cb.cols;
+	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
 	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { elem_ptr(cg, x, imul(cg, ck.s0, l->in)), col, ck.cnt };
+	chunks_begin(cg, &ck, cb.r.lo, cb.r.hi, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), col, ck.cnt };
 	call_fn(cg, im2col, args, 3);
-	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pix));
-	LLVMValueRef yc = elem_ptr(cg, y, imul(cg, ck.s0, l->out));
-	emit_sgemm(cg, 0, 1, rows, ci32(cg, F), ci32(cg, patch), col, patch, w, patch, 0.0, yc, F);
+	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pixels(l->out_shape)));
+	LLVMValueRef yc = sample_ptr(cg, cb.y, ck.s0, l->out);
+	emit_sgemm(cg, 0, 1, rows, ci32(cg, F), ci32(cg, patch), col, patch, cb.w, patch, 0.0, yc, F);
 	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
 	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), yc, F,
-	             col, patch, beta, G, patch);
+	             col, patch, beta, cb.G, patch);
 	chunks_end(cg, &ck);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* A conv mirror step on noise samples [lo, hi) of a tiled conv, with
@@ -4374,35 +4378,30 @@ static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int
  * in the scratch layout of build_tc_bwd_body. */
 static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	IRTiledGeo g;
 	ir_tiled_geo(l, &g);
-	int F = l->out_shape.c;
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), xp = part_columns(cg, &cs, r.part);
-	emit_zero(cg, G, ci64(cg, F * ir_conv_patch(l)));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_PARTIALS, 0);
+	LLVMValueRef xp = cb.cols;
+	emit_zero(cg, cb.G, ci64(cg, l->out_shape.c * ir_conv_patch(l)));
 	emit_zero(cg, xp, ci64(cg, g.xsize));
-	emit_noise_part(cg, x, l, r.lo, r.hi);
-	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, G);
+	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
+	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, cb.G);
 	WinoGeo fgeo;
 	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &fgeo);
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 3)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 3);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
-	LLVMValueRef a2[] = { xp, wino ? cs.wu : cs.wp, ys, null_f32(cg), tw.scratch };
+	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
+	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, null_f32(cg), tw.scratch };
 	call_fn(cg, tile, a2, wino ? 5 : 4);
 	emit_tiled_wgrad(cg, &tw, xp, ys);
 	loop_end(cg, &ls);
 	end_tiled_wgrad(cg, &tw, l, li);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* The same for a conv on few input channels whose training runs the tiled
@@ -4410,34 +4409,29 @@ static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
  * scratch, then G in patch order as build_tcf_bwd_body does). */
 static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	IRTiledGeo g;
 	ir_tiled_geo(l, &g);
 	int F = l->out_shape.c;
 	long patch = ir_conv_patch(l);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef G = conv_partials(cg, r.bufs, l, r.part), xp = part_columns(cg, &cs, r.part);
-	LLVMValueRef Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_PARTIALS, 0);
+	LLVMValueRef xp = cb.cols, Gt = elem_ptr(cg, xp, ci64(cg, g.xsize));
 	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
-	emit_noise_part(cg, x, l, r.lo, r.hi);
+	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 3);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef ys = elem_ptr(cg, y, imul(cg, s, l->out));
-	LLVMValueRef a2[] = { xp, cs.wp, ys, null_f32(cg) };
+	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
+	LLVMValueRef a2[] = { xp, cb.cs.wp, ys, null_f32(cg) };
 	call_fn(cg, tile, a2, 4);
 	LLVMValueRef a3[] = { xp, ys, Gt };
 	call_fn(cg, wg, a3, 3);
 	loop_end(cg, &ls);
-	emit_gt_to_patch(cg, Gt, G, F, patch);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	emit_gt_to_patch(cg, Gt, cb.G, F, patch);
+	return end_conv_body(cg, &cb);
 }
 
 /* dc_trim(yt): zero the columns of the output planes past each row (and
@@ -4473,37 +4467,30 @@ static LLVMValueRef build_dc_trim(Cg *cg, const IRLayer *l, int li, int variant)
  * G += the correlation of y's planes with the input's (dc_wgrad). */
 static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	Range r = begin_range_body(cg);
-	LLVMValueRef f = cg->fn;
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
-	ConvScratch cs = conv_scratch(cg, r.bufs, l);
-	LLVMValueRef x = layer_input_ptr(cg, r.bufs, l), y = slot_ptr(cg, r.bufs, l->y);
-	LLVMValueRef w = slot_ptr(cg, r.bufs, l->W), G = conv_partials(cg, r.bufs, l, r.part);
-	emit_zero(cg, G, ci64(cg, l->out_shape.c * ir_conv_patch(l)));
-	LLVMValueRef xp = part_columns(cg, &cs, r.part);
-	LLVMValueRef yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W | BODY_PARTIALS | BODY_ZERO_G, 0);
+	LLVMValueRef xp = cb.cols, yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
 	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
-	emit_noise_part(cg, x, l, r.lo, r.hi);
+	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
 	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
 	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
 	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, 2);
 	LLVMValueRef trim = helper(cg, build_dc_trim, "dc_trim", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, r.lo, r.hi);
-	LLVMValueRef a1[] = { elem_ptr(cg, x, imul(cg, s, l->in)), xp };
+	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
+	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
 	call_fn(cg, pad, a1, 2);
-	LLVMValueRef a2[] = { xp, w, yt };
+	LLVMValueRef a2[] = { xp, cb.w, yt };
 	call_fn(cg, fwd, a2, 3);
-	LLVMValueRef a3[] = { yt, elem_ptr(cg, y, imul(cg, s, l->out)), LLVMConstNull(cg->t_pf32) };
+	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
 	call_fn(cg, out, a3, 3);
 	call_fn(cg, trim, &yt, 1);
-	LLVMValueRef a4[] = { xp, G, yt };
+	LLVMValueRef a4[] = { xp, cb.G, yt };
 	call_fn(cg, wg, a4, 3);
 	loop_end(cg, &ls);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return end_conv_body(cg, &cb);
 }
 
 /* B = keep B + alpha (the parts' partials summed), from patch order
