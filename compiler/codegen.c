@@ -917,22 +917,59 @@ static LLVMValueRef sample_ptr(Cg *cg, LLVMValueRef base, LLVMValueRef s, long s
 	return elem_ptr(cg, base, imul(cg, s, size));
 }
 
+/* The sample loop of the direct and tiled bodies: for s in [lo, hi),
+ * first x[s] into the padded image (cols) by pad. Returns s; loop_end
+ * closes it. */
+static LLVMValueRef samples_begin(Cg *cg, const ConvBody *cb, const IRLayer *l, LLVMValueRef pad,
+                                  Loop *ls)
+{
+	LLVMValueRef s = loop_begin(cg, ls, cb->r.lo, cb->r.hi);
+	LLVMValueRef args[] = { sample_ptr(cg, cb->x, s, l->in), cb->cols };
+	call_fn(cg, pad, args, 2);
+	return s;
+}
+
+/* The chunk loop of the im2col bodies: for each chunk of the part's
+ * samples, its columns (im2col of x into cols). */
+static void im2col_chunks_begin(Cg *cg, const ConvBody *cb, const IRLayer *l, int li, Chunks *ck)
+{
+	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
+	chunks_begin(cg, ck, cb->r.lo, cb->r.hi, ir_conv_chunk(cg->net, l));
+	LLVMValueRef args[] = { sample_ptr(cg, cb->x, ck->s0, l->in), cb->cols, ck->cnt };
+	call_fn(cg, im2col, args, 3);
+}
+
+/* A chunk's rows (output pixels) of y = cols W^T, the linear response. */
+static void emit_chunk_response(Cg *cg, const ConvBody *cb, const IRLayer *l, LLVMValueRef rows,
+                                LLVMValueRef yc)
+{
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
+	emit_sgemm(cg, 0, 1, rows, ci32(cg, F), ci32(cg, patch), cb->cols, patch,
+	           cb->w, patch, 0.0, yc, F);
+}
+
+/* The part's partials G = e^T cols from a chunk's error (or response) e:
+ * the first chunk sets them, later chunks add. */
+static void emit_chunk_wgrad(Cg *cg, const ConvBody *cb, const IRLayer *l, const Chunks *ck,
+                             LLVMValueRef rows, LLVMValueRef e)
+{
+	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
+	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck->first, cf32(cg, 0), cf32(cg, 1), "");
+	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), e, F,
+	             cb->cols, patch, beta, cb->G, patch);
+}
+
 /* Forward of an im2col conv over samples [lo, hi): per chunk, columns,
  * one product, bias and activation while y is in cache. W is already in
  * patch order (wp) where it needs to be. */
 static LLVMValueRef build_conv_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W_PATCH | BODY_BIAS, 0);
-	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, cb.r.lo, cb.r.hi, ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), cb.cols, ck.cnt };
-	call_fn(cg, im2col, args, 3);
+	im2col_chunks_begin(cg, &cb, l, li, &ck);
 	LLVMValueRef rows = imul(cg, ck.cnt, pixels(l->out_shape));
 	LLVMValueRef yc = sample_ptr(cg, cb.y, ck.s0, l->out);
-	emit_sgemm(cg, 0, 1, to_i32(cg, rows), ci32(cg, F), ci32(cg, patch), cb.cols, patch,
-	           cb.w, patch, 0.0, yc, F);
+	emit_chunk_response(cg, &cb, l, to_i32(cg, rows), yc);
 	emit_bias_act(cg, l, li, yc, cb.b, rows);
 	chunks_end(cg, &ck);
 	return end_conv_body(cg, &cb);
@@ -1130,9 +1167,7 @@ static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
 	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, l->b >= 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef a2[] = { xp, cb.w, yt };
 	call_fn(cg, fwd, a2, 3);
 	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
@@ -1734,9 +1769,7 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 0)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
 	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, cb.b,
 	                      elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
@@ -2924,16 +2957,11 @@ static LLVMValueRef build_conv_bwd_body(Cg *cg, const IRLayer *l, int li, int va
 		if (!(variant & CB_ACCUMULATE))
 			emit_zero(cg, sample_ptr(cg, dx, r.lo, l->in), imul(cg, cb.cnt, l->in));
 	}
-	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, r.lo, r.hi, ir_conv_chunk(net, l));
-	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), col, ck.cnt };
-	call_fn(cg, im2col, args, 3);
+	im2col_chunks_begin(cg, &cb, l, li, &ck);
 	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pixels(l->out_shape)));
 	LLVMValueRef dc = sample_ptr(cg, cb.d, ck.s0, l->out);
-	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
-	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), dc, F,
-	             col, patch, beta, cb.G, patch);
+	emit_chunk_wgrad(cg, &cb, l, &ck, rows, dc);
 	if (send) {
 		emit_sgemm(cg, 0, 0, rows, ci32(cg, patch), ci32(cg, F), dc, F, M, patch, 0.0,
 		           col, patch);
@@ -3034,9 +3062,7 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef tr = helper(cg, build_dc_dt, "dc_dt", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef a2[] = { sample_ptr(cg, cb.d, s, l->out), dt };
 	call_fn(cg, tr, a2, 2);
 	LLVMValueRef a3[] = { xp, cb.G, dt };
@@ -3148,9 +3174,7 @@ static LLVMValueRef build_tcf_bwd_body(Cg *cg, const IRLayer *l, int li, int var
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef a2[] = { xp, sample_ptr(cg, cb.d, s, l->out), Gt };
 	call_fn(cg, wg, a2, 3);
 	loop_end(cg, &ls);
@@ -4353,20 +4377,13 @@ static void emit_noise_part(Cg *cg, LLVMValueRef x, const IRLayer *l, LLVMValueR
 static LLVMValueRef build_conv_mirror_body(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W_PATCH | BODY_PARTIALS, 0);
-	int F = l->out_shape.c, patch = (int)ir_conv_patch(l);
-	LLVMValueRef col = cb.cols;
 	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
-	LLVMValueRef im2col = helper(cg, build_im2col, "im2col", l, li, 0);
 	Chunks ck;
-	chunks_begin(cg, &ck, cb.r.lo, cb.r.hi, ir_conv_chunk(cg->net, l));
-	LLVMValueRef args[] = { sample_ptr(cg, cb.x, ck.s0, l->in), col, ck.cnt };
-	call_fn(cg, im2col, args, 3);
+	im2col_chunks_begin(cg, &cb, l, li, &ck);
 	LLVMValueRef rows = to_i32(cg, imul(cg, ck.cnt, pixels(l->out_shape)));
 	LLVMValueRef yc = sample_ptr(cg, cb.y, ck.s0, l->out);
-	emit_sgemm(cg, 0, 1, rows, ci32(cg, F), ci32(cg, patch), col, patch, cb.w, patch, 0.0, yc, F);
-	LLVMValueRef beta = LLVMBuildSelect(cg->b, ck.first, cf32(cg, 0), cf32(cg, 1), "");
-	emit_sgemm_v(cg, 1, 0, ci32(cg, F), ci32(cg, patch), rows, cf32(cg, 1), yc, F,
-	             col, patch, beta, cb.G, patch);
+	emit_chunk_response(cg, &cb, l, rows, yc);
+	emit_chunk_wgrad(cg, &cb, l, &ck, rows, yc);
 	chunks_end(cg, &ck);
 	return end_conv_body(cg, &cb);
 }
@@ -4392,9 +4409,7 @@ static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 3)
 	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 3);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
 	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, null_f32(cg), tw.scratch };
 	call_fn(cg, tile, a2, wino ? 5 : 4);
@@ -4421,9 +4436,7 @@ static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int 
 	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 3);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
 	LLVMValueRef a2[] = { xp, cb.cs.wp, ys, null_f32(cg) };
 	call_fn(cg, tile, a2, 4);
@@ -4479,9 +4492,7 @@ static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	LLVMValueRef trim = helper(cg, build_dc_trim, "dc_trim", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
-	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
-	call_fn(cg, pad, a1, 2);
+	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef a2[] = { xp, cb.w, yt };
 	call_fn(cg, fwd, a2, 3);
 	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
