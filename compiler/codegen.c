@@ -1154,6 +1154,36 @@ static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* The output's (or the error's) planes, after the input's in the part's
+ * scratch. */
+static LLVMValueRef dc_out_planes(Cg *cg, const ConvBody *cb, const IRLayer *l, const DirectGeo *g)
+{
+	return elem_ptr(cg, cb->cols, ci64(cg, l->in_shape.c * g->pitch));
+}
+
+/* A sample's direct forward, as dc_fwd_body and dc_mirror_body run it:
+ * its padded planes (pad, by samples_begin), the output's planes yt (fwd)
+ * and y[s] from them (out: dc_out's variant). */
+typedef struct DcForward { LLVMValueRef pad, fwd, out; } DcForward;
+
+static DcForward dc_forward_helpers(Cg *cg, const IRLayer *l, int li, int out_variant)
+{
+	DcForward df;
+	df.pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
+	df.fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
+	df.out = helper(cg, build_dc_out, "dc_out", l, li, out_variant);
+	return df;
+}
+
+static void emit_dc_forward(Cg *cg, const ConvBody *cb, const IRLayer *l, const DcForward *df,
+                            LLVMValueRef yt, LLVMValueRef s)
+{
+	LLVMValueRef a2[] = { cb->cols, cb->w, yt };
+	call_fn(cg, df->fwd, a2, 3);
+	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb->y, s, l->out), cb->b };
+	call_fn(cg, df->out, a3, 3);
+}
+
 /* Forward of a direct conv over samples [lo, hi), sample by sample in this
  * part's scratch (planes xp, then the output planes). */
 static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1161,17 +1191,12 @@ static LLVMValueRef build_dc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
 	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W | BODY_BIAS, 0);
-	LLVMValueRef xp = cb.cols, yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
-	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
-	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
-	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
-	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, l->b >= 0);
+	LLVMValueRef yt = dc_out_planes(cg, &cb, l, &g);
+	emit_zero(cg, cb.cols, ci64(cg, l->in_shape.c * g.pitch));
+	DcForward df = dc_forward_helpers(cg, l, li, l->b >= 0);
 	Loop ls;
-	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
-	LLVMValueRef a2[] = { xp, cb.w, yt };
-	call_fn(cg, fwd, a2, 3);
-	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
-	call_fn(cg, out, a3, 3);
+	LLVMValueRef s = samples_begin(cg, &cb, l, df.pad, &ls);
+	emit_dc_forward(cg, &cb, l, &df, yt, s);
 	loop_end(cg, &ls);
 	return end_conv_body(cg, &cb);
 }
@@ -1754,6 +1779,44 @@ static LLVMValueRef build_wino_wgrad_out(Cg *cg, const IRLayer *l, int li, int v
 	return f;
 }
 
+/* A tiled pass's kernel: tc_tile, or wino_tile where the pass is
+ * Winograd's (then its weights are U, in wu, and it takes a scratch for V
+ * and M). A conv on few channels never is (wino_geo wants conv_tiled). */
+typedef struct TilePass { bool wino; LLVMValueRef fn, w; } TilePass;
+
+static TilePass tile_pass(Cg *cg, const IRLayer *l, int li, const ConvScratch *cs, int pass,
+                          int variant)
+{
+	WinoGeo wg;
+	TilePass tp = { wino_geo(cg->net, l, pass, &wg), NULL, NULL };
+	tp.fn = tp.wino ? helper(cg, build_wino_tile, "wino_tile", l, li, variant)
+	                : helper(cg, build_tc_tile, "tc_tile", l, li, variant);
+	tp.w = tp.wino ? cs->wu : cs->wp;
+	return tp;
+}
+
+/* dst = the tiles of the padded src (bias b, or a null pointer) */
+static void emit_tile(Cg *cg, const TilePass *tp, LLVMValueRef src, LLVMValueRef dst, LLVMValueRef b,
+                      LLVMValueRef scratch)
+{
+	LLVMValueRef args[] = { src, tp->w, dst, b, scratch };
+	call_fn(cg, tp->fn, args, tp->wino ? 5 : 4);
+}
+
+/* W (variant 0) or the data gradient's M (1, flipped) in tile order into
+ * wp and, where the pass is Winograd's, U = G w GT into wu: once per
+ * pass, before its body. */
+static void emit_tiled_weights(Cg *cg, const IRLayer *l, int li, int variant, const ConvScratch *cs,
+                               LLVMValueRef w)
+{
+	emit_tc_weights(cg, l, li, variant, cs->wp, w);
+	WinoGeo wg;
+	if (wino_geo(cg->net, l, variant ? IR_WINO_DATA : IR_WINO_FWD, &wg)) {
+		LLVMValueRef args[] = { cs->wu, cs->wp };
+		call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, variant), args, 2);
+	}
+}
+
 /* Forward of a tiled conv over samples [lo, hi): per sample its padded
  * image, then the tiles; W is already in tile order (wp). */
 static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1764,16 +1827,11 @@ static LLVMValueRef build_tc_fwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef xp = cb.cols;
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	WinoGeo wg;
-	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &wg);
-	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 0)
-	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 0);
+	TilePass tp = tile_pass(cg, l, li, &cb.cs, IR_WINO_FWD, 0);
 	Loop ls;
 	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
-	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, cb.b,
-	                      elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))) };
-	call_fn(cg, tile, a2, wino ? 5 : 4);
+	emit_tile(cg, &tp, xp, ys, cb.b, elem_ptr(cg, xp, ci64(cg, round_up(g.xsize + g.dsize, 16))));
 	if (l->act != ACT_RELU)   /* relu is done as the tile is stored */
 		emit_bias_act(cg, l, li, ys, null_f32(cg), ci64(cg, pixels(l->out_shape)));
 	loop_end(cg, &ls);
@@ -1785,12 +1843,7 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 	ConvScratch cs = conv_scratch(cg, bufs, l);
 	IRTiledGeo tg;
 	if (conv_tiled_fwd(cg->net, l, &tg)) {
-		emit_tc_weights(cg, l, li, 0, cs.wp, slot_ptr(cg, bufs, l->W));
-		WinoGeo wg;
-		if (wino_geo(cg->net, l, IR_WINO_FWD, &wg)) {
-			LLVMValueRef args[] = { cs.wu, cs.wp };
-			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 0), args, 2);
-		}
+		emit_tiled_weights(cg, l, li, 0, &cs, slot_ptr(cg, bufs, l->W));
 		emit_parallel(cg, helper(cg, build_tc_fwd_body, "tc_fwd", l, li, 0), bufs, n);
 		return;
 	}
@@ -3056,7 +3109,7 @@ static LLVMValueRef build_dc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
 	ConvBody cb = begin_conv_body(cg, l, li, BODY_ERROR | BODY_ZERO_G, variant & 7);
-	LLVMValueRef xp = cb.cols, dt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	LLVMValueRef xp = cb.cols, dt = dc_out_planes(cg, &cb, l, &g);
 	emit_zero(cg, xp, ci64(cg, g.elems));
 	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
 	LLVMValueRef tr = helper(cg, build_dc_dt, "dc_dt", l, li, 0);
@@ -3315,16 +3368,13 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
 	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, cb.G);
-	WinoGeo wgeo;
-	bool wino = send && wino_geo(net, l, IR_WINO_DATA, &wgeo);
-	LLVMValueRef dx = NULL, dpad = NULL, tile = NULL;
+	LLVMValueRef dx = NULL, dpad = NULL;
+	TilePass tp = { false, NULL, NULL };
 	if (send) {
 		dx = slot_ptr(cg, cb.r.bufs, net->layers[l->input].d);
 		emit_zero(cg, dp, ci64(cg, g.dsize));
 		dpad = helper(cg, build_tc_pad, "tc_pad", l, li, 1);
-		int tv = (variant & CB_ACCUMULATE) ? 2 : 1;
-		tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, tv)
-		            : helper(cg, build_tc_tile, "tc_tile", l, li, tv);
+		tp = tile_pass(cg, l, li, &cb.cs, IR_WINO_DATA, (variant & CB_ACCUMULATE) ? 2 : 1);
 	}
 	Loop ls;
 	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
@@ -3335,9 +3385,7 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	if (send) {
 		LLVMValueRef a3[] = { ds, dp };
 		call_fn(cg, dpad, a3, 2);
-		LLVMValueRef a4[] = { dp, wino ? cb.cs.wu : cb.cs.wp, sample_ptr(cg, dx, s, l->in),
-		                      null_f32(cg), tw.scratch };
-		call_fn(cg, tile, a4, wino ? 5 : 4);
+		emit_tile(cg, &tp, dp, sample_ptr(cg, dx, s, l->in), null_f32(cg), tw.scratch);
 	}
 	loop_end(cg, &ls);
 	end_tiled_wgrad(cg, &tw, l, li);
@@ -3418,14 +3466,8 @@ static void backward_conv(Cg *cg, Bwd *bw, const IRLayer *l, int li, LLVMValueRe
 	bool small = !send && conv_small_direct(cg->net, l, &g);
 	bool tiled = conv_tiled(cg->net, l, &tg);
 	ConvScratch cs = conv_scratch(cg, bw->bufs, l);
-	WinoGeo wg;
-	if (send && tiled) {
-		emit_tc_weights(cg, l, li, 1, cs.wp, M);
-		if (wino_geo(cg->net, l, IR_WINO_DATA, &wg)) {
-			LLVMValueRef args[] = { cs.wu, cs.wp };
-			call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 1), args, 2);
-		}
-	}
+	if (send && tiled)
+		emit_tiled_weights(cg, l, li, 1, &cs, M);
 	else if (send && cs.wp)
 		emit_permute(cg, l, li, 0, cs.wp, M, NULL);
 	int variant = fin | (send ? CB_SEND : 0) | (acc ? CB_ACCUMULATE : 0)
@@ -4403,16 +4445,12 @@ static LLVMValueRef build_tc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	emit_zero(cg, xp, ci64(cg, g.xsize));
 	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
 	TiledWgrad tw = begin_tiled_wgrad(cg, l, li, &g, xp, cb.G);
-	WinoGeo fgeo;
-	bool wino = wino_geo(cg->net, l, IR_WINO_FWD, &fgeo);
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	LLVMValueRef tile = wino ? helper(cg, build_wino_tile, "wino_tile", l, li, 3)
-	                         : helper(cg, build_tc_tile, "tc_tile", l, li, 3);
+	TilePass tp = tile_pass(cg, l, li, &cb.cs, IR_WINO_FWD, 3);
 	Loop ls;
 	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
-	LLVMValueRef a2[] = { xp, wino ? cb.cs.wu : cb.cs.wp, ys, null_f32(cg), tw.scratch };
-	call_fn(cg, tile, a2, wino ? 5 : 4);
+	emit_tile(cg, &tp, xp, ys, cb.b, tw.scratch);
 	emit_tiled_wgrad(cg, &tw, xp, ys);
 	loop_end(cg, &ls);
 	end_tiled_wgrad(cg, &tw, l, li);
@@ -4433,13 +4471,12 @@ static LLVMValueRef build_tcf_mirror_body(Cg *cg, const IRLayer *l, int li, int 
 	emit_zero(cg, xp, ci64(cg, g.xsize + F * patch));
 	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
 	LLVMValueRef pad = helper(cg, build_tc_pad, "tc_pad", l, li, 0);
-	LLVMValueRef tile = helper(cg, build_tc_tile, "tc_tile", l, li, 3);
+	TilePass tp = tile_pass(cg, l, li, &cb.cs, IR_WINO_FWD, 3);
 	LLVMValueRef wg = helper(cg, build_tcf_wgrad, "tcf_wgrad", l, li, 0);
 	Loop ls;
 	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
 	LLVMValueRef ys = sample_ptr(cg, cb.y, s, l->out);
-	LLVMValueRef a2[] = { xp, cb.cs.wp, ys, null_f32(cg) };
-	call_fn(cg, tile, a2, 4);
+	emit_tile(cg, &tp, xp, ys, cb.b, NULL);
 	LLVMValueRef a3[] = { xp, ys, Gt };
 	call_fn(cg, wg, a3, 3);
 	loop_end(cg, &ls);
@@ -4483,22 +4520,17 @@ static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
 	ConvBody cb = begin_conv_body(cg, l, li, BODY_Y | BODY_W | BODY_PARTIALS | BODY_ZERO_G, 0);
-	LLVMValueRef xp = cb.cols, yt = elem_ptr(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
-	emit_zero(cg, xp, ci64(cg, l->in_shape.c * g.pitch));
+	LLVMValueRef yt = dc_out_planes(cg, &cb, l, &g);
+	emit_zero(cg, cb.cols, ci64(cg, l->in_shape.c * g.pitch));
 	emit_noise_part(cg, cb.x, l, cb.r.lo, cb.r.hi);
-	LLVMValueRef pad = helper(cg, build_dc_pad, "dc_pad", l, li, 0);
-	LLVMValueRef fwd = helper(cg, build_dc_fwd, "dc_fwd", l, li, 0);
-	LLVMValueRef out = helper(cg, build_dc_out, "dc_out", l, li, 2);
+	DcForward df = dc_forward_helpers(cg, l, li, 2);
 	LLVMValueRef trim = helper(cg, build_dc_trim, "dc_trim", l, li, 0);
 	LLVMValueRef wg = helper(cg, build_dc_wgrad, "dc_wgrad", l, li, 0);
 	Loop ls;
-	LLVMValueRef s = samples_begin(cg, &cb, l, pad, &ls);
-	LLVMValueRef a2[] = { xp, cb.w, yt };
-	call_fn(cg, fwd, a2, 3);
-	LLVMValueRef a3[] = { yt, sample_ptr(cg, cb.y, s, l->out), cb.b };
-	call_fn(cg, out, a3, 3);
+	LLVMValueRef s = samples_begin(cg, &cb, l, df.pad, &ls);
+	emit_dc_forward(cg, &cb, l, &df, yt, s);
 	call_fn(cg, trim, &yt, 1);
-	LLVMValueRef a4[] = { xp, cb.G, yt };
+	LLVMValueRef a4[] = { cb.cols, cb.G, yt };
 	call_fn(cg, wg, a4, 3);
 	loop_end(cg, &ls);
 	return end_conv_body(cg, &cb);
@@ -4564,20 +4596,13 @@ static void emit_mirror_step(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IR
 	if (l->kind == OP_CONV2D && !ir_conv_direct(l)) {
 		DirectGeo g;
 		IRTiledGeo tg;
-		WinoGeo wg;
 		bool tiled = conv_tiled(cg->net, l, &tg);
 		bool few = !tiled && conv_tiled_fwd(cg->net, l, &tg) && conv_few_wgrad(cg->net, l, &tg);
 		bool small = !tiled && !few && conv_small_direct(cg->net, l, &g);
 		ConvScratch cs = conv_scratch(cg, bufs, l);
-		if (few)
-			emit_tc_weights(cg, l, li, 0, cs.wp, W);
-		else if (tiled) {
-			emit_tc_weights(cg, l, li, 0, cs.wp, W);
-			if (wino_geo(cg->net, l, IR_WINO_FWD, &wg)) {
-				LLVMValueRef args[] = { cs.wu, cs.wp };
-				call_fn(cg, helper(cg, build_wino_weights, "wino_weights", l, li, 0), args, 2);
-			}
-		} else if (!small && cs.wp)
+		if (tiled || few)   /* few: tc_weights alone (never Winograd) */
+			emit_tiled_weights(cg, l, li, 0, &cs, W);
+		else if (!small && cs.wp)
 			emit_permute(cg, l, li, 0, cs.wp, W, NULL);
 		LLVMValueRef bargs[] = { count, noise };
 		emit_noise_call(cg, "wtn_noise_begin", bargs, 2);
