@@ -3392,6 +3392,42 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 	return end_conv_body(cg, &cb);
 }
 
+/* The partials' sum at src over the parts that ran (parts of stride
+ * floats, at least one). */
+static LLVMValueRef emit_parts_sum(Cg *cg, LLVMValueRef P, LLVMValueRef src, LLVMValueRef parts,
+                                  long stride)
+{
+	Loop lp;
+	LLVMValueRef sum = entry_var(cg, cg->t_f32, load_f32(cg, P, src));
+	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 1), parts);
+	LLVMValueRef v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), src));
+	LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), v), sum);
+	loop_end(cg, &lp);
+	return LLVMBuildLoad2(cg->b, cg->t_f32, sum, "");
+}
+
+/* For every weight of conv l: its index src in patch order [F, kh, kw, C]
+ * and dst in PyTorch's [F, C, kh, kw]; the loops run along src (the
+ * partials; W is small, the scattered stores are cheap). */
+typedef struct PatchWalk { Loop lf, lq, lc; LLVMValueRef src, dst; } PatchWalk;
+
+static void patch_walk_begin(Cg *cg, const IRLayer *l, PatchWalk *pw)
+{
+	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
+	LLVMValueRef fi = loop_begin(cg, &pw->lf, ci64(cg, 0), ci64(cg, F));
+	LLVMValueRef q = loop_begin(cg, &pw->lq, ci64(cg, 0), ci64(cg, Q));
+	LLVMValueRef c = loop_begin(cg, &pw->lc, ci64(cg, 0), ci64(cg, C));
+	pw->src = iadd(cg, imul(cg, fi, (long)Q * C), iadd(cg, imul(cg, q, C), c));
+	pw->dst = iadd(cg, imul(cg, fi, (long)C * Q), iadd(cg, imul(cg, c, Q), q));
+}
+
+static void patch_walk_end(Cg *cg, PatchWalk *pw)
+{
+	loop_end(cg, &pw->lc);
+	loop_end(cg, &pw->lq);
+	loop_end(cg, &pw->lf);
+}
+
 /* gW and gb from the parts' partials: sums over the parts that ran, W's
  * gradient from patch order [F, kh, kw, C] to PyTorch's [F, C, kh, kw].
  * Params (gW, gb, partials, parts); variant 1: the layer has a bias. */
@@ -3403,31 +3439,15 @@ static LLVMValueRef build_conv_reduce(Cg *cg, const IRLayer *l, int li, int vari
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	LLVMValueRef gW = LLVMGetParam(f, 0), gb = LLVMGetParam(f, 1), P = LLVMGetParam(f, 2);
 	LLVMValueRef parts = n64(cg, LLVMGetParam(f, 3));
-	Loop lf, lq, lc, lp;
-	/* reads run along the partials; W is small, the scattered stores are cheap */
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
-	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, Q));
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-	LLVMValueRef src = iadd(cg, imul(cg, fi, (long)Q * C), iadd(cg, imul(cg, q, C), c));
-	LLVMValueRef dst = iadd(cg, imul(cg, fi, (long)C * Q), iadd(cg, imul(cg, c, Q), q));
-	LLVMValueRef sum = entry_var(cg, cg->t_f32, load_f32(cg, P, src));
-	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 1), parts);
-	LLVMValueRef v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), src));
-	LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), v), sum);
-	loop_end(cg, &lp);
-	store_f32(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), gW, dst);
-	loop_end(cg, &lc);
-	loop_end(cg, &lq);
-	loop_end(cg, &lf);
+	PatchWalk pw;
+	patch_walk_begin(cg, l, &pw);
+	store_f32(cg, emit_parts_sum(cg, P, pw.src, parts, stride), gW, pw.dst);
+	patch_walk_end(cg, &pw);
 	if (variant) {
+		Loop lf;
 		LLVMValueRef j = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
 		LLVMValueRef at = iadd(cg, j, ci64(cg, wsize));
-		LLVMValueRef bsum = entry_var(cg, cg->t_f32, load_f32(cg, P, at));
-		p = loop_begin(cg, &lp, ci64(cg, 1), parts);
-		v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), at));
-		LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, bsum, ""), v), bsum);
-		loop_end(cg, &lp);
-		store_f32(cg, LLVMBuildLoad2(cg->b, cg->t_f32, bsum, ""), gb, j);
+		store_f32(cg, emit_parts_sum(cg, P, at, parts, stride), gb, j);
 		loop_end(cg, &lf);
 	}
 	LLVMBuildRetVoid(cg->b);
@@ -4541,29 +4561,17 @@ static LLVMValueRef build_dc_mirror_body(Cg *cg, const IRLayer *l, int li, int v
  * update in one pass. Params (B, partials, parts, alpha, keep). */
 static LLVMValueRef build_mirror_fold(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	int F = l->out_shape.c, C = l->in_shape.c, Q = l->kh * l->kw;
 	long stride = ir_partials_stride(l);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i32, cg->t_f32, cg->t_f32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 5, true);
 	LLVMValueRef B = LLVMGetParam(f, 0), P = LLVMGetParam(f, 1);
 	LLVMValueRef parts = n64(cg, LLVMGetParam(f, 2));
 	LLVMValueRef alpha = LLVMGetParam(f, 3), keep = LLVMGetParam(f, 4);
-	Loop lf, lq, lc, lp;
-	LLVMValueRef fi = loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F));
-	LLVMValueRef q = loop_begin(cg, &lq, ci64(cg, 0), ci64(cg, Q));
-	LLVMValueRef c = loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C));
-	LLVMValueRef src = iadd(cg, imul(cg, fi, (long)Q * C), iadd(cg, imul(cg, q, C), c));
-	LLVMValueRef dst = iadd(cg, imul(cg, fi, (long)C * Q), iadd(cg, imul(cg, c, Q), q));
-	LLVMValueRef sum = entry_var(cg, cg->t_f32, load_f32(cg, P, src));
-	LLVMValueRef p = loop_begin(cg, &lp, ci64(cg, 1), parts);
-	LLVMValueRef v = load_f32(cg, P, iadd(cg, imul(cg, p, stride), src));
-	LLVMBuildStore(cg->b, fadd(cg, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""), v), sum);
-	loop_end(cg, &lp);
-	LLVMValueRef upd = fmul(cg, alpha, LLVMBuildLoad2(cg->b, cg->t_f32, sum, ""));
-	store_f32(cg, fadd(cg, fmul(cg, keep, load_f32(cg, B, dst)), upd), B, dst);
-	loop_end(cg, &lc);
-	loop_end(cg, &lq);
-	loop_end(cg, &lf);
+	PatchWalk pw;
+	patch_walk_begin(cg, l, &pw);
+	LLVMValueRef upd = fmul(cg, alpha, emit_parts_sum(cg, P, pw.src, parts, stride));
+	store_f32(cg, fadd(cg, fmul(cg, keep, load_f32(cg, B, pw.dst)), upd), B, pw.dst);
+	patch_walk_end(cg, &pw);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
