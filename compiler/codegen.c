@@ -3139,6 +3139,18 @@ static bool conv_few_wgrad(const IRNetwork *net, const IRLayer *l, IRTiledGeo *g
 	return g->xsize + l->out_shape.c * ir_conv_patch(l) <= ir_col_part_elems(net);
 }
 
+/* The weight gradients' blocks of output rows: the most rows, dividing
+ * the output's height, whose error and padded image rows fit in bytes. */
+static int wgrad_row_block(const IRLayer *l, const IRTiledGeo *g, long bytes)
+{
+	Shape out = l->out_shape;
+	int C = l->in_shape.c, RB = out.h;
+	while (RB > 1 && (out.h % RB
+	                  || ((long)RB * out.w * out.c + (RB + l->kh - 1L) * g->xw * C) * 4 > bytes))
+		RB--;
+	return RB;
+}
+
 static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	IRTiledGeo g;
@@ -3153,10 +3165,7 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 		FV--;
 	int TQ = (15 - FV) / FV < TC_PIX_REGS / FV ? (15 - FV) / FV : TC_PIX_REGS / FV;
 	/* rows of error and image that stay in L1 while every tile passes */
-	int RB = out.h;
-	while (RB > 1 && (out.h % RB
-	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (24L << 10)))
-		RB--;
+	int RB = wgrad_row_block(l, &g, 24L << 10);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), Gt = LLVMGetParam(f, 2);
@@ -3255,10 +3264,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	 * each tile adds its sums to G once per block, so taller blocks mean
 	 * fewer passes over G (measured on the bench convnet's conv2: 7 rows
 	 * of 14 ran its weight gradient 15% faster than 2 rows, in 24 KB) */
-	int RB = out.h;
-	while (RB > 1 && (out.h % RB
-	                  || ((long)RB * out.w * F + (RB + l->kh - 1L) * g.xw * C) * 4 > (64L << 10)))
-		RB--;
+	int RB = wgrad_row_block(l, &g, 64L << 10);
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), G = LLVMGetParam(f, 2);
