@@ -1120,6 +1120,25 @@ static LLVMValueRef build_dc_fwd(Cg *cg, const IRLayer *l, int li, int variant)
 	return f;
 }
 
+/* For every output pixel (oh, ow) of a direct conv: its index in the
+ * planes of row length Wp and the NHWC index of its channel 0. */
+typedef struct DcPixels { Loop lh, lw; LLVMValueRef plane, nhwc; } DcPixels;
+
+static void dc_pixels_begin(Cg *cg, const IRLayer *l, const DirectGeo *g, DcPixels *px)
+{
+	Shape out = l->out_shape;
+	LLVMValueRef oh = loop_begin(cg, &px->lh, ci64(cg, 0), ci64(cg, out.h));
+	LLVMValueRef ow = loop_begin(cg, &px->lw, ci64(cg, 0), ci64(cg, out.w));
+	px->plane = iadd(cg, imul(cg, oh, g->wp), ow);
+	px->nhwc = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
+}
+
+static void dc_pixels_end(Cg *cg, DcPixels *px)
+{
+	loop_end(cg, &px->lw);
+	loop_end(cg, &px->lh);
+}
+
 typedef struct DcOut { const IRLayer *l; int bias; LLVMValueRef yt, src; long len;
                       LLVMValueRef y, dst, b; bool linear; } DcOut;
 static void dc_out_elem(Cg *cg, void *ctx, LLVMValueRef fi)
@@ -1137,19 +1156,14 @@ static LLVMValueRef build_dc_out(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
-	Shape out = l->out_shape;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef yt = LLVMGetParam(f, 0), y = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2);
-	Loop lh, lw;
-	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
-	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
-	LLVMValueRef src = iadd(cg, imul(cg, oh, g.wp), ow);
-	LLVMValueRef dst = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
-	DcOut co = { l, variant & 1, yt, src, g.len, y, dst, b, variant == 2 };
-	emit_each(cg, out.c, dc_out_elem, &co);
-	loop_end(cg, &lw);
-	loop_end(cg, &lh);
+	DcPixels px;
+	dc_pixels_begin(cg, l, &g, &px);
+	DcOut co = { l, variant & 1, yt, px.plane, g.len, y, px.nhwc, b, variant == 2 };
+	emit_each(cg, l->out_shape.c, dc_out_elem, &co);
+	dc_pixels_end(cg, &px);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
@@ -3040,19 +3054,14 @@ static LLVMValueRef build_dc_dt(Cg *cg, const IRLayer *l, int li, int variant)
 {
 	DirectGeo g;
 	conv_small_direct(cg->net, l, &g);
-	Shape out = l->out_shape;
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 2, true);
 	LLVMValueRef d = LLVMGetParam(f, 0), dt = LLVMGetParam(f, 1);
-	Loop lh, lw;
-	LLVMValueRef oh = loop_begin(cg, &lh, ci64(cg, 0), ci64(cg, out.h));
-	LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
-	LLVMValueRef dst = iadd(cg, imul(cg, oh, g.wp), ow);
-	LLVMValueRef src = imul(cg, iadd(cg, imul(cg, oh, out.w), ow), out.c);
-	DcMove mv = { d, src, 1, dt, dst, g.len };
-	emit_each(cg, out.c, dc_move_elem, &mv);
-	loop_end(cg, &lw);
-	loop_end(cg, &lh);
+	DcPixels px;
+	dc_pixels_begin(cg, l, &g, &px);
+	DcMove mv = { d, px.nhwc, 1, dt, px.plane, g.len };
+	emit_each(cg, l->out_shape.c, dc_move_elem, &mv);
+	dc_pixels_end(cg, &px);
 	LLVMBuildRetVoid(cg->b);
 	return f;
 }
