@@ -876,14 +876,13 @@ static ConvBody begin_conv_body(Cg *cg, const IRLayer *l, int li, int what, int 
 	cb.f = cg->fn;
 	cb.cs = conv_scratch(cg, r.bufs, l);
 	if (what & BODY_ERROR) {
-		/* finish (build_finish_error): the activation's derivative, the
-		 * bias's sums into the partials */
 		cb.d = slot_ptr(cg, r.bufs, l->d);
 		cb.G = conv_partials(cg, r.bufs, l, r.part);
 		cb.cnt = LLVMBuildSub(cg->b, r.hi, r.lo, "");
-		if (fin) {
+		if (fin) {   /* build_finish_error: the activation's derivative, the bias's sums */
 			LLVMValueRef at = imul(cg, r.lo, l->out);
-			LLVMValueRef args[] = { elem_ptr(cg, cb.d, at), elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
+			LLVMValueRef args[] = { elem_ptr(cg, cb.d, at),
+			                        elem_ptr(cg, slot_ptr(cg, r.bufs, l->y), at),
 			                        elem_ptr(cg, cb.G, ci64(cg, l->out_shape.c * ir_conv_patch(l))),
 			                        to_i32(cg, cb.cnt) };
 			call_fn(cg, helper(cg, build_finish_error, "finish", l, li, fin), args, 4);
@@ -1795,7 +1794,8 @@ static LLVMValueRef build_wino_wgrad_out(Cg *cg, const IRLayer *l, int li, int v
 
 /* A tiled pass's kernel: tc_tile, or wino_tile where the pass is
  * Winograd's (then its weights are U, in wu, and it takes a scratch for V
- * and M). A conv on few channels never is (wino_geo wants conv_tiled). */
+ * and M). A conv on few input channels always gets tc_tile: wino_geo
+ * wants conv_tiled. */
 typedef struct TilePass { bool wino; LLVMValueRef fn, w; } TilePass;
 
 static TilePass tile_pass(Cg *cg, const IRLayer *l, int li, const ConvScratch *cs, int pass,
@@ -1817,9 +1817,9 @@ static void emit_tile(Cg *cg, const TilePass *tp, LLVMValueRef src, LLVMValueRef
 	call_fn(cg, tp->fn, args, tp->wino ? 5 : 4);
 }
 
-/* W (variant 0) or the data gradient's M (1, flipped) in tile order into
- * wp and, where the pass is Winograd's, U = G w GT into wu: once per
- * pass, before its body. */
+/* The kernel w in tile order into wp (tc_weights; variant 0: the
+ * forward's, 1: the data gradient's, flipped) and, where the pass is
+ * Winograd's, U = G w GT into wu: once per pass, before its body. */
 static void emit_tiled_weights(Cg *cg, const IRLayer *l, int li, int variant, const ConvScratch *cs,
                                LLVMValueRef w)
 {
