@@ -74,8 +74,9 @@ static LLVMValueRef call1(Cg *cg, LLVMValueRef f, LLVMValueRef x)
 	return LLVMBuildCall2(cg->b, cg->f32_fn_ty, f, &x, 1, "");
 }
 
-/* A variable in the current function's entry block; SROA turns it into SSA. */
-static LLVMValueRef entry_var(Cg *cg, LLVMTypeRef t, LLVMValueRef init)
+/* An alloca at the top of the current function's entry block, where a
+ * loop does not repeat it and SROA can turn it into SSA. */
+static LLVMValueRef entry_alloca(Cg *cg, LLVMTypeRef t, const char *name)
 {
 	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
 	LLVMBuilderRef tmp = LLVMCreateBuilderInContext(cg->ctx);
@@ -84,8 +85,15 @@ static LLVMValueRef entry_var(Cg *cg, LLVMTypeRef t, LLVMValueRef init)
 		LLVMPositionBuilderBefore(tmp, first);
 	else
 		LLVMPositionBuilderAtEnd(tmp, entry);
-	LLVMValueRef var = LLVMBuildAlloca(tmp, t, "");
+	LLVMValueRef a = LLVMBuildAlloca(tmp, t, name);
 	LLVMDisposeBuilder(tmp);
+	return a;
+}
+
+/* A variable in the current function's entry block, set to init here. */
+static LLVMValueRef entry_var(Cg *cg, LLVMTypeRef t, LLVMValueRef init)
+{
+	LLVMValueRef var = entry_alloca(cg, t, "");
 	LLVMBuildStore(cg->b, init, var);
 	return var;
 }
@@ -786,16 +794,8 @@ static LLVMValueRef emit_parallel_upto(Cg *cg, LLVMValueRef body, LLVMValueRef b
 		fprintf(stderr, "wtnc: internal error: a range body without its view\n");
 		exit(1);
 	}
-	LLVMBuilderRef at_entry = LLVMCreateBuilderInContext(cg->ctx);
-	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
-	LLVMValueRef first = LLVMGetFirstInstruction(entry);
-	if (first)
-		LLVMPositionBuilderBefore(at_entry, first);
-	else
-		LLVMPositionBuilderAtEnd(at_entry, entry);
 	LLVMTypeRef t_view = LLVMArrayType(cg->t_pf32, (unsigned)(cg->view_n ? cg->view_n : 1));
-	LLVMValueRef view = LLVMBuildAlloca(at_entry, t_view, "view");
-	LLVMDisposeBuilder(at_entry);
+	LLVMValueRef view = entry_alloca(cg, t_view, "view");
 	view = LLVMBuildBitCast(cg->b, view, cg->t_ppf32, "");
 	for (int k = 0; k < cg->view_n; k++)
 {
@@ -1886,15 +1886,7 @@ static void forward_conv(Cg *cg, LLVMValueRef bufs, LLVMValueRef n, const IRLaye
 /* A per-channel array in the helper's frame (C is a constant). */
 static LLVMValueRef frame_array(Cg *cg, LLVMTypeRef t, int c)
 {
-	LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(cg->fn);
-	LLVMBuilderRef tmp = LLVMCreateBuilderInContext(cg->ctx);
-	LLVMValueRef first = LLVMGetFirstInstruction(entry);
-	if (first)
-		LLVMPositionBuilderBefore(tmp, first);
-	else
-		LLVMPositionBuilderAtEnd(tmp, entry);
-	LLVMValueRef a = LLVMBuildAlloca(tmp, LLVMArrayType(t, (unsigned)c), "");
-	LLVMDisposeBuilder(tmp);
+	LLVMValueRef a = entry_alloca(cg, LLVMArrayType(t, (unsigned)c), "");
 	return LLVMBuildBitCast(cg->b, a, LLVMPointerType(t, 0), "");
 }
 
