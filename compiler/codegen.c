@@ -3383,7 +3383,7 @@ static LLVMValueRef build_tc_bwd_body(Cg *cg, const IRLayer *l, int li, int vari
 		dpad = helper(cg, build_tc_pad, "tc_pad", l, li, 1);
 		tp = tile_pass(cg, l, li, &cb.cs, IR_WINO_DATA, (variant & CB_ACCUMULATE) ? 2 : 1);
 	}
-	Loop ls;
+	Loop ls;   /* samples_begin's loop, with ds taken before the padding */
 	LLVMValueRef s = loop_begin(cg, &ls, cb.r.lo, cb.r.hi);
 	LLVMValueRef ds = sample_ptr(cg, cb.d, s, l->out);
 	LLVMValueRef a1[] = { sample_ptr(cg, cb.x, s, l->in), xp };
