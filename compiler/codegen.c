@@ -1040,6 +1040,20 @@ static LLVMValueRef fmuladd_v8(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValue
 	return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, args, 3, "");
 }
 
+/* The register tiles' sums (entry_vars of eight lanes): *acc += a * b */
+static void acc_fmuladd_v8(Cg *cg, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b)
+{
+	LLVMValueRef s = LLVMBuildLoad2(cg->b, v8_type(cg), acc, "");
+	LLVMBuildStore(cg->b, fmuladd_v8(cg, a, b, s), acc);
+}
+
+/* dst[at..at+8) += *acc */
+static void acc_add_to_v8(Cg *cg, LLVMValueRef acc, LLVMValueRef dst, LLVMValueRef at)
+{
+	LLVMValueRef s = LLVMBuildLoad2(cg->b, v8_type(cg), acc, "");
+	store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, dst, at), s, ""), dst, at);
+}
+
 /* xp(x, xp): one sample's NHWC input into the interior of its planes; the
  * padding around it stays as the caller zeroed it. */
 static LLVMValueRef build_dc_pad(Cg *cg, const IRLayer *l, int li, int variant)
@@ -1386,8 +1400,7 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef xv = splat_v8(cg, load_f32(cg, src, iadd(cg, base[r], xt)));
 		for (int v = 0; v < nv; v++) {
-			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
-			LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, w[v], a), acc[r * nv + v]);
+			acc_fmuladd_v8(cg, acc[r * nv + v], xv, w[v]);
 		}
 	}
 	loop_end(cg, &le);
@@ -1546,8 +1559,7 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 	for (int r = 0; r < rows; r++) {
 		LLVMValueRef xv = splat_v8(cg, load_f32(cg, a->V, iadd(cg, vrow[r], c)));
 		for (int v = 0; v < nv; v++) {
-			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, a->acc[r * nv + v], "");
-			LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, w[v], s), a->acc[r * nv + v]);
+			acc_fmuladd_v8(cg, a->acc[r * nv + v], xv, w[v]);
 		}
 	}
 	loop_end(cg, &lc);
@@ -1741,8 +1753,7 @@ static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int varia
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef ev = splat_v8(cg, load_f32(cg, E, iadd(cg, etf, ci64(cg, r))));
 		for (int v = 0; v < nv; v++) {
-			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
-			LLVMBuildStore(cg->b, fmuladd_v8(cg, ev, w[v], s), acc[r * nv + v]);
+			acc_fmuladd_v8(cg, acc[r * nv + v], ev, w[v]);
 		}
 	}
 	loop_end(cg, &lt);
@@ -1750,8 +1761,7 @@ static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int varia
 	for (int r = 0; r < R; r++)
 		for (int v = 0; v < nv; v++) {
 			LLVMValueRef at = iadd(cg, ub, ci64(cg, (long)r * C + 8L * v));
-			LLVMValueRef s = LLVMBuildLoad2(cg->b, v8, acc[r * nv + v], "");
-			store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, dU, at), s, ""), dU, at);
+			acc_add_to_v8(cg, acc[r * nv + v], dU, at);
 		}
 	loop_end(cg, &lc);
 	loop_end(cg, &lf);
@@ -3191,8 +3201,7 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 			int q = q0 + t, i = q / (l->kw * C), j = q / C % l->kw, c = q % C;
 			LLVMValueRef xv = splat_v8(cg, load_f32(cg, xp, iadd(cg, xb, ci64(cg, ((long)i * g.xw + j) * C + c))));
 			for (int k = 0; k < FV; k++) {
-				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
-				LLVMBuildStore(cg->b, fmuladd_v8(cg, xv, dv[k], a), acc[t * FV + k]);
+				acc_fmuladd_v8(cg, acc[t * FV + k], xv, dv[k]);
 			}
 		}
 		loop_end(cg, &lw);
@@ -3200,8 +3209,7 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 		for (int t = 0; t < nq; t++)
 			for (int k = 0; k < FV; k++) {
 				LLVMValueRef at = iadd(cg, f0, ci64(cg, (long)(q0 + t) * F + 8L * k));
-				LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[t * FV + k], "");
-				store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, Gt, at), a, ""), Gt, at);
+				acc_add_to_v8(cg, acc[t * FV + k], Gt, at);
 			}
 	}
 	loop_end(cg, &lf);
@@ -3300,8 +3308,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	for (int q = 0; q < FB; q++) {
 		LLVMValueRef dv = splat_v8(cg, load_f32(cg, d, iadd(cg, db, ci64(cg, q))));
 		for (int v = 0; v < TV; v++) {
-			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[q * TV + v], "");
-			LLVMBuildStore(cg->b, fmuladd_v8(cg, dv, xv[v], a), acc[q * TV + v]);
+			acc_fmuladd_v8(cg, acc[q * TV + v], dv, xv[v]);
 		}
 	}
 	loop_end(cg, &lw);
@@ -3311,8 +3318,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 		for (int v = 0; v < TV; v++) {
 			LLVMValueRef at = iadd(cg, iadd(cg, imul(cg, iadd(cg, f0, ci64(cg, q)), patch), grow),
 			                       ci64(cg, 8L * v));
-			LLVMValueRef a = LLVMBuildLoad2(cg->b, v8, acc[q * TV + v], "");
-			store_v8(cg, LLVMBuildFAdd(cg->b, load_v8(cg, G, at), a, ""), G, at);
+			acc_add_to_v8(cg, acc[q * TV + v], G, at);
 		}
 	loop_end(cg, &lf);
 	loop_end(cg, &lt);
