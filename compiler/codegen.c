@@ -1040,7 +1040,21 @@ static LLVMValueRef fmuladd_v8(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValue
 	return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(f), f, args, 3, "");
 }
 
-/* The register tiles' sums (entry_vars of eight lanes): *acc += a * b */
+/* n sums of eight lanes for a register tile, entry_vars set to zero */
+static void acc_vars_v8(Cg *cg, LLVMValueRef *acc, int n)
+{
+	for (int k = 0; k < n; k++)
+		acc[k] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
+}
+
+/* the n sums back to zero, as a tile starts */
+static void acc_zero_v8(Cg *cg, LLVMValueRef const *acc, int n)
+{
+	for (int k = 0; k < n; k++)
+		LLVMBuildStore(cg->b, LLVMConstNull(v8_type(cg)), acc[k]);
+}
+
+/* *acc += a * b */
 static void acc_fmuladd_v8(Cg *cg, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b)
 {
 	LLVMValueRef s = LLVMBuildLoad2(cg->b, v8_type(cg), acc, "");
@@ -1365,8 +1379,7 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef out = LLVMGetParam(f, 2), bias = LLVMGetParam(f, 3);
 	LLVMTypeRef v8 = v8_type(cg);
 	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], base[TC_PIX_REGS];
-	for (int k = 0; k < R * nv; k++)
-		acc[k] = entry_var(cg, v8, zero);
+	acc_vars_v8(cg, acc, R * nv);
 	Loop lt, lf, li2, le;
 	LLVMValueRef p0 = imul(cg, loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, tiles)), R);
 	for (int r = 0; r < R; r++) {   /* a short last tile repeats its last pixel */
@@ -1387,8 +1400,7 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef i_lo = imax(cg, ci64(cg, 0), LLVMBuildSub(cg->b, ci64(cg, top), last, ""));
 	LLVMValueRef i_hi = imin(cg, ci64(cg, l->kh), LLVMBuildSub(cg->b, ci64(cg, top + height), first, ""));
 	LLVMValueRef fo = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, co / (8 * nv))), 8L * nv);
-	for (int k = 0; k < R * nv; k++)
-		LLVMBuildStore(cg->b, zero, acc[k]);
+	acc_zero_v8(cg, acc, R * nv);
 	LLVMValueRef i = loop_begin(cg, &li2, i_lo, i_hi);
 	LLVMValueRef xo = imul(cg, i, pitch), wr = imul(cg, i, taps);
 	LLVMValueRef t = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, taps));
@@ -1399,9 +1411,8 @@ static LLVMValueRef build_tc_tile(Cg *cg, const IRLayer *l, int li, int variant)
 	LLVMValueRef xt = iadd(cg, xo, t);
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef xv = splat_v8(cg, load_f32(cg, src, iadd(cg, base[r], xt)));
-		for (int v = 0; v < nv; v++) {
+		for (int v = 0; v < nv; v++)
 			acc_fmuladd_v8(cg, acc[r * nv + v], xv, w[v]);
-		}
 	}
 	loop_end(cg, &le);
 	loop_end(cg, &li2);
@@ -1545,9 +1556,8 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 {
 	LLVMTypeRef v8 = v8_type(cg);
 	int nv = g->nv, bw = 8 * nv, nn = g->w.n * g->w.n;
-	LLVMValueRef zero = LLVMConstNull(v8), w[2], vrow[TC_PIX_REGS];
-	for (int k = 0; k < rows * nv; k++)
-		LLVMBuildStore(cg->b, zero, a->acc[k]);
+	LLVMValueRef w[2], vrow[TC_PIX_REGS];
+	acc_zero_v8(cg, a->acc, rows * nv);
 	LLVMValueRef ub = imul(cg, iadd(cg, imul(cg, fb, nn), xi), (long)g->cs * bw);
 	LLVMValueRef vb = imul(cg, iadd(cg, imul(cg, xi, IR_WINO_TILES), t0), g->cs);
 	for (int r = 0; r < rows; r++)
@@ -1558,9 +1568,8 @@ static void wino_product(Cg *cg, const WinoGeo *g, const WinoArgs *a, LLVMValueR
 		w[v] = load_v8(cg, a->U, iadd(cg, ub, iadd(cg, imul(cg, c, bw), ci64(cg, 8L * v))));
 	for (int r = 0; r < rows; r++) {
 		LLVMValueRef xv = splat_v8(cg, load_f32(cg, a->V, iadd(cg, vrow[r], c)));
-		for (int v = 0; v < nv; v++) {
+		for (int v = 0; v < nv; v++)
 			acc_fmuladd_v8(cg, a->acc[r * nv + v], xv, w[v]);
-		}
 	}
 	loop_end(cg, &lc);
 	LLVMValueRef mb = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, IR_WINO_TILES), t0), g->co), imul(cg, fb, bw));
@@ -1659,8 +1668,7 @@ static LLVMValueRef build_wino_tile(Cg *cg, const IRLayer *l, int li, int varian
 	WinoArgs a = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2), LLVMGetParam(f, 3),
 	               LLVMGetParam(f, 4), NULL, {0} };
 	a.M = elem_ptr(cg, a.V, ci64(cg, g.vsize));
-	for (int k = 0; k < TC_PIX_REGS; k++)
-		a.acc[k] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
+	acc_vars_v8(cg, a.acc, TC_PIX_REGS);
 	long full = g.tiles / IR_WINO_TILES;
 	if (full) {
 		Loop lc;
@@ -1714,10 +1722,8 @@ static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int varia
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 4, true);
 	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), dU = LLVMGetParam(f, 2);
 	LLVMValueRef V = LLVMGetParam(f, 3), E = elem_ptr(cg, V, ci64(cg, nn * T * C));
-	LLVMTypeRef v8 = v8_type(cg);
-	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], w[2];
-	for (int k = 0; k < R * nv; k++)
-		acc[k] = entry_var(cg, v8, zero);
+	LLVMValueRef acc[TC_PIX_REGS], w[2];
+	acc_vars_v8(cg, acc, R * nv);
 	/* 1. V of every tile */
 	wino_input(cg, &g, xp, V, ci64(cg, 0), T, T);
 	/* 2. E = A dY AT of every tile, 8 filters at a time */
@@ -1743,8 +1749,7 @@ static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int varia
 	LLVMValueRef xi = loop_begin(cg, &lx, ci64(cg, 0), ci64(cg, nn));
 	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / R)), R);
 	LLVMValueRef c0 = imul(cg, loop_begin(cg, &lc, ci64(cg, 0), ci64(cg, C / (8 * nv))), 8L * nv);
-	for (int k = 0; k < R * nv; k++)
-		LLVMBuildStore(cg->b, zero, acc[k]);
+	acc_zero_v8(cg, acc, R * nv);
 	LLVMValueRef vb = iadd(cg, imul(cg, xi, T * C), c0), eb = iadd(cg, imul(cg, xi, T * F), f0);
 	t = loop_begin(cg, &lt, ci64(cg, 0), ci64(cg, T));
 	LLVMValueRef vt = iadd(cg, vb, imul(cg, t, C)), etf = iadd(cg, eb, imul(cg, t, F));
@@ -1752,9 +1757,8 @@ static LLVMValueRef build_wino_wgrad(Cg *cg, const IRLayer *l, int li, int varia
 		w[v] = load_v8(cg, V, iadd(cg, vt, ci64(cg, 8L * v)));
 	for (int r = 0; r < R; r++) {
 		LLVMValueRef ev = splat_v8(cg, load_f32(cg, E, iadd(cg, etf, ci64(cg, r))));
-		for (int v = 0; v < nv; v++) {
+		for (int v = 0; v < nv; v++)
 			acc_fmuladd_v8(cg, acc[r * nv + v], ev, w[v]);
-		}
 	}
 	loop_end(cg, &lt);
 	LLVMValueRef ub = iadd(cg, imul(cg, iadd(cg, imul(cg, xi, F), f0), C), c0);
@@ -3081,13 +3085,11 @@ static LLVMValueRef build_dc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef P[3] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1), LLVMGetParam(f, 2) };
 	LLVMValueRef acc[8];
-	for (int j = 0; j < l->kw; j++)
-		acc[j] = entry_var(cg, v8_type(cg), LLVMConstNull(v8_type(cg)));
+	acc_vars_v8(cg, acc, l->kw);
 	Loop lp[3], le;
 	DcRow r;
 	dc_rows_begin(cg, l, &g, P, lp, &r);
-	for (int j = 0; j < l->kw; j++)
-		LLVMBuildStore(cg->b, LLVMConstNull(v8_type(cg)), acc[j]);
+	acc_zero_v8(cg, acc, l->kw);
 	LLVMValueRef blk = loop_begin(cg, &le, ci64(cg, 0), ci64(cg, g.len / DC_LANES));
 	LLVMValueRef e = imul(cg, blk, DC_LANES);
 	LLVMValueRef dv = load_v8(cg, r.plane, e);
@@ -3180,17 +3182,14 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), Gt = LLVMGetParam(f, 2);
-	LLVMTypeRef v8 = v8_type(cg);
-	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], dv[4];
-	for (int k = 0; k < TQ * FV; k++)
-		acc[k] = entry_var(cg, v8, zero);
+	LLVMValueRef acc[TC_PIX_REGS], dv[4];
+	acc_vars_v8(cg, acc, TQ * FV);
 	Loop lb, lf, lh, lw;
 	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
 	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / (8 * FV))), 8L * FV);
 	for (int q0 = 0; q0 < Q; q0 += TQ) {   /* the tap tiles, written out */
 		int nq = Q - q0 < TQ ? Q - q0 : TQ;
-		for (int k = 0; k < nq * FV; k++)
-			LLVMBuildStore(cg->b, zero, acc[k]);
+		acc_zero_v8(cg, acc, nq * FV);
 		LLVMValueRef oh = loop_begin(cg, &lh, oh0, iadd(cg, oh0, ci64(cg, RB)));
 		LLVMValueRef ow = loop_begin(cg, &lw, ci64(cg, 0), ci64(cg, out.w));
 		LLVMValueRef db = iadd(cg, imul(cg, iadd(cg, imul(cg, oh, out.w), ow), F), f0);
@@ -3200,9 +3199,8 @@ static LLVMValueRef build_tcf_wgrad(Cg *cg, const IRLayer *l, int li, int varian
 		for (int t = 0; t < nq; t++) {
 			int q = q0 + t, i = q / (l->kw * C), j = q / C % l->kw, c = q % C;
 			LLVMValueRef xv = splat_v8(cg, load_f32(cg, xp, iadd(cg, xb, ci64(cg, ((long)i * g.xw + j) * C + c))));
-			for (int k = 0; k < FV; k++) {
+			for (int k = 0; k < FV; k++)
 				acc_fmuladd_v8(cg, acc[t * FV + k], xv, dv[k]);
-			}
 		}
 		loop_end(cg, &lw);
 		loop_end(cg, &lh);
@@ -3277,10 +3275,8 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_pf32 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef xp = LLVMGetParam(f, 0), d = LLVMGetParam(f, 1), G = LLVMGetParam(f, 2);
-	LLVMTypeRef v8 = v8_type(cg);
-	LLVMValueRef zero = LLVMConstNull(v8), acc[TC_PIX_REGS], xv[5];
-	for (int k = 0; k < TV * FB; k++)
-		acc[k] = entry_var(cg, v8, zero);
+	LLVMValueRef acc[TC_PIX_REGS], xv[5];
+	acc_vars_v8(cg, acc, TV * FB);
 	Loop lb, li2, lt, lf, lh, lw;
 	LLVMValueRef oh0 = imul(cg, loop_begin(cg, &lb, ci64(cg, 0), ci64(cg, out.h / RB)), RB);
 	LLVMValueRef i = loop_begin(cg, &li2, ci64(cg, 0), ci64(cg, l->kh));
@@ -3292,8 +3288,7 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 	LLVMValueRef ow_hi = imin(cg, ci64(cg, out.w),
 	                          LLVMBuildSub(cg->b, ci64(cg, l->pad + l->in_shape.w), j_lo, ""));
 	LLVMValueRef f0 = imul(cg, loop_begin(cg, &lf, ci64(cg, 0), ci64(cg, F / FB)), FB);
-	for (int k = 0; k < TV * FB; k++)
-		LLVMBuildStore(cg->b, zero, acc[k]);
+	acc_zero_v8(cg, acc, TV * FB);
 	/* only the rows whose image row oh + i is inside, not the zero border */
 	LLVMValueRef oh_lo = imax(cg, oh0, LLVMBuildSub(cg->b, ci64(cg, l->pad), i, ""));
 	LLVMValueRef oh_hi = imin(cg, iadd(cg, oh0, ci64(cg, RB)),
@@ -3307,9 +3302,8 @@ static LLVMValueRef build_tc_wgrad(Cg *cg, const IRLayer *l, int li, int variant
 		xv[v] = load_v8(cg, xp, iadd(cg, xb, ci64(cg, 8L * v)));
 	for (int q = 0; q < FB; q++) {
 		LLVMValueRef dv = splat_v8(cg, load_f32(cg, d, iadd(cg, db, ci64(cg, q))));
-		for (int v = 0; v < TV; v++) {
+		for (int v = 0; v < TV; v++)
 			acc_fmuladd_v8(cg, acc[q * TV + v], dv, xv[v]);
-		}
 	}
 	loop_end(cg, &lw);
 	loop_end(cg, &lh);
