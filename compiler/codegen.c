@@ -661,15 +661,22 @@ static void tap_zero(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueRef src
 	emit_channels(cg, l->in_shape.c, chan_zero, P, src, dst);
 }
 
-/* im2col(x, col, cnt): the columns of cnt samples starting at x */
-static LLVMValueRef build_im2col(Cg *cg, const IRLayer *l, int li, int variant)
+/* The body of im2col and col2im, helpers (image, columns, cnt): the
+ * patches of cnt samples through emit_patch_walk. */
+static LLVMValueRef build_columns_fn(Cg *cg, const IRLayer *l, TapFn body, TapFn pad_body)
 {
 	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i64 };
 	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
 	LLVMValueRef P[2] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1) };
-	emit_patch_walk(cg, l, P, LLVMGetParam(f, 2), tap_copy, tap_zero);
+	emit_patch_walk(cg, l, P, LLVMGetParam(f, 2), body, pad_body);
 	LLVMBuildRetVoid(cg->b);
 	return f;
+}
+
+/* im2col(x, col, cnt): the columns of cnt samples starting at x */
+static LLVMValueRef build_im2col(Cg *cg, const IRLayer *l, int li, int variant)
+{
+	return build_columns_fn(cg, l, tap_copy, tap_zero);
 }
 
 /* P[0] = the input's error (NHWC), P[1] = columns of errors */
@@ -689,12 +696,7 @@ static void tap_accumulate(Cg *cg, const IRLayer *l, LLVMValueRef *P, LLVMValueR
  * from; taps in the padding are dropped. */
 static LLVMValueRef build_col2im(Cg *cg, const IRLayer *l, int li, int variant)
 {
-	LLVMTypeRef ps[] = { cg->t_pf32, cg->t_pf32, cg->t_i64 };
-	LLVMValueRef f = begin_fn(cg, cg->helper_name, cg->t_void, ps, 3, true);
-	LLVMValueRef P[2] = { LLVMGetParam(f, 0), LLVMGetParam(f, 1) };
-	emit_patch_walk(cg, l, P, LLVMGetParam(f, 2), tap_accumulate, NULL);
-	LLVMBuildRetVoid(cg->b);
-	return f;
+	return build_columns_fn(cg, l, tap_accumulate, NULL);
 }
 
 /* Weights between PyTorch's [F, C, kh, kw] and patch order [F, kh, kw, C].
