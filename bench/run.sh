@@ -13,7 +13,8 @@
 # same OPENBLAS_THREAD_TIMEOUT; each row shows the kernel each side ran.
 # Then: the sgemm bound of the MLP (bench/sgemm_bound.c times exactly the
 # products of one training step) and the MLP's 1-thread rate against it;
-# the convnet's profile at 2 threads; each rule's cost on the convnet; and
+# the convnet's profile at 2 threads; each rule's cost on the convnet and the
+# weight mirror's share of the step (its profile); and
 # wtnc's compile time of the example networks.
 # Variables (timed steps of batch 128, at most one epoch):
 #   BENCH_MLP_STEPS (200), BENCH_CONV_STEPS (60), BENCH_LENET_STEPS (200),
@@ -206,6 +207,14 @@ if [ "${BENCH_RULES:-1}" != 0 ]; then
 		printf '%-6s %10.0f samples/s  %s of bp (%.0f)%s\n' "$rule" "$r" "$(ratio "$r" "$b")" "$b" \
 			"$diverged"
 	done
+	# The weight mirror's own cost, from the profile of one run: its
+	# mirror steps (the defaults: a noise batch of 128 after every
+	# training step) against the rest of the step, which is bp's work.
+	build/wtnc bench/convnet.wtn --feedback "conv*=wm" -o "$tmp/rule"
+	wtn_run rule 2 "$conv_steps" --profile --set 'conv*.warmup=0'
+	awk '/^all +mirror/ { m = $3 } /^all +step/ { s = $3 }
+	     END { printf "wm: its mirror steps %.1f ms a training step, %.0f%% of the rest of the step (%.1f ms;" \
+	                  " --profile, warmup=0)\n", m, 100 * m / (s - m), s - m }' "$tmp/out"
 fi
 
 echo
