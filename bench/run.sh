@@ -32,6 +32,7 @@ mlp_steps=$(cap "${BENCH_MLP_STEPS:-200}" 469)
 conv_steps=$(cap "${BENCH_CONV_STEPS:-60}" 469)
 lenet_steps=$(cap "${BENCH_LENET_STEPS:-200}" 469)
 resnet_steps=$(cap "${BENCH_RESNET_STEPS:-10}" 16)
+window=$(cap 20 "$mlp_steps")   # steps (or bound passes) in a row the MLP's pairs compare
 rounds=${BENCH_ROUNDS:-2}
 
 # wtnc's wall time for the examples as written: what a user waits for.
@@ -113,22 +114,21 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" "$tmp/torch"; }
 # The MLP's 1-thread round against the sgemm bound timed right after it,
 # under the same load. This machine's speed can change from one second to
 # the next, so each side counts its fastest stretch of equal length: the
-# round's fastest 20-step window (its step records), the bound's fastest
-# 20 consecutive passes of about as many as the round had steps.
+# round's fastest window of $window steps (its step records), the bound's
+# fastest $window consecutive passes of about as many as the round had
+# steps. Each pair's ratio goes to $tmp/ratios, its line to $tmp/pairs.
 bound_pair() {   # round
 	momentum=$(sed -n 's/^{"config".*"momentum":\([0-9.e+-]*\).*/\1/p' "$tmp/m.jsonl")
-	win=$(cap 20 "$s")
 	secs=$(awk -v s="$s" -v r="$(wtn_rate)" 'BEGIN { printf "%.2f", s * 128 / r }')
 	sed "s/ momentum / ${momentum:?no momentum in the run's config} /" "$tmp/products" |
-		build/sgemm_bound 128 1 "$secs" "$win" >"$tmp/bound"
+		build/sgemm_bound 128 1 "$secs" "$window" >"$tmp/bound"
 	fastest=$(grep '^{"step"' "$tmp/m.jsonl" | sed 's/.*"samples_per_sec":\([0-9.e+]*\).*/\1/' |
 		sort -g | tail -n 1)
-	awk -v r="$1" -v w="$fastest" \
-	    -v b="$(sed 's/.*window_samples\/s=\([^ ]*\).*/\1/' "$tmp/bound")" \
-	    -v med="$(sed 's/.* samples\/s=//' "$tmp/bound")" -v kernel="$(sed 's/.*kernel=\([^ ]*\).*/\1/' "$tmp/bound")" \
-		'BEGIN { printf "round %d: mlp %.0f samples/s, bound %.0f (the bound'"'"'s median pass %.0f, %s) = %.1f%%\n",
-		         r, w, b, med, kernel, 100 * w / b }' \
-		>>"$tmp/pairs"
+	bound=$(sed 's/.*window_samples\/s=\([^ ]*\).*/\1/' "$tmp/bound")
+	awk -v w="$fastest" -v b="$bound" 'BEGIN { printf "%.1f\n", 100 * w / b }' >>"$tmp/ratios"
+	printf 'round %d: mlp %.0f samples/s, bound %.0f (the bound'"'"'s median pass %.0f, %s) = %s%%\n' \
+		"$1" "$fastest" "$bound" "$(sed 's/.* samples\/s=//' "$tmp/bound")" \
+		"$(sed 's/.*kernel=\([^ ]*\).*/\1/' "$tmp/bound")" "$(tail -n 1 "$tmp/ratios")" >>"$tmp/pairs"
 }
 ratio() { awk -v w="$1" -v p="$2" 'BEGIN { printf "%.2fx", w / p }'; }
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
@@ -153,15 +153,18 @@ for net in mlp convnet lenet resnet20; do
 	for t in $threads; do
 		# Rounds alternate wtn and PyTorch; each side's best round counts,
 		# so a slow spell of a shared machine hits both sides alike.
-		w=0 p=0 round=0 n=$rounds
-		[ "$net/$t" != mlp/1 ] || [ "$n" -ge 3 ] || n=3   # pairs for the bound's median
+		w=0 p=0 round=0 n=$rounds paired=
+		if [ "$net/$t" = mlp/1 ]; then   # paired with the bound: at least 3 for a median
+			paired="--log-every $window"
+			[ "$n" -ge 3 ] || n=3
+		fi
 		while [ "$round" -lt "$n" ]; do
 			round=$((round + 1))
-			# shellcheck disable=SC2046
-			wtn_run "$net" "$t" "$s" $(wtn_options "$net") $([ "$net/$t" != mlp/1 ] || echo --log-every "$(cap 20 "$s")")
+			# shellcheck disable=SC2046,SC2086
+			wtn_run "$net" "$t" "$s" $(wtn_options "$net") $paired
 			[ -z "$diverged" ] || { echo "wtn $net diverged: $(cat "$tmp/err")" >&2; exit 1; }
 			w=$(best "$w" "$(wtn_rate)") wk=$(wtn_kernel) wt=$(wtn_threads)
-			[ "$net/$t" != mlp/1 ] || bound_pair "$round"
+			[ -z "$paired" ] || bound_pair "$round"
 			torch_run "$net" "$t" "$s"
 			p=$(best "$p" "$(field 'samples\/s')") pk=$(field kernel)
 		done
@@ -174,9 +177,9 @@ if [ -s "$tmp/pairs" ]; then
 	echo
 	echo "sgemm bound of the MLP (784-1000-1000-10, batch 128: the $(wc -l <"$tmp/products") products of" \
 	     "forward, backward and weight gradients, timed alone) right after each 1-thread round of the" \
-	     "mlp; each side's fastest $(cap 20 "$mlp_steps") steps or passes in a row:"
+	     "mlp; each side's fastest $window steps or passes in a row:"
 	sed 's/^/  /' "$tmp/pairs"
-	sed 's/.* = \([0-9.]*\)%.*/\1/' "$tmp/pairs" | sort -n |
+	sort -n "$tmp/ratios" |
 		awk '{ v[NR] = $1 } END { printf "  mlp at 1 thread: %.1f%% of the bound (the median of %d pairs)\n",
 		      NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR }'
 fi

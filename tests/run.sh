@@ -34,7 +34,6 @@ show() {
 	cat "$T/$1.log"
 	printf '%-4s tests/%s.sh (%ss)\n' "$status" "$1" "$secs"
 	[ "$status" = ok ] || failed=$((failed + 1))
-	rm -f "$T/$1.rc"
 }
 
 failed=0
